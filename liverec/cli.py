@@ -1,0 +1,212 @@
+"""``liverec`` commands: demo, generate, replay, covis, stats.
+
+Each command is a thin shell over the packages below it: parse flags, open sources, call the
+library, print a result a person can read (or JSON a program can).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from liverec import __version__
+from liverec.settings import Settings
+from liverec.sources import generated_events, ordered_file_events
+from online_models.covisitation import CovisConfig, export_rows
+from online_models.covisitation_batch import batch_covisitation
+from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
+from producers.readers import BadInput, read_sessions
+from producers.replay import parse_speed, replay_events
+from producers.stats import OTTO_TRAIN_STATS, format_stats, session_stats
+from stream.pipeline import PipelineConfig, SessionPipeline
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    config = GeneratorConfig(sessions=args.sessions, items=args.items, seed=args.seed)
+    started = time.perf_counter()
+    n = write_jsonl(args.out, generate_sessions(config))
+    print(f"wrote {args.sessions:,} sessions, {n:,} events to {args.out} "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    stats = session_stats(read_sessions(args.file, strict=args.strict))
+    if args.json:
+        print(orjson.dumps(stats, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        print(format_stats(stats, OTTO_TRAIN_STATS))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = Settings()
+    target = args.to or settings.bus
+    speed = parse_speed(args.speed)
+    events, total = ordered_file_events(args.file, strict=args.strict)
+    from liverec.runtime import EmbeddedRuntime
+
+    runtime = EmbeddedRuntime(settings.model_copy(update={"bus": target}))
+
+    async def run() -> None:
+        runtime.start()
+        stats = await replay_events(events, runtime.publish, speed=speed, total=total,
+                                    progress=not args.quiet)
+        await runtime.stop()
+        pstats = runtime.pipeline.stats()
+        print(f"replayed {stats.events:,} events in {stats.seconds:.1f} s "
+              f"({stats.rate:,.0f} events/s) into {target}: {pstats['sessions']:,} sessions, "
+              f"{pstats['items']:,} items, {pstats['covis_cells']:,} co-visitation cells")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_covis(args: argparse.Namespace) -> int:
+    events, total = ordered_file_events(args.file, strict=args.strict)
+    covis_config = CovisConfig(max_neighbors=args.max_neighbors)
+    started = time.perf_counter()
+    if args.mode == "stream":
+        pipeline = SessionPipeline(PipelineConfig(covis=covis_config))
+        batch: list = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= 1000:
+                pipeline.apply(batch)
+                batch = []
+        pipeline.apply(batch)
+        rows = pipeline.covisitation_rows(args.k)
+        pruned = pipeline.covis.pruned_rows
+    else:
+        clicks, carts_orders, buy2buy = batch_covisitation(list(events), covis_config)
+        rows = export_rows(clicks, carts_orders, buy2buy, args.k)
+        pruned = 0
+    written = 0
+    with open(args.out, "wb") as out:
+        for row in rows:
+            out.write(orjson.dumps(row) + b"\n")
+            written += 1
+    print(f"{args.mode}: {total:,} events -> {written:,} items in "
+          f"{time.perf_counter() - started:.1f} s, written to {args.out}")
+    if pruned:
+        print(f"warning: {pruned} row prunings at --max-neighbors {args.max_neighbors}; the output "
+              "may differ from --mode batch (use --max-neighbors 0 for the exact result)",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from liverec.demo import run_demo
+
+    settings = Settings()
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=updates)
+    if args.data is not None:
+        events, total = ordered_file_events(args.data, strict=args.strict)
+        source = f"{args.data} ({total:,} events)"
+    else:
+        started = time.perf_counter()
+        print(f"generating {args.sessions:,} synthetic sessions over {args.items:,} items ...",
+              flush=True)
+        listed = generated_events(args.sessions, args.items, args.seed)
+        events, total = iter(listed), len(listed)
+        source = (f"{args.sessions:,} synthetic sessions, {total:,} events "
+                  f"(generated in {time.perf_counter() - started:.1f} s)")
+    return asyncio.run(run_demo(settings, events, total, source=source, speed=args.speed,
+                                rate=args.rate))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liverec", description="Real-time next-click, cart and order recommendations.")
+    parser.add_argument("--version", action="version", version=f"liverec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="replay sessions through the pipeline to a live web page")
+    p.add_argument("--host", help="address to serve on (default 127.0.0.1, env LIVEREC_HOST)")
+    p.add_argument("--port", type=int, help="port (default 8000, env LIVEREC_PORT; 0 = any)")
+    p.add_argument("--data", type=_existing_file, help="replay this file instead of generating")
+    p.add_argument("--sessions", type=_positive_int, default=20_000, help="generated sessions")
+    p.add_argument("--items", type=_positive_int, default=5_000, help="generated catalog size")
+    p.add_argument("--seed", type=int, default=0, help="generator seed")
+    p.add_argument("--speed", default="auto",
+                   help="times real time, 'max', or 'auto' (paced to --rate events/s)")
+    p.add_argument("--rate", type=float, default=50.0,
+                   help="average events/s of the replay with --speed auto (default 50)")
+    p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("generate", help="write synthetic OTTO-like sessions")
+    p.add_argument("--sessions", type=_positive_int, required=True)
+    p.add_argument("--items", type=_positive_int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="FILE.jsonl or FILE.jsonl.gz")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("replay", help="replay a file onto the bus in global time order")
+    p.add_argument("file", type=_existing_file)
+    p.add_argument("--speed", default="max", help="times real time, or 'max' (default)")
+    p.add_argument("--to", help="bus URL (default LIVEREC_BUS or memory://, the embedded "
+                                "pipeline)")
+    p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("covis", help="compute the co-visitation matrices of a file")
+    p.add_argument("file", type=_existing_file)
+    p.add_argument("--mode", choices=("stream", "batch"), default="stream")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("-k", type=_positive_int, default=20, help="neighbours per row (default 20)")
+    p.add_argument("--max-neighbors", type=int, default=0,
+                   help="stream mode row bound (default 0 = exact; the server uses 200)")
+    p.add_argument("--strict", action="store_true")
+    p.set_defaults(func=cmd_covis)
+
+    p = sub.add_parser("stats", help="session statistics of a file, beside OTTO's")
+    p.add_argument("file", type=_existing_file)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    p.set_defaults(func=cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

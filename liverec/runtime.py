@@ -1,0 +1,122 @@
+"""The embedded runtime: bus, pipeline, hub and web app in one process.
+
+``liverec demo`` and the tests use it. Everything is chosen by :class:`Settings`; with the
+defaults (``memory://`` bus and store) no server is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+
+from liverec.settings import Settings
+from online_models.covisitation import DAY_MS, CovisConfig
+from stream.bus import Bus, open_bus
+from stream.events import Event
+from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
+from stream.runner import PipelineRunner
+from web.app import create_app
+from web.hub import RecommendationHub
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        covis=CovisConfig(max_neighbors=settings.max_neighbors),
+        session_ttl_ms=int(settings.session_ttl_days * DAY_MS),
+    )
+
+
+def open_pipeline(settings: Settings) -> SessionPipeline:
+    """A pipeline whose state lives where ``settings.store`` says."""
+    scheme = urlsplit(settings.store).scheme
+    if scheme != "memory":
+        raise ValueError(
+            f"store {settings.store!r}: only memory:// is available in the embedded runtime"
+        )
+    return SessionPipeline(pipeline_config(settings))
+
+
+class EmbeddedRuntime:
+    """One process: a bus feeding the pipeline, the hub pushing its changes, the web app."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.bus: Bus = open_bus(self.settings.bus)
+        self.pipeline = open_pipeline(self.settings)
+        self.runner = PipelineRunner(self.bus, self.pipeline, self.settings.max_batch)
+        self.hub = RecommendationHub(self.pipeline)
+        self.runner.add_listener(self._on_batch)
+        self.app: FastAPI = create_app(self, self.hub)
+        self.replay: dict[str, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._rate_samples: deque[tuple[float, int]] = deque(maxlen=64)
+        self._clock: tuple[int, float, float | None] | None = None
+
+    def replay_clock(self, first_ts: int, speed: float | None) -> None:
+        """From now on "now" is the replay's event time, so a shopper's events on the page
+        fall in the same time frame as the replayed sessions (see :meth:`now_ms`)."""
+        self._clock = (first_ts, time.monotonic(), speed)
+
+    def now_ms(self) -> int:
+        """The stream's current time: the replay's clock while one runs, else the wall clock.
+
+        Replayed data is often from the past (OTTO: 2022); stamping a live click with today's
+        date would put it years after everything else and age the whole state at once.
+        """
+        if self._clock is None:
+            return int(time.time() * 1000)
+        first_ts, started, speed = self._clock
+        if speed is None:
+            return max(first_ts, self.pipeline.sessions.watermark)
+        return first_ts + int((time.monotonic() - started) * 1000 * speed)
+
+    def _on_batch(self, touched: set[int], started: float) -> None:
+        self.hub.notify(touched, started)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        """Start consuming the bus in the running event loop."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.runner.run(), name="pipeline")
+        return self._task
+
+    async def stop(self) -> None:
+        """Close the bus, let the pipeline drain what is queued, and stop."""
+        await self.bus.close()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    # -- Backend protocol for the web app ---------------------------------------------------------
+    def recommendations(self, session: int) -> Recommendations:
+        return self.pipeline.recommendations(session)
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        await self.bus.publish(events)
+
+    def live_sessions(self, limit: int) -> list[int]:
+        return self.pipeline.sessions.recent_sessions(limit)
+
+    def popular_items(self, limit: int) -> list[int]:
+        return self.pipeline.popularity.top_overall(limit) or list(range(limit))
+
+    def ready(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def stats(self) -> dict[str, Any]:
+        events = self.pipeline.events_applied
+        now = time.monotonic()
+        samples = self._rate_samples
+        samples.append((now, events))
+        while len(samples) > 2 and now - samples[1][0] > 5.0:
+            samples.popleft()  # keep about 5 s of history for the rate
+        t0, e0 = samples[0]
+        rate = (events - e0) / (now - t0) if now - t0 > 0.2 else 0.0
+        return {**self.pipeline.stats(), "events_per_s": round(rate, 1),
+                "batches": self.runner.stats.batches, "replay": self.replay}

@@ -1,0 +1,28 @@
+"""Settings: one class, each field with a default, a docstring and an ``LIVEREC_*`` env name."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Read from the environment (``LIVEREC_BUS=…``); command-line flags override them."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVEREC_", extra="ignore")
+
+    bus: str = "memory://"
+    """Where events flow: ``memory://`` (in-process) or ``kafka://host:port``."""
+    store: str = "memory://"
+    """Where state lives: ``memory://`` (in-process) or ``redis://host:port/db``."""
+    host: str = "127.0.0.1"
+    """Web server address. ``0.0.0.0`` to be reachable from other machines."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Web server port (0 = any free port)."""
+    max_batch: int = Field(1000, ge=1)
+    """Most events the pipeline applies in one batch."""
+    max_neighbors: int = Field(200, ge=0)
+    """Co-visitation row bound for serving (0 = unbounded, exact)."""
+    session_ttl_days: float = Field(14.0, gt=0)
+    """Sessions idle longer than this (event time) are forgotten."""
+    log_level: str = "info"

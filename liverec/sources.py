@@ -1,0 +1,55 @@
+"""Opening event sources for the commands: a file in any reader format, or generated sessions."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from itertools import chain
+from pathlib import Path
+
+from producers.generator import GeneratorConfig, generate_sessions
+from producers.ordering import time_ordered
+from producers.readers import ReadReport, read_events
+from stream.events import Event
+
+log = logging.getLogger("liverec")
+
+
+class CountingIterator:
+    """Counts what passes through, so the total is known once the input is exhausted."""
+
+    def __init__(self, events: Iterable[Event]) -> None:
+        self._events = iter(events)
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Event]:
+        for event in self._events:
+            self.count += 1
+            yield event
+
+
+def ordered_file_events(path: Path, *, strict: bool = False) -> tuple[Iterator[Event], int]:
+    """A file's events in global time order, and how many there are.
+
+    The external merge of :func:`producers.ordering.time_ordered` reads the whole input before
+    its first event comes out, so the count (for a progress bar) is known by then, while
+    memory stays bounded for files larger than RAM.
+    """
+    report = ReadReport(path=path)
+    counter = CountingIterator(read_events(path, strict=strict, report=report))
+    ordered = time_ordered(counter)
+    first = next(ordered, None)
+    if report.bad:
+        print(f"{path}: skipped {report.bad} bad line(s); first: {report.errors[0]}",
+              file=sys.stderr)
+    if first is None:
+        return iter(()), 0
+    return chain((first,), ordered), counter.count
+
+
+def generated_events(sessions: int, items: int, seed: int) -> list[Event]:
+    """Synthetic OTTO-like events in global time order."""
+    config = GeneratorConfig(sessions=sessions, items=items, seed=seed)
+    flat = (event for _, session_events in generate_sessions(config) for event in session_events)
+    return list(time_ordered(flat))

@@ -1,0 +1,93 @@
+"""Replay recorded (or generated) events onto a bus as a live stream, time-scaled.
+
+Events must come in global time order (see :func:`producers.ordering.time_ordered`). With
+``speed=X`` an event at ``ts`` is published ``(ts − ts_first) / X`` wall seconds after the
+start; with ``speed=None`` ("max") as fast as the bus takes them. Events due at the same moment
+go out as one batch, so a fast replay costs one publish per batch, not per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from stream.events import Event
+
+Publish = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+@dataclass
+class ReplayStats:
+    events: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def parse_speed(text: str) -> float | None:
+    """``"max"`` → None (no pacing); otherwise a positive factor of real time."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ValueError(f"speed {text!r}: expected a number (times real time) or 'max'") from None
+    if not speed > 0:
+        raise ValueError(f"speed {text!r}: must be positive")
+    return speed
+
+
+async def replay_events(
+    events: Iterable[Event],
+    publish: Publish,
+    *,
+    speed: float | None = None,
+    batch_size: int = 500,
+    total: int | None = None,
+    progress: bool = True,
+    description: str = "replay",
+) -> ReplayStats:
+    """Publish ``events`` (in time order) paced by ``speed``; return what was sent."""
+    stats = ReplayStats()
+    start = time.monotonic()
+    first_ts: int | None = None
+    batch: list[Event] = []
+    bar = tqdm(total=total, unit="ev", unit_scale=True, desc=description, disable=not progress,
+               mininterval=0.5, smoothing=0.1)
+
+    async def flush() -> None:
+        await publish(batch)
+        stats.events += len(batch)
+        stats.batches += 1
+        bar.update(len(batch))
+        batch.clear()
+
+    try:
+        for event in events:
+            if speed is not None:
+                if first_ts is None:
+                    first_ts = event.ts
+                due = start + (event.ts - first_ts) / 1000.0 / speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    if batch:
+                        await flush()
+                    await asyncio.sleep(delay)
+            batch.append(event)
+            if len(batch) >= batch_size:
+                await flush()
+                if speed is None:
+                    await asyncio.sleep(0)  # let the consumer run
+        if batch:
+            await flush()
+    finally:
+        bar.close()
+        stats.seconds = time.monotonic() - start
+    return stats

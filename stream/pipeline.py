@@ -1,0 +1,121 @@
+"""The session pipeline: the one class every runtime feeds with batches of events.
+
+It is plain Python over ``online_models`` (no Kafka, Faust or Redis import): the embedded
+runner and the Kafka workers both call :meth:`SessionPipeline.apply` with a batch and read
+lists with :meth:`SessionPipeline.recommendations`, which is why both give the same results on
+the same input.
+
+Applying an event updates state only (history, co-visitation, popularity). Lists are computed
+when someone asks: a subscribed client (the runner refreshes the lists of touched, watched
+sessions after every batch) or a request. A shop computes lists for shoppers who are on the
+site, not for every event of every session ever seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
+from online_models.popularity import Popularity
+from online_models.recommend import recommend
+from online_models.sessions import SessionStore
+from stream.events import Event
+
+#: Sweep expired sessions every this many events.
+EXPIRE_EVERY = 10_000
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that changes what the pipeline computes."""
+
+    covis: CovisConfig = field(default_factory=lambda: CovisConfig(max_neighbors=200))
+    session_ttl_ms: int = 14 * DAY_MS
+    popularity_half_life_ms: int = DAY_MS
+    list_size: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendations:
+    """What a client sees for one session: three lists, the state version, the last event time.
+
+    ``version`` is the number of the session's events the lists reflect; it only grows.
+    """
+
+    session: int
+    clicks: list[int]
+    carts: list[int]
+    orders: list[int]
+    version: int
+    event_ts: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"session": self.session, "clicks": self.clicks, "carts": self.carts,
+                "orders": self.orders, "version": self.version, "event_ts": self.event_ts}
+
+    def same_lists(self, other: Recommendations | None) -> bool:
+        return (other is not None and self.clicks == other.clicks
+                and self.carts == other.carts and self.orders == other.orders)
+
+
+class SessionPipeline:
+    """History, co-visitation and popularity, updated per event; lists on demand."""
+
+    def __init__(self, config: PipelineConfig | None = None) -> None:
+        self.config = config or PipelineConfig()
+        covis = self.config.covis
+        self.covis = CoVisitation(covis)
+        self.sessions = SessionStore(covis.window, covis.max_gap_ms,
+                                     max(self.config.session_ttl_ms, covis.buy_max_gap_ms))
+        self.popularity = Popularity(self.config.popularity_half_life_ms)
+        self.events_applied = 0
+        self.sessions_expired = 0
+        self._until_expire = EXPIRE_EVERY
+
+    def apply(self, events: Iterable[Event]) -> set[int]:
+        """Apply a batch in order; return the sessions it touched."""
+        touched: set[int] = set()
+        touch = self.sessions.touch
+        update_covis = self.covis.update
+        update_popularity = self.popularity.update
+        count = 0
+        for session, aid, ts, etype in events:
+            state = touch(session, ts)
+            update_covis(state, aid, ts, etype)
+            update_popularity(aid, ts, etype)
+            state.events += 1
+            touched.add(session)
+            count += 1
+        self.events_applied += count
+        self._until_expire -= count
+        if self._until_expire <= 0:
+            self._until_expire = EXPIRE_EVERY
+            self.sessions_expired += self.sessions.expire()
+        return touched
+
+    def recommendations(self, session: int) -> Recommendations:
+        """The session's three lists now; a session never seen gets popular items."""
+        state = self.sessions.get(session)
+        events = list(state.recent) if state is not None else []
+        lists = recommend(events, self.covis, self.popularity, self.config.list_size)
+        return Recommendations(
+            session=session, clicks=lists.clicks, carts=lists.carts, orders=lists.orders,
+            version=state.events if state is not None else 0,
+            event_ts=state.max_ts if state is not None else None,
+        )
+
+    def covisitation_rows(self, k: int = 20) -> Iterator[dict[str, object]]:
+        """The matrices in ``liverec covis`` format."""
+        return self.covis.export(k)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "events": self.events_applied,
+            "sessions": len(self.sessions),
+            "sessions_expired": self.sessions_expired,
+            "items": self.popularity.items(),
+            "covis_cells": self.covis.cell_count(),
+            "covis_pruned_rows": self.covis.pruned_rows,
+        }

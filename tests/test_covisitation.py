@@ -1,0 +1,152 @@
+"""The core correctness property: incremental co-visitation equals the batch recomputation."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from online_models.covisitation import (
+    DAY_MS,
+    CovisConfig,
+    CoVisitation,
+    export_rows,
+)
+from online_models.covisitation_batch import batch_covisitation
+from online_models.sessions import SessionState
+
+Log = list[tuple[int, int, int, int]]
+
+
+def run_incremental(log: Log, config: CovisConfig) -> CoVisitation:
+    cv = CoVisitation(config)
+    states = {}
+    for session, aid, ts, etype in log:
+        state = states.get(session)
+        if state is None:
+            state = states[session] = SessionState.empty(config.window)
+        cv.update(state, aid, ts, etype)
+    return cv
+
+
+def matrices(cv: CoVisitation) -> tuple[dict, dict, dict]:
+    return cv.clicks, cv.carts_orders, cv.buy2buy
+
+
+@st.composite
+def logs(draw: st.DrawFn, max_gap: int = 4 * DAY_MS) -> Log:
+    """Random multi-session logs in arrival order, with few aids so pairs repeat often."""
+    n = draw(st.integers(0, 120))
+    log: Log = []
+    clock = 1_659_304_800_000
+    for _ in range(n):
+        clock += draw(st.integers(0, max_gap))
+        log.append((
+            draw(st.integers(0, 6)),          # session
+            draw(st.integers(0, 8)),          # aid
+            clock + draw(st.integers(-DAY_MS, 0)),  # mostly ordered, sometimes late
+            draw(st.sampled_from([0, 0, 0, 1, 2])),
+        ))
+    return log
+
+
+configs = st.builds(
+    CovisConfig,
+    window=st.integers(1, 6),
+    max_gap_ms=st.sampled_from([DAY_MS // 2, DAY_MS]),
+    buy_max_gap_ms=st.sampled_from([DAY_MS, 3 * DAY_MS]),
+    half_life_ms=st.sampled_from([DAY_MS // 4, DAY_MS, 14 * DAY_MS]),
+    epoch_half_lives=st.sampled_from([1, 2, 32]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(logs(), configs)
+def test_incremental_equals_batch_on_random_logs(log: Log, config: CovisConfig) -> None:
+    assert matrices(run_incremental(log, config)) == batch_covisitation(log, config)
+
+
+@settings(max_examples=100, deadline=None)
+@given(logs(), st.integers(0, 120))
+def test_batch_does_not_depend_on_how_sessions_interleave(log: Log, seed: int) -> None:
+    """Same sessions, same per-session order and timestamps, other interleaving: same matrices
+    (the landmark is pinned by keeping the first event first)."""
+    if len(log) < 2:
+        return
+    import random
+
+    rng = random.Random(seed)
+    first, rest = log[0], log[1:]
+    keys = {s: rng.random() for s, *_ in rest}
+    # A stable sort by a random per-session key keeps each session's own order.
+    shuffled = [first] + sorted(rest, key=lambda e: keys[e[0]])
+    config = CovisConfig(epoch_half_lives=32)
+    assert batch_covisitation(shuffled, config) == batch_covisitation(log, config)
+
+
+def test_pair_counts_once_per_visit_with_the_max_weight() -> None:
+    """Bouncing between two items in one visit counts the pair once, at its heaviest type."""
+    t = 1_000_000
+    log = [(1, 10, t, 0), (1, 20, t + 1, 0), (1, 10, t + 2, 0), (1, 20, t + 3, 1)]
+    cv = run_incremental(log, CovisConfig())
+    assert cv.carts_orders == {10: {20: 6}, 20: {10: 1}}
+    assert cv.buy2buy == {}
+
+
+def test_a_new_visit_after_the_gap_counts_again() -> None:
+    t = 1_000_000
+    log = [(1, 10, t, 0), (1, 20, t + 1, 0), (1, 10, t + 2 * DAY_MS, 0),
+           (1, 20, t + 2 * DAY_MS + 1, 0)]
+    cv = run_incremental(log, CovisConfig())
+    assert cv.carts_orders == {10: {20: 2}, 20: {10: 2}}
+
+
+def test_pairs_further_apart_than_the_window_do_not_count() -> None:
+    log = [(1, aid, 1000 + aid, 0) for aid in range(5)]
+    cv = run_incremental(log, CovisConfig(window=2))
+    assert set(cv.carts_orders[0]) == {1, 2}
+    assert set(cv.carts_orders[4]) == {2, 3}
+
+
+def test_buy2buy_pairs_carts_and_orders_only_within_14_days() -> None:
+    t = 0
+    log = [(1, 1, t, 1), (1, 2, t + 1, 0), (1, 3, t + 13 * DAY_MS, 2), (1, 4, t + 28 * DAY_MS, 1)]
+    cv = run_incremental(log, CovisConfig())
+    assert cv.buy2buy == {1: {3: 1}, 3: {1: 1}}
+
+
+def test_clicks_weight_doubles_every_half_life() -> None:
+    h = DAY_MS
+    log = [(1, 1, 0, 0), (1, 2, 1, 0), (2, 1, 2 * h, 0), (2, 3, 2 * h, 0)]
+    cv = run_incremental(log, CovisConfig(half_life_ms=h, max_gap_ms=h))
+    assert cv.clicks[1][3] == 4 * cv.clicks[1][2]
+
+
+def test_renormalisation_keeps_values_bounded_and_equal_to_batch() -> None:
+    h = 1000
+    log = [(s, s % 3, s * 10 * h, 0) for s in range(50)] + [(s, 7, s * 10 * h + 1, 0)
+                                                            for s in range(50)]
+    log.sort(key=lambda e: e[2])
+    config = CovisConfig(half_life_ms=h, max_gap_ms=h, epoch_half_lives=4)
+    cv = run_incremental(log, config)
+    assert cv.epoch > 10
+    assert max(w for row in cv.clicks.values() for w in row.values()) < 2**20
+    assert matrices(cv) == batch_covisitation(log, config)
+
+
+def test_top_orders_by_weight_then_aid_and_export_matches() -> None:
+    cv = CoVisitation()
+    cv.carts_orders = {1: {5: 3, 2: 3, 9: 7}}
+    assert cv.top("carts_orders", 1, 2) == [(9, 7), (2, 3)]
+    rows = list(export_rows({}, cv.carts_orders, {}, 20))
+    assert rows == [{"aid": 1, "clicks": [], "carts_orders": [[9, 7], [2, 3], [5, 3]],
+                     "buy2buy": []}]
+
+
+def test_pruning_bounds_rows_to_twice_the_cap() -> None:
+    config = CovisConfig(max_neighbors=3)
+    cv = CoVisitation(config)
+    state = SessionState.empty(config.window)
+    for aid in range(1, 40):
+        cv.update(state, 0 if aid % 2 else aid, aid, 0)
+    assert all(len(row) <= 6 for row in cv.carts_orders.values())
+    assert cv.pruned_rows > 0

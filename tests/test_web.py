@@ -1,0 +1,91 @@
+"""REST endpoints over a real socket: recommendations, event ingest and its validation."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from stream.events import Event
+
+T0 = 1_659_304_800_000
+
+
+@pytest.fixture
+def client(live_server):  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=live_server.url, timeout=10) as c:
+        yield c
+
+
+def wait_applied(server, n: int) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 10
+    while server.runtime.pipeline.events_applied < n:
+        assert time.monotonic() < deadline, "events were not applied"
+        time.sleep(0.01)
+
+
+def test_health_and_readiness(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_recommendations_of_an_unseen_session_are_well_formed(client: httpx.Client) -> None:
+    body = client.get("/sessions/42/recommendations").json()
+    assert set(body) == {"session", "clicks", "carts", "orders", "version", "event_ts"}
+    assert body["session"] == 42 and body["version"] == 0
+
+
+def test_posted_events_change_the_session_lists(live_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    events = [{"session": 7, "aid": a, "ts": T0 + a, "type": "clicks"} for a in range(1, 4)]
+    assert client.post("/events", json=events).json() == {"accepted": 3}
+    assert client.post("/events", json={"session": 7, "aid": 9, "type": "carts"}).status_code == 202
+    wait_applied(live_server, 4)
+    body = client.get("/sessions/7/recommendations").json()
+    assert body["version"] == 4
+    assert body["clicks"][:4] == [9, 3, 2, 1]  # own items, most recent first
+    assert body["event_ts"] >= T0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"aid": 1, "type": "clicks"}, "session"),
+        ({"session": 1, "aid": "x", "type": "clicks"}, "aid"),
+        ({"session": 1, "aid": 1, "type": "views"}, "type"),
+        ({"session": 1, "aid": 1, "type": "clicks", "ts": -5}, "ts"),
+        ({"session": 1, "aid": 1, "type": "clicks", "ts": 10**17}, "ts"),
+        ([{"session": 1, "aid": 1, "type": "clicks"}, 5], "event"),
+    ],
+)
+def test_a_bad_event_gets_422_with_the_field_and_reason(
+    live_server, client: httpx.Client, body: object, field: str  # type: ignore[no-untyped-def]
+) -> None:
+    response = client.post("/events", json=body)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["field"] == field and error["reason"]
+    assert live_server.runtime.pipeline.events_applied == 0  # all or nothing
+
+
+def test_a_body_that_is_not_json_gets_422(client: httpx.Client) -> None:
+    response = client.post("/events", content=b"{nope")
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["detail"][0]["reason"]
+
+
+def test_metrics_count_processed_and_rejected_events(live_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    live_server.call(live_server.runtime.publish([Event(1, 1, T0, 0), Event(1, 2, T0, 0)]))
+    client.post("/events", json={"session": 1})
+    wait_applied(live_server, 2)
+    text = client.get("/metrics").text
+    assert "liverec_events_processed_total 2.0" in text
+    assert "liverec_events_rejected_total 1.0" in text
+
+
+def test_catalog_gives_stable_readable_items(client: httpx.Client) -> None:
+    first = client.get("/catalog/items", params={"aids": "1,2,3"}).json()
+    assert [i["aid"] for i in first] == [1, 2, 3]
+    assert first == client.get("/catalog/items", params={"aids": "1,2,3"}).json()
+    assert all(i["name"] and i["category"] for i in first)
+    assert client.get("/catalog/items", params={"aids": "1,x"}).status_code == 422

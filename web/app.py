@@ -1,0 +1,210 @@
+"""The FastAPI app: REST and WebSocket access to live recommendations, and the shop page.
+
+The app holds no recommender state of its own: a :class:`Backend` gives it lists, takes events
+and reports figures; a :class:`~web.hub.RecommendationHub` pushes changes to WebSocket clients.
+The embedded runtime backs it with the in-process pipeline; a distributed one with the shared
+store, without the app changing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from stream.events import Event, EventError, parse_event
+from stream.pipeline import Recommendations
+from web.catalog import CATEGORIES, item
+from web.hub import RecommendationHub
+
+STATIC = Path(__file__).parent / "static"
+#: Most events one POST may carry.
+MAX_EVENTS_PER_REQUEST = 10_000
+
+
+class Backend(Protocol):
+    """What the web app needs from a runtime."""
+
+    def recommendations(self, session: int) -> Recommendations: ...
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    def live_sessions(self, limit: int) -> list[int]:
+        """Recently active sessions (e.g. being replayed), most recent first."""
+
+    def popular_items(self, limit: int) -> list[int]:
+        """Items for the storefront shelf."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the operations view and /metrics: at least ``events``."""
+
+    def ready(self) -> bool: ...
+
+    def now_ms(self) -> int:
+        """The stream's "now", the default ``ts`` of posted events."""
+
+
+class _Metrics:
+    """A Prometheus collector that reads live figures at scrape time."""
+
+    def __init__(self, backend: Backend, hub: RecommendationHub, api: dict[str, int]) -> None:
+        self.backend, self.hub, self.api = backend, hub, api
+
+    def collect(self) -> Any:
+        stats = self.backend.stats()
+        yield CounterMetricFamily("liverec_events_processed", "Events applied by the pipeline",
+                                  value=stats.get("events", 0))
+        yield CounterMetricFamily("liverec_events_accepted", "Events accepted by POST /events",
+                                  value=self.api["accepted"])
+        yield CounterMetricFamily("liverec_events_rejected", "Events rejected by POST /events",
+                                  value=self.api["rejected"])
+        yield CounterMetricFamily("liverec_pushes", "Recommendation pushes sent to clients",
+                                  value=self.hub.pushes)
+        yield GaugeMetricFamily("liverec_subscribers", "Open WebSocket subscriptions",
+                                value=self.hub.subscribers())
+        yield GaugeMetricFamily("liverec_sessions", "Sessions held in state",
+                                value=stats.get("sessions", 0))
+        latency = GaugeMetricFamily("liverec_push_latency_ms",
+                                    "Batch start to WebSocket send, recent window",
+                                    labels=["quantile"])
+        for name, value in self.hub.latency_percentiles().items():
+            if value is not None:
+                latency.add_metric([name.replace("p", "0.")], value)
+        yield latency
+
+
+def _reject(errors: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+def create_app(backend: Backend, hub: RecommendationHub) -> FastAPI:
+    """Build the app over a backend and the hub that pushes its changes."""
+    app = FastAPI(title="liverec", summary="Live next-click, cart and order recommendations")
+    api = {"accepted": 0, "rejected": 0}
+    registry = CollectorRegistry()
+    registry.register(_Metrics(backend, hub, api))  # type: ignore[arg-type]
+    app.state.backend, app.state.hub = backend, hub
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready = backend.ready()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/sessions/{session}/recommendations")
+    async def get_recommendations(session: int) -> dict[str, Any]:
+        if session < 0:
+            raise HTTPException(422, "session must not be negative")
+        return backend.recommendations(session).to_json()
+
+    @app.post("/events", status_code=202)
+    async def post_events(request: Request) -> dict[str, int]:
+        """One event or a list: ``{"session", "aid", "type", "ts"?}``; ts defaults to now."""
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            api["rejected"] += 1
+            return _reject([{"field": "body", "reason": f"not valid JSON: {exc}"}])  # type: ignore[return-value]
+        items = body if isinstance(body, list) else [body]
+        if len(items) > MAX_EVENTS_PER_REQUEST:
+            api["rejected"] += len(items)
+            return _reject([{"field": "body", "reason":  # type: ignore[return-value]
+                             f"{len(items)} events; at most {MAX_EVENTS_PER_REQUEST} per request"}])
+        now = backend.now_ms()
+        events, errors = [], []
+        for index, obj in enumerate(items):
+            try:
+                events.append(parse_event(obj, default_ts=now))
+            except EventError as exc:
+                errors.append({"index": index, "field": exc.field, "reason": exc.reason})
+        if errors:  # all or nothing: a client retrying a fixed batch must not duplicate events
+            api["rejected"] += len(items)
+            return _reject(errors)  # type: ignore[return-value]
+        await backend.publish(events)
+        api["accepted"] += len(events)
+        return {"accepted": len(events)}
+
+    @app.get("/sessions/live")
+    async def live_sessions(limit: int = Query(4, ge=1, le=50)) -> list[int]:
+        return backend.live_sessions(limit)
+
+    @app.get("/catalog/items")
+    async def catalog_items(aids: str = Query(..., description="comma-separated aids")) -> Any:
+        try:
+            wanted = [int(a) for a in aids.split(",") if a.strip()][:500]
+        except ValueError:
+            raise HTTPException(422, "aids must be comma-separated integers") from None
+        return [item(a).to_json() for a in wanted]
+
+    @app.get("/catalog/categories")
+    async def catalog_categories() -> list[str]:
+        return list(CATEGORIES)
+
+    @app.get("/catalog/shelf")
+    async def catalog_shelf(limit: int = Query(24, ge=1, le=200),
+                            category: str | None = None) -> Any:
+        if category is not None and category not in CATEGORIES:
+            raise HTTPException(422, f"unknown category; expected one of {list(CATEGORIES)}")
+        aids = backend.popular_items(limit * (len(CATEGORIES) if category else 1) * 2)
+        items = [item(a) for a in aids if category is None or item(a).category == category]
+        return [i.to_json() for i in items[:limit]]
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        return {**backend.stats(), "pushes": hub.pushes, "subscribers": hub.subscribers(),
+                "latency_ms": hub.latency_percentiles(), **api}
+
+    @app.websocket("/ws/sessions/{session}")
+    async def watch_session(websocket: WebSocket, session: int) -> None:
+        """Push the session's lists now and on every change, latest value only."""
+        await websocket.accept()
+        sub = hub.subscribe(session)
+
+        async def send() -> None:
+            while True:
+                recs, origin = await sub.next()
+                await websocket.send_text(orjson.dumps(recs.to_json()).decode())
+                hub.record_push(origin)
+
+        async def receive() -> None:
+            while True:  # clients may send anything (pings); we only watch for the close
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+
+        tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                    await task
+            hub.unsubscribe(sub)
+
+    return app
