@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from liverec.settings import Settings
 from online_models.covisitation import DAY_MS, CovisConfig
+from online_models.popularity import ALL_TYPES
 from stream.bus import Bus, open_bus
 from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
@@ -104,7 +105,7 @@ class EmbeddedRuntime:
         return self.pipeline.sessions.recent_sessions(limit)
 
     def popular_items(self, limit: int) -> list[int]:
-        return self.pipeline.popularity.top_overall(limit) or list(range(limit))
+        return self.pipeline.popularity.top(ALL_TYPES, limit) or list(range(limit))
 
     def ready(self) -> bool:
         return self._task is not None and not self._task.done()

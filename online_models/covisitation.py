@@ -9,11 +9,13 @@ The exact definition is in ``docs/covisitation.md``; in short, for each session 
   subsequence, less than 14 days apart.
 
 Each pair (i, j), i before j, is two *directed occurrences* ``a_i → a_j`` and ``a_j → a_i`` at
-time ``tau = t_j``. Occurrences of one directed pair in one session form *runs*: a new run starts
-when more than the family's gap has passed since the previous occurrence. A matrix cell is the
-sum over sessions and runs of the run's **maximum** weight, so a pair counts once per visit
-however often the shopper bounces between the two items (the public OTTO recipe's "once per
-session"), and the sum does not depend on the order sessions interleave.
+time ``tau = t_j``. Occurrences of one directed pair in one session form *runs*: a run lasts
+the family's gap from its first occurrence; the next occurrence after that starts a new run. A
+matrix cell is the sum over sessions and runs of one weight per run, so a pair counts once per
+visit however often the shopper bounces between the two items (the public OTTO recipe's "once
+per session"), and the sum does not depend on the order sessions interleave. The run's weight
+is its **maximum** type weight (``carts_orders``) and the time weight of its **first**
+occurrence (``clicks``: when the visit first put the two items together).
 
 Weights are integers so that sums are exact in any order; that is what makes the incremental
 result equal to :func:`online_models.covisitation_batch.batch_covisitation` bit for bit:
@@ -63,8 +65,9 @@ class CovisConfig:
     epoch_half_lives: int = 32
     """Renormalise the clicks matrix every this many half-lives (448 days by default)."""
     max_neighbors: int = 0
-    """Serving bound: keep at most ``2 × max_neighbors`` entries per row, pruning to the
-    ``max_neighbors`` heaviest when a row overflows. 0 = unbounded (exact)."""
+    """Serving bound: a row holds at most ``3 × max_neighbors`` entries; when it overflows it
+    keeps the ``max_neighbors`` heaviest of each matrix (at most ``2 × max_neighbors``), so at
+    least ``max_neighbors`` insertions pass between two prunings. 0 = unbounded (exact)."""
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -98,8 +101,18 @@ class TimeWeight:
         return max(1, round(WEIGHT_ONE * 2.0**exponent))
 
 
+#: Packed cell of the ``all`` family: clicks weight in the high bits, carts_orders in the low 32.
+_CO_BITS: Final = 32
+_CO_MASK: Final = (1 << _CO_BITS) - 1
+_PAIR_SHIFT: Final = 64
+
+
 class CoVisitation:
     """The three matrices and their incremental update.
+
+    ``clicks`` and ``carts_orders`` come from the same occurrences, so every cell of one is a
+    cell of the other: they are stored together, one packed int per cell (clicks weight << 32 |
+    carts_orders weight), which halves the dictionary work on the hot path and the memory.
 
     >>> cv = CoVisitation()
     >>> state = SessionState.empty(cv.config.window)
@@ -113,159 +126,236 @@ class CoVisitation:
 
     def __init__(self, config: CovisConfig | None = None) -> None:
         self.config = config or CovisConfig()
-        self.clicks: dict[int, dict[int, int]] = {}
-        self.carts_orders: dict[int, dict[int, int]] = {}
+        self.pairs: dict[int, dict[int, int]] = {}
+        """``all`` family rows: aid → {neighbour: clicks << 32 | carts_orders}."""
         self.buy2buy: dict[int, dict[int, int]] = {}
         self.time_weight: TimeWeight | None = None
         self.epoch = 0
+        # The current epoch's time span, so the hot path needs no division to find it.
+        self._half_life = self.config.half_life_ms
+        self._epoch_start_ts = 0
+        self._next_epoch_ts = -(2**63)
         self.pruned_rows = 0
-        self._top_cache: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        # Cached top lists, dropped when their row changes: one entry per aid holding the
+        # clicks and carts_orders tops (same row), and one per aid for buy2buy.
+        self._top_pairs: dict[int, dict[str, list[tuple[int, int]]]] = {}
+        self._top_buys: dict[int, list[tuple[int, int]]] = {}
 
     # -- update ---------------------------------------------------------------------------------
     def update(self, state: SessionState, aid: int, ts: int, etype: int) -> None:
         """Extend the matrices with one event of the session whose state is ``state``."""
-        tw = self.time_weight
-        if tw is None:
-            tw = self.time_weight = TimeWeight(
-                ts, self.config.half_life_ms, self.config.epoch_half_lives
-            )
-        epoch = tw.epoch(ts)
-        if epoch > self.epoch:
-            self._renormalise(epoch)
-        current = self.epoch
-        w_time = tw.weight(ts, epoch)
-        if epoch < current:  # a late event from an older epoch: bring it to today's scale
-            w_time >>= tw.shift * (current - epoch)
+        if ts >= self._next_epoch_ts:  # also true for the very first event
+            self._enter_epoch(ts)
         if ts > state.max_ts:
             state.max_ts = ts
-        self._pair_all(state, aid, ts, etype, w_time, current, tw.shift)
+        if state.recent:
+            if ts >= self._epoch_start_ts:  # the usual case: an event of the current epoch
+                w_time = round(WEIGHT_ONE * 2.0 ** ((ts - self._epoch_start_ts) / self._half_life))
+            else:  # a late event from an older epoch: bring it to today's scale
+                tw = self.time_weight
+                assert tw is not None
+                own = tw.epoch(ts)
+                w_time = tw.weight(ts, own) >> (tw.shift * (self.epoch - own))
+            self._pair_all(state, aid, ts, TYPE_WEIGHTS[etype], w_time)
         state.recent.append((aid, ts, etype))
         if etype != CLICKS:
             self._pair_buys(state, aid, ts)
             state.recent_buys.append((aid, ts))
 
-    def _pair_all(
-        self, state: SessionState, b: int, t: int, tb: int, w_time: int, epoch: int,
-        shift: int,
-    ) -> None:
+    def _enter_epoch(self, ts: int) -> None:
+        tw = self.time_weight
+        if tw is None:
+            tw = self.time_weight = TimeWeight(ts, self.config.half_life_ms,
+                                               self.config.epoch_half_lives)
+        epoch = tw.epoch(ts)
+        if epoch > self.epoch:
+            self._renormalise(epoch)
+        self._epoch_start_ts = tw.landmark + self.epoch * tw.epoch_ms
+        self._next_epoch_ts = self._epoch_start_ts + tw.epoch_ms
+
+    def _pair_all(self, state: SessionState, b: int, t: int, wb: int, w_time: int) -> None:
+        """Pair event ``b`` (type weight ``wb``) with each event of its window.
+
+        Both directions of an occurrence share its time, so they share their runs: one run
+        record per unordered pair, packed as ``start << 8 | w(lo→hi) << 4 | w(hi→lo)``. A
+        repeat occurrence inside an open run costs one lookup and two comparisons.
+        """
         gap = self.config.max_gap_ms
         runs = state.runs
-        clicks, carts_orders = self.clicks, self.carts_orders
-        touched: set[int] = set()
+        pairs = self.pairs
+        top = self._top_pairs
+        weights = TYPE_WEIGHTS
+        start = w_time << 32  # _CO_BITS; literals below keep the hot loop free of globals
+        grown: list[int] = []
+        row_b: dict[int, int] | None = None
         for a, ta, type_a in state.recent:
             if a == b or not -gap < t - ta < gap:
                 continue
-            for x, y, w_type in ((a, b, TYPE_WEIGHTS[tb]), (b, a, TYPE_WEIGHTS[type_a])):
-                key = (x, y)
-                run = runs.get(key)
-                if run is None or t - run[0] > gap:
-                    runs[key] = [t, w_time, epoch, w_type]
-                    inc_time, inc_type = w_time, w_type
+            wa = weights[type_a]  # direction b→a weighs a's type; a→b weighs b's (wb)
+            if a < b:
+                key, w_lohi, w_hilo = a << 64 | b, wb, wa  # _PAIR_SHIFT
+            else:
+                key, w_lohi, w_hilo = b << 64 | a, wa, wb
+            run = runs.get(key)
+            if run is None or t - (run >> 8) > gap:
+                runs[key] = t << 8 | w_lohi << 4 | w_hilo
+                inc_ab, inc_ba = start + wb, start + wa
+                grown.append(a)
+            else:
+                old_lohi, old_hilo = (run >> 4) & 15, run & 15
+                if w_lohi <= old_lohi and w_hilo <= old_hilo:
+                    continue  # the usual case: nothing new in this run
+                new_lohi = w_lohi if w_lohi > old_lohi else old_lohi
+                new_hilo = w_hilo if w_hilo > old_hilo else old_hilo
+                runs[key] = (run >> 8) << 8 | new_lohi << 4 | new_hilo
+                if a < b:
+                    inc_ab, inc_ba = new_lohi - old_lohi, new_hilo - old_hilo
                 else:
-                    run[0] = t
-                    prev = run[1] >> (shift * (epoch - run[2])) if run[2] != epoch else run[1]
-                    inc_time = w_time - prev if w_time > prev else 0
-                    run[1] = prev + inc_time
-                    run[2] = epoch
-                    inc_type = w_type - run[3] if w_type > run[3] else 0
-                    run[3] += inc_type
-                    if not (inc_time or inc_type):
-                        continue
-                touched.add(x)
-                if inc_time:
-                    row = clicks.get(x)
-                    if row is None:
-                        row = clicks[x] = {}
-                    row[y] = row.get(y, 0) + inc_time
-                if inc_type:
-                    row = carts_orders.get(x)
-                    if row is None:
-                        row = carts_orders[x] = {}
-                    row[y] = row.get(y, 0) + inc_type
-        if touched:
-            self._after_rows_changed(touched, ("clicks", "carts_orders"))
+                    inc_ab, inc_ba = new_hilo - old_hilo, new_lohi - old_lohi
+            if row_b is None:
+                row_b = pairs.get(b)
+                if row_b is None:
+                    row_b = pairs[b] = {}
+                top.pop(b, None)
+            row_a = pairs.get(a)
+            if row_a is None:
+                row_a = pairs[a] = {}
+            # .get: pruning may have dropped a cell whose run is still open
+            if inc_ab:
+                row_a[b] = row_a.get(b, 0) + inc_ab
+            if inc_ba:
+                row_b[a] = row_b.get(a, 0) + inc_ba
+            top.pop(a, None)
+        cap = self.config.max_neighbors
+        if cap and grown:
+            limit = 3 * cap
+            for x in (b, *grown):
+                if len(pairs[x]) > limit:
+                    self._prune_pairs(x, cap)
 
     def _pair_buys(self, state: SessionState, b: int, t: int) -> None:
         gap = self.config.buy_max_gap_ms
-        runs = state.buy_runs
+        partners = {a for a, ta in state.recent_buys if a != b and -gap < t - ta < gap}
+        if not partners:
+            return
+        runs = state.buy_runs  # unordered pair → run start
         buy2buy = self.buy2buy
-        touched: set[int] = set()
-        for a, ta in state.recent_buys:
-            if a == b or not -gap < t - ta < gap:
-                continue
-            for x, y in ((a, b), (b, a)):
-                key = (x, y)
-                last = runs.get(key)
-                runs[key] = t
-                if last is not None and t - last <= gap:
-                    continue  # same run: the weight is 1 either way
-                row = buy2buy.get(x)
-                if row is None:
-                    row = buy2buy[x] = {}
-                row[y] = row.get(y, 0) + 1
-                touched.add(x)
-        if touched:
-            self._after_rows_changed(touched, ("buy2buy",))
-
-    def _after_rows_changed(self, rows: set[int], matrices: tuple[str, ...]) -> None:
-        cache = self._top_cache
+        top = self._top_buys
+        row_b = buy2buy.get(b)
+        if row_b is None:
+            row_b = buy2buy[b] = {}
+        grew = False
+        for a in partners:
+            key = a << _PAIR_SHIFT | b if a < b else b << _PAIR_SHIFT | a
+            began = runs.get(key)
+            if began is not None and t - began <= gap:
+                continue  # same run: the weight is 1 either way
+            runs[key] = t
+            row_a = buy2buy.get(a)
+            if row_a is None:
+                row_a = buy2buy[a] = {}
+            row_a[b] = row_a.get(b, 0) + 1
+            row_b[a] = row_b.get(a, 0) + 1
+            top.pop(a, None)
+            grew = True
+        top.pop(b, None)
         cap = self.config.max_neighbors
-        for name in matrices:
-            matrix = getattr(self, name)
-            for x in rows:
-                cache.pop((name, x), None)
-                if cap and len(matrix.get(x, ())) > 2 * cap:
-                    self._prune(matrix, x, cap)
+        if cap and grew:
+            for x in (b, *partners):
+                if len(buy2buy[x]) > 3 * cap:
+                    buy2buy[x] = dict(_top_items(buy2buy[x], cap))
+                    self.pruned_rows += 1
 
-    def _prune(self, matrix: dict[int, dict[int, int]], x: int, cap: int) -> None:
-        keep = heapq.nsmallest(cap, matrix[x].items(), key=lambda kv: (-kv[1], kv[0]))
-        matrix[x] = dict(keep)
+    def _prune_pairs(self, x: int, cap: int) -> None:
+        """Keep the entries in the top ``cap`` of either packed matrix.
+
+        Selection without tie-breaks, in C (``nlargest`` with a bound-method key): pruning runs
+        often on busy rows, and an entry tied at the boundary is a coin toss either way.
+        """
+        row = self.pairs[x]
+        keep = set(heapq.nlargest(cap, row, key=row.__getitem__))  # by clicks (high bits)
+        co = {b: v & _CO_MASK for b, v in row.items()}
+        keep.update(heapq.nlargest(cap, co, key=co.__getitem__))
+        self.pairs[x] = {b: row[b] for b in keep}
         self.pruned_rows += 1
 
     def _renormalise(self, epoch: int) -> None:
-        """Enter a later epoch: shift every clicks value right (open runs shift lazily)."""
+        """Enter a later epoch: shift every clicks weight right."""
         assert self.time_weight is not None
         bits = self.time_weight.shift * (epoch - self.epoch)
-        for row in self.clicks.values():
-            for y in row:
-                row[y] >>= bits
+        for row in self.pairs.values():
+            for y, v in row.items():
+                row[y] = (v >> _CO_BITS >> bits) << _CO_BITS | (v & _CO_MASK)
         self.epoch = epoch
-        self._top_cache.clear()
+        self._top_pairs.clear()
 
     # -- read -----------------------------------------------------------------------------------
     def row(self, matrix: str, aid: int) -> dict[int, int]:
-        """One row of a matrix as ``{neighbour: weight}`` (a copy is not made: do not mutate)."""
+        """One row of a matrix as a new ``{neighbour: weight}`` dict."""
+        if matrix == "buy2buy":
+            return dict(self.buy2buy.get(aid, {}))
         if matrix not in MATRICES:
             raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-        return getattr(self, matrix).get(aid, {})  # type: ignore[no-any-return]
+        return _decode(self.pairs.get(aid, {}), matrix == "clicks")
 
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
         """The ``k`` heaviest neighbours of ``aid``: weight descending, then aid ascending."""
-        key = (matrix, aid)
-        cached = self._top_cache.get(key)
-        if cached is not None and len(cached) >= k:
+        if matrix == "buy2buy":
+            cached = self._top_buys.get(aid)
+            if cached is None or len(cached) < k:
+                cached = self._top_buys[aid] = _top_items(self.buy2buy.get(aid, {}), k)
             return cached[:k]
-        row = self.row(matrix, aid)
-        result = heapq.nsmallest(k, row.items(), key=lambda kv: (-kv[1], kv[0]))
-        self._top_cache[key] = result
-        return result
+        entry = self._top_pairs.get(aid)
+        if entry is None:
+            entry = self._top_pairs[aid] = {}
+        cached = entry.get(matrix)
+        if cached is None or len(cached) < k:
+            cached = entry[matrix] = _top_items(self.row(matrix, aid), k)
+        return cached[:k]
 
-    def items(self) -> list[int]:
-        """Every aid that has a row in any matrix, ascending."""
-        return sorted(set(self.clicks) | set(self.carts_orders) | set(self.buy2buy))
+    def matrix(self, name: str) -> dict[int, dict[int, int]]:
+        """A whole matrix, decoded (for export and tests; not for the hot path)."""
+        if name == "buy2buy":
+            return {x: dict(row) for x, row in self.buy2buy.items() if row}
+        if name not in MATRICES:
+            raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
+        clicks = name == "clicks"
+        return {x: _decode(row, clicks) for x, row in self.pairs.items() if row}
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
         """Rows in the ``liverec covis`` format, one per aid ascending."""
-        yield from export_rows(self.clicks, self.carts_orders, self.buy2buy, k)
+        yield from export_rows(self.matrix("clicks"), self.matrix("carts_orders"),
+                               self.matrix("buy2buy"), k)
 
     def cell_count(self) -> int:
-        return sum(len(r) for m in (self.clicks, self.carts_orders, self.buy2buy)
-                   for r in m.values())
+        """Stored cells (a packed clicks/carts_orders cell counts once)."""
+        return sum(len(r) for m in (self.pairs, self.buy2buy) for r in m.values())
+
+
+def _decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
+    if clicks:
+        return {b: v >> _CO_BITS for b, v in row.items()}
+    return {b: v & _CO_MASK for b, v in row.items()}
+
+
+def _top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
+    """``k`` heaviest (aid, weight), weight descending then aid ascending.
+
+    ``heapq.nlargest`` over the bare weights runs in C; only entries at or above the k-th
+    weight are then sorted with the tie-break, which is far cheaper than a keyed sort.
+    """
+    if len(row) > k:
+        threshold = heapq.nlargest(k, row.values())[-1]
+        items = [(b, w) for b, w in row.items() if w >= threshold]
+    else:
+        items = list(row.items())
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items[:k]
 
 
 def top_k(row: dict[int, int], k: int) -> list[list[int]]:
     """``k`` heaviest entries as ``[[aid, weight], …]``, weight descending then aid ascending."""
-    return [[b, w] for b, w in heapq.nsmallest(k, row.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return [[b, w] for b, w in _top_items(row, k)]
 
 
 def export_rows(

@@ -50,14 +50,14 @@ def batch_covisitation(
     for indices in sessions.values():
         occurrences = _all_family_occurrences(log, indices, config, tw, epoch_at)
         for pair, occ in occurrences.items():
-            _runs_all_family(pair, occ, config, tw.shift, clicks_inc, carts_inc)
+            _runs_all_family(pair, occ, config, clicks_inc, carts_inc)
         buy_indices = [i for i in indices if log[i][3] != CLICKS]
         for pair, taus in _buy_family_occurrences(log, buy_indices, config).items():
-            last: int | None = None
+            began: int | None = None
             for index, tau in taus:
-                if last is None or tau - last > config.buy_max_gap_ms:
+                if began is None or tau - began > config.buy_max_gap_ms:
                     buys_inc[pair].append((index, 0, 1))
-                last = tau
+                    began = tau
 
     return (
         _fold(clicks_inc, tw.shift, final_epoch),
@@ -93,29 +93,23 @@ def _runs_all_family(
     pair: tuple[int, int],
     occurrences: list[_Occurrence],
     config: CovisConfig,
-    shift: int,
     clicks_inc: dict[tuple[int, int], list[tuple[int, int, int]]],
     carts_inc: dict[tuple[int, int], list[tuple[int, int, int]]],
 ) -> None:
-    """Split one session's occurrences of one directed pair into runs; emit max increments."""
-    last_tau: int | None = None
-    run_time = run_type = run_epoch = 0
+    """Split one session's occurrences of one directed pair into runs (a run lasts the gap from
+    its first occurrence); emit each run's weight:
+    clicks = its first occurrence's time weight, carts_orders = its max type weight (emitted
+    as increments when the max grows, which sums to the same)."""
+    run_start: int | None = None
+    run_type = 0
     for index, tau, w_time, epoch, w_type in occurrences:
-        if last_tau is None or tau - last_tau > config.max_gap_ms:
-            run_time, run_type, run_epoch = w_time, w_type, epoch
-            if w_time:  # a late event's weight can shift down to nothing
-                clicks_inc[pair].append((index, epoch, w_time))
+        if run_start is None or tau - run_start > config.max_gap_ms:
+            run_start, run_type = tau, w_type
+            clicks_inc[pair].append((index, epoch, w_time))
             carts_inc[pair].append((index, 0, w_type))
-        else:
-            run_time >>= shift * (epoch - run_epoch)
-            run_epoch = epoch
-            if w_time > run_time:
-                clicks_inc[pair].append((index, epoch, w_time - run_time))
-                run_time = w_time
-            if w_type > run_type:
-                carts_inc[pair].append((index, 0, w_type - run_type))
-                run_type = w_type
-        last_tau = tau
+        elif w_type > run_type:
+            carts_inc[pair].append((index, 0, w_type - run_type))
+            run_type = w_type
 
 
 def _buy_family_occurrences(

@@ -9,9 +9,11 @@ landmark moves forward, keeping floats far from overflow.
 from __future__ import annotations
 
 import heapq
-from operator import itemgetter
 
 from online_models.types import TYPE_NAMES
+
+#: Pseudo-type for popularity over all event types together.
+ALL_TYPES = len(TYPE_NAMES)
 
 #: Renormalise once a new event's weight would exceed 2^RENORMALISE_AT.
 RENORMALISE_AT = 256
@@ -33,9 +35,10 @@ class Popularity:
         self.half_life = half_life_ms
         self.refresh_every = refresh_every
         self.landmark: int | None = None
-        self.scores: tuple[dict[int, float], ...] = tuple({} for _ in TYPE_NAMES)
-        self._top: list[list[int] | None] = [None] * len(TYPE_NAMES)
-        self._stale = [0] * len(TYPE_NAMES)
+        # One dict per type, and a last one for all types together (the storefront's shelf).
+        self.scores: tuple[dict[int, float], ...] = tuple({} for _ in range(len(TYPE_NAMES) + 1))
+        self._top: list[list[int] | None] = [None] * (len(TYPE_NAMES) + 1)
+        self._stale = [0] * (len(TYPE_NAMES) + 1)
 
     def update(self, aid: int, ts: int, etype: int) -> None:
         if self.landmark is None:
@@ -44,9 +47,13 @@ class Popularity:
         if exponent > RENORMALISE_AT:
             self._renormalise(ts)
             exponent = 0.0
+        weight = 2.0**exponent
         scores = self.scores[etype]
-        scores[aid] = scores.get(aid, 0.0) + 2.0**exponent
+        scores[aid] = scores.get(aid, 0.0) + weight
+        overall = self.scores[ALL_TYPES]
+        overall[aid] = overall.get(aid, 0.0) + weight
         self._stale[etype] += 1
+        self._stale[ALL_TYPES] += 1
 
     def _renormalise(self, ts: int) -> None:
         assert self.landmark is not None
@@ -55,15 +62,16 @@ class Popularity:
             for aid in scores:
                 scores[aid] *= factor
         self.landmark = ts
-        self._top = [None] * len(TYPE_NAMES)
+        self._top = [None] * len(self._top)
 
     def top(self, etype: int, k: int = 20) -> list[int]:
-        """The ``k`` most popular aids for a type, refreshed every ``refresh_every`` updates."""
+        """The ``k`` most popular aids for a type (or :data:`ALL_TYPES`), refreshed every
+        ``refresh_every`` updates: a full scan of the catalog is too dear to run per read."""
         cached = self._top[etype]
         if cached is None or self._stale[etype] >= self.refresh_every or len(cached) < k:
             scores = self.scores[etype]
             # Ties broken by aid so that every replica computes the same list.
-            best = heapq.nsmallest(max(k, 100), scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            best = heapq.nsmallest(max(k, 100), scores.items(), key=_by_score_then_aid)
             cached = self._top[etype] = [aid for aid, _ in best]
             self._stale[etype] = 0
         return cached[:k]
@@ -72,12 +80,9 @@ class Popularity:
         return self.scores[etype].get(aid, 0.0)
 
     def items(self) -> int:
-        return len(set().union(*self.scores))
+        """Distinct items seen."""
+        return len(self.scores[ALL_TYPES])
 
-    def top_overall(self, k: int) -> list[int]:
-        """Most popular aids over all types (the storefront's default shelf)."""
-        merged: dict[int, float] = {}
-        for scores in self.scores:
-            for aid, s in scores.items():
-                merged[aid] = merged.get(aid, 0.0) + s
-        return [aid for aid, _ in heapq.nlargest(k, merged.items(), key=itemgetter(1))]
+
+def _by_score_then_aid(kv: tuple[int, float]) -> tuple[float, int]:
+    return (-kv[1], kv[0])

@@ -28,10 +28,11 @@ class SessionState:
     """Last ``window`` events as (aid, ts, type), oldest first."""
     recent_buys: deque[tuple[int, int]]
     """Last ``window`` cart/order events as (aid, ts), oldest first."""
-    runs: dict[tuple[int, int], list[int]] = field(default_factory=dict)
-    """``all`` family: (x, y) → [last tau, clicks run max, its epoch, carts_orders run max]."""
-    buy_runs: dict[tuple[int, int], int] = field(default_factory=dict)
-    """``buys`` family: (x, y) → last tau (the weight is constant, so the max never changes)."""
+    runs: dict[int, int] = field(default_factory=dict)
+    """``all`` family open runs, per unordered pair (packed ids → packed run; see
+    :meth:`online_models.covisitation.CoVisitation._pair_all`)."""
+    buy_runs: dict[int, int] = field(default_factory=dict)
+    """``buys`` family: unordered pair → last tau (the weight is constant)."""
     max_ts: int = -1
     """Latest event time seen in the session."""
     events: int = 0

@@ -12,8 +12,8 @@ from stream.events import CARTS, CLICKS, Event
 T0 = 1_659_304_800_000
 
 
-async def receive(ws: websockets.ClientConnection, timeout: float = 5.0) -> dict:
-    return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[no-any-return]
+async def receive(ws: websockets.ClientConnection, wait: float = 5.0) -> dict:
+    return orjson.loads(await asyncio.wait_for(ws.recv(), wait))  # type: ignore[no-any-return]
 
 
 async def test_subscribing_pushes_the_current_lists_at_once(live_server) -> None:  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ async def test_events_of_other_sessions_push_nothing(live_server) -> None:  # ty
         await receive(ws)
         live_server.call(live_server.runtime.publish([Event(13, 1, T0, CLICKS)]))
         try:
-            extra = await receive(ws, timeout=0.3)
+            extra = await receive(ws, wait=0.3)
         except TimeoutError:
             extra = None
         assert extra is None
@@ -61,4 +61,5 @@ async def test_disconnecting_releases_the_subscription(live_server) -> None:  # 
         if live_server.runtime.hub.subscribers() == 0:
             break
         await asyncio.sleep(0.02)
-    assert live_server.runtime.hub.subscribers() == 0 and 16 not in live_server.runtime.hub.watched()
+    hub = live_server.runtime.hub
+    assert hub.subscribers() == 0 and 16 not in hub.watched()
