@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import sys
 import time
@@ -19,7 +20,10 @@ from stream.events import Event
 def bind(host: str, port: int) -> socket.socket:
     """Listen on host:port ourselves, so a busy port is a clear error before anything starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio only turns Nagle off (TCP_NODELAY) on connections whose
+    # socket declares IPPROTO_TCP, and with Nagle on, a keep-alive response written in two
+    # parts waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -59,6 +63,11 @@ async def run_demo(
     """Serve the page and replay ``events`` (in time order) through the pipeline."""
     listed = list(events)
     pace = choose_speed(speed, listed, rate)
+    # The loaded data lives as long as the replay: move it out of the collector's sight, or
+    # every full collection walks it, and a walk of millions of objects is a 50–100 ms pause
+    # in the middle of serving.
+    gc.collect()
+    gc.freeze()
     runtime = EmbeddedRuntime(settings)
     sock = bind(settings.host, settings.port)
     server: Server = make_server(runtime.app, settings.host, settings.port)
@@ -82,6 +91,10 @@ async def run_demo(
         stats = await replay_events(listed, runtime.publish, speed=pace, total=total,
                                     progress=sys.stderr.isatty(), batch_size=200)
         runtime.replay.update(state="finished", sent=stats.events)
+        listed.clear()
+        await asyncio.sleep(0.5)  # let the pipeline drain the bus
+        gc.collect()
+        gc.freeze()  # what the replay built is long-lived: no full collection need walk it
         print(f"  replay finished: {stats.events:,} events in {stats.seconds:,.0f} s; the page "
               "stays up for you to shop", flush=True)
 

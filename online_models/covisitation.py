@@ -310,7 +310,9 @@ class CoVisitation:
             entry = self._top_pairs[aid] = {}
         cached = entry.get(matrix)
         if cached is None or len(cached) < k:
-            cached = entry[matrix] = _top_items(self.row(matrix, aid), k)
+            if matrix not in MATRICES:
+                raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
+            cached = entry[matrix] = _top_packed(self.pairs.get(aid, {}), k, matrix == "clicks")
         return cached[:k]
 
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
@@ -336,6 +338,31 @@ def _decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
     if clicks:
         return {b: v >> _CO_BITS for b, v in row.items()}
     return {b: v & _CO_MASK for b, v in row.items()}
+
+
+def _top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int]]:
+    """:func:`_top_items` of one half of a packed row, without decoding the whole row first.
+
+    This runs for every history item of every list a client sees, right after the event that
+    changed the row: it is the serving path's hot spot.
+    """
+    if clicks:
+        if len(row) > k:
+            # Packed values order by clicks first, so the k-th largest packed value bounds the
+            # k-th largest clicks weight from above; keep everything with that clicks weight.
+            floor = heapq.nlargest(k, row.values())[-1] >> _CO_BITS << _CO_BITS
+            items = [(b, v >> _CO_BITS) for b, v in row.items() if v >= floor]
+        else:
+            items = [(b, v >> _CO_BITS) for b, v in row.items()]
+    else:
+        mask = _CO_MASK
+        if len(row) > k:
+            threshold = heapq.nlargest(k, [v & mask for v in row.values()])[-1]
+            items = [(b, v & mask) for b, v in row.items() if v & mask >= threshold]
+        else:
+            items = [(b, v & mask) for b, v in row.items()]
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items[:k]
 
 
 def _top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:

@@ -4,23 +4,64 @@ Forward decay (Cormode et al., 2009): an event at ``ts`` adds ``2^((ts − landm
 to its item's score, so old events weigh relatively less without ever touching old scores.
 When the exponent grows past :data:`RENORMALISE_AT`, every score is scaled down and the
 landmark moves forward, keeping floats far from overflow.
+
+Because scores only ever grow (and renormalisation scales all of them alike), the most popular
+items can be tracked exactly in a small *leader board*: an item outside it can only enter by
+overtaking the board's weakest member. Reading the top list never scans the catalog, which keeps
+the serving path free of multi-millisecond stalls.
 """
 
 from __future__ import annotations
 
-import heapq
-
 from online_models.types import TYPE_NAMES
-
-#: Pseudo-type for popularity over all event types together.
-ALL_TYPES = len(TYPE_NAMES)
 
 #: Renormalise once a new event's weight would exceed 2^RENORMALISE_AT.
 RENORMALISE_AT = 256
+#: Pseudo-type for popularity over all event types together (the storefront's shelf).
+ALL_TYPES = len(TYPE_NAMES)
+
+
+class LeaderBoard:
+    """Exact top-``size`` of a growing-only score map, maintained per update."""
+
+    __slots__ = ("size", "members", "floor", "_sorted")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.members: dict[int, float] = {}
+        self.floor = 0.0
+        self._sorted: list[int] | None = None
+
+    def offer(self, aid: int, score: float) -> None:
+        members = self.members
+        if aid in members:
+            members[aid] = score
+        elif len(members) < self.size:
+            members[aid] = score
+            self.floor = min(self.floor, score) if len(members) > 1 else score
+        elif score > self.floor:
+            members[aid] = score
+            weakest = min(members, key=lambda a: (members[a], -a))
+            del members[weakest]
+            self.floor = min(members.values())
+        else:
+            return
+        self._sorted = None
+
+    def top(self, k: int) -> list[int]:
+        if self._sorted is None:
+            members = self.members
+            self._sorted = sorted(members, key=lambda a: (-members[a], a))
+        return self._sorted[:k]
+
+    def scale(self, factor: float) -> None:
+        for aid in self.members:
+            self.members[aid] *= factor
+        self.floor *= factor
 
 
 class Popularity:
-    """Decayed counts per (type, aid) and a cached top list per type.
+    """Decayed counts per (type, aid) and an exact top list per type.
 
     >>> pop = Popularity(half_life_ms=1000)
     >>> for aid, ts in [(1, 0), (1, 1), (2, 3000)]:
@@ -29,16 +70,14 @@ class Popularity:
     [2, 1]
     """
 
-    def __init__(self, half_life_ms: int = 24 * 3_600_000, refresh_every: int = 5_000) -> None:
+    def __init__(self, half_life_ms: int = 24 * 3_600_000, board_size: int = 200) -> None:
         if half_life_ms <= 0:
             raise ValueError("half_life_ms must be positive")
         self.half_life = half_life_ms
-        self.refresh_every = refresh_every
         self.landmark: int | None = None
-        # One dict per type, and a last one for all types together (the storefront's shelf).
-        self.scores: tuple[dict[int, float], ...] = tuple({} for _ in range(len(TYPE_NAMES) + 1))
-        self._top: list[list[int] | None] = [None] * (len(TYPE_NAMES) + 1)
-        self._stale = [0] * (len(TYPE_NAMES) + 1)
+        # One map and one board per type, and a last one for all types together.
+        self.scores: tuple[dict[int, float], ...] = tuple({} for _ in range(ALL_TYPES + 1))
+        self.boards = tuple(LeaderBoard(board_size) for _ in range(ALL_TYPES + 1))
 
     def update(self, aid: int, ts: int, etype: int) -> None:
         if self.landmark is None:
@@ -48,12 +87,12 @@ class Popularity:
             self._renormalise(ts)
             exponent = 0.0
         weight = 2.0**exponent
-        scores = self.scores[etype]
-        scores[aid] = scores.get(aid, 0.0) + weight
-        overall = self.scores[ALL_TYPES]
-        overall[aid] = overall.get(aid, 0.0) + weight
-        self._stale[etype] += 1
-        self._stale[ALL_TYPES] += 1
+        for kind in (etype, ALL_TYPES):
+            scores = self.scores[kind]
+            score = scores[aid] = scores.get(aid, 0.0) + weight
+            board = self.boards[kind]
+            if score > board.floor or aid in board.members or len(board.members) < board.size:
+                board.offer(aid, score)
 
     def _renormalise(self, ts: int) -> None:
         assert self.landmark is not None
@@ -61,20 +100,13 @@ class Popularity:
         for scores in self.scores:
             for aid in scores:
                 scores[aid] *= factor
+        for board in self.boards:
+            board.scale(factor)
         self.landmark = ts
-        self._top = [None] * len(self._top)
 
     def top(self, etype: int, k: int = 20) -> list[int]:
-        """The ``k`` most popular aids for a type (or :data:`ALL_TYPES`), refreshed every
-        ``refresh_every`` updates: a full scan of the catalog is too dear to run per read."""
-        cached = self._top[etype]
-        if cached is None or self._stale[etype] >= self.refresh_every or len(cached) < k:
-            scores = self.scores[etype]
-            # Ties broken by aid so that every replica computes the same list.
-            best = heapq.nsmallest(max(k, 100), scores.items(), key=_by_score_then_aid)
-            cached = self._top[etype] = [aid for aid, _ in best]
-            self._stale[etype] = 0
-        return cached[:k]
+        """The ``k`` most popular aids for a type (or :data:`ALL_TYPES`); ``k`` ≤ board size."""
+        return self.boards[etype].top(k)
 
     def score(self, aid: int, etype: int) -> float:
         return self.scores[etype].get(aid, 0.0)
@@ -82,7 +114,3 @@ class Popularity:
     def items(self) -> int:
         """Distinct items seen."""
         return len(self.scores[ALL_TYPES])
-
-
-def _by_score_then_aid(kv: tuple[int, float]) -> tuple[float, int]:
-    return (-kv[1], kv[0])

@@ -84,3 +84,19 @@ def test_open_runs_are_freed_after_a_day_idle_but_history_is_kept() -> None:
     pipeline.apply([Event(2, 3, T0 + 2 * DAY_MS, CLICKS)])
     pipeline.sessions.expire()
     assert not state.runs and len(state.recent) == 2
+
+
+def test_popularity_leader_board_equals_a_full_sort() -> None:
+    """The incremental top list is exact: the same as sorting every item's score."""
+    import random
+
+    from online_models.popularity import Popularity
+
+    rng = random.Random(3)
+    pop = Popularity(half_life_ms=50_000, board_size=30)
+    for i in range(20_000):
+        pop.update(int(rng.paretovariate(0.8)) % 3000, i * 100, rng.choice((0, 0, 0, 1, 2)))
+    for etype in range(4):
+        scores = pop.scores[etype]
+        expected = sorted(scores, key=lambda a: (-scores[a], a))[:25]
+        assert pop.top(etype, 25) == expected

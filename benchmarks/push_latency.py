@@ -1,0 +1,177 @@
+"""Event → WebSocket push latency, with real clients, at a fixed event rate.
+
+    python benchmarks/push_latency.py [--rate 1000] [--seconds 20] [--sessions 200]
+
+Starts ``liverec demo`` in its own process (synthetic sessions replayed at max speed, so the
+state is warm), waits for the replay to finish, then from this process:
+
+* opens one WebSocket per watched session (``--sessions``),
+* posts events with ``POST /events`` at ``--rate`` events/s, round-robin over those sessions,
+  each a click on a new item so the session's lists must change,
+* times each event from just before its POST to the arrival of the push carrying its version.
+
+Every session gets an event every ``sessions / rate`` seconds, so pushes do not coalesce.
+Prints the median, p90, p99 and max latency in ms, and how many pushes were missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+import orjson
+import websockets
+
+BASE_SESSION = 7_000_000_000
+
+
+class RawHttpPool:
+    """Keep-alive HTTP/1.1 connections that send each request in one write.
+
+    A general client (httpx) writes headers and body separately; on loopback that meets
+    delayed ACKs and adds ~40 ms per request, which would measure the client, not liverec.
+    """
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port, self.size = host, port, size
+        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue())
+
+    async def open(self) -> None:
+        for _ in range(self.size):
+            self.free.put_nowait(await asyncio.open_connection(self.host, self.port))
+
+    async def post_json(self, path: str, body: object) -> int:
+        payload = orjson.dumps(body)
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        reader, writer = await self.free.get()
+        try:
+            writer.write(head + payload)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            return status
+        finally:
+            self.free.put_nowait((reader, writer))
+
+    async def close(self) -> None:
+        while not self.free.empty():
+            _, writer = self.free.get_nowait()
+            writer.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("the server exited")
+            try:
+                stats = (await client.get("/stats")).json()
+                if stats.get("replay", {}).get("state") == "finished":
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+
+
+async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) -> dict:
+    sent: dict[tuple[int, int], float] = {}
+    latencies: list[float] = []
+    versions = {BASE_SESSION + i: 0 for i in range(n)}
+
+    async def listen(session: int, ready: asyncio.Event) -> None:
+        async with websockets.connect(f"{ws_base}/ws/sessions/{session}") as ws:
+            first = orjson.loads(await ws.recv())
+            versions[session] = first["version"]
+            ready.set()
+            async for message in ws:
+                arrived = time.perf_counter()
+                body = orjson.loads(message)
+                started = sent.pop((session, body["version"]), None)
+                if started is not None:
+                    latencies.append((arrived - started) * 1000)
+
+    readies = [asyncio.Event() for _ in range(n)]
+    listeners = [asyncio.create_task(listen(BASE_SESSION + i, readies[i])) for i in range(n)]
+    await asyncio.gather(*(r.wait() for r in readies))
+    total = int(rate * seconds)
+    pool = RawHttpPool("127.0.0.1", port, 16)
+    await pool.open()
+    start = time.perf_counter()
+    posts = []
+
+    async def post(session: int, aid: int) -> None:
+        versions[session] += 1
+        sent[(session, versions[session])] = time.perf_counter()
+        status = await pool.post_json("/events", {"session": session, "aid": aid,
+                                                  "type": "clicks"})
+        if status != 202:
+            raise RuntimeError(f"POST /events answered {status}")
+
+    for i in range(total):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        session = BASE_SESSION + i % n
+        posts.append(asyncio.create_task(post(session, 10_000_000 + i)))
+    await asyncio.gather(*posts)
+    achieved = total / (time.perf_counter() - start)
+    await pool.close()
+    await asyncio.sleep(1.0)
+    for task in listeners:
+        task.cancel()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        server_side = (await client.get("/stats")).json()["latency_ms"]
+    return {"events": total, "achieved_rate": achieved, "latencies": latencies,
+            "missed": len(sent), "server": server_side}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--warm-sessions", type=int, default=20_000)
+    parser.add_argument("--port", type=int, default=8766)
+    args = parser.parse_args()
+    base, ws_base = f"http://127.0.0.1:{args.port}", f"ws://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "liverec", "demo", "--port", str(args.port), "--speed", "max",
+         "--sessions", str(args.warm_sessions), "--items", "20000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        asyncio.run(wait_ready(base, server))
+        result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds, args.sessions))
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(20)
+    lat = result["latencies"]
+    print(f"event -> WebSocket push latency, {result['events']:,} events at "
+          f"{result['achieved_rate']:,.0f} events/s over {args.sessions} sessions "
+          f"(warm state: {args.warm_sessions:,} replayed sessions; cpus {os.cpu_count()})")
+    print(f"  pushes received {len(lat):,}, missed {result['missed']:,}; server side (batch "
+          f"start to send, last 2,048 pushes): {result['server']}")
+    if lat:
+        print(f"  p50 {statistics.median(lat):.2f} ms   p90 {percentile(lat, 0.9):.2f} ms   "
+              f"p99 {percentile(lat, 0.99):.2f} ms   max {max(lat):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
