@@ -17,7 +17,7 @@ import orjson
 
 from liverec import __version__
 from liverec.settings import Settings
-from liverec.sources import generated_events, ordered_file_events
+from liverec.sources import generated_catalog, generated_events, ordered_file_events
 from online_models.covisitation import CovisConfig, export_rows
 from online_models.covisitation_batch import batch_covisitation
 from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
@@ -121,10 +121,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = Settings()
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=updates)
+    catalog = None
     if args.data is not None:
         events, total = ordered_file_events(args.data, strict=args.strict)
         source = f"{args.data} ({total:,} events)"
     else:
+        catalog = generated_catalog(args.sessions, args.items, args.seed)
         started = time.perf_counter()
         print(f"generating {args.sessions:,} synthetic sessions over {args.items:,} items ...",
               flush=True)
@@ -133,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         source = (f"{args.sessions:,} synthetic sessions, {total:,} events "
                   f"(generated in {time.perf_counter() - started:.1f} s)")
     return asyncio.run(run_demo(settings, events, total, source=source, speed=args.speed,
-                                rate=args.rate))
+                                rate=args.rate, catalog=catalog))
 
 
 def build_parser() -> argparse.ArgumentParser:

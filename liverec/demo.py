@@ -15,6 +15,7 @@ from liverec.server import Server, make_server
 from liverec.settings import Settings
 from producers.replay import parse_speed, replay_events
 from stream.events import Event
+from web.catalog import Catalog
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -59,6 +60,7 @@ async def run_demo(
     source: str,
     speed: str = "auto",
     rate: float = 50.0,
+    catalog: Catalog | None = None,
 ) -> int:
     """Serve the page and replay ``events`` (in time order) through the pipeline."""
     listed = list(events)
@@ -68,7 +70,7 @@ async def run_demo(
     # in the middle of serving.
     gc.collect()
     gc.freeze()
-    runtime = EmbeddedRuntime(settings)
+    runtime = EmbeddedRuntime(settings, catalog)
     sock = bind(settings.host, settings.port)
     server: Server = make_server(runtime.app, settings.host, settings.port)
     runtime.start()
@@ -90,11 +92,11 @@ async def run_demo(
         runtime.replay.update(total=total, state="running")
         stats = await replay_events(listed, runtime.publish, speed=pace, total=total,
                                     progress=sys.stderr.isatty(), batch_size=200)
-        runtime.replay.update(state="finished", sent=stats.events)
         listed.clear()
         await asyncio.sleep(0.5)  # let the pipeline drain the bus
         gc.collect()
         gc.freeze()  # what the replay built is long-lived: no full collection need walk it
+        runtime.replay.update(state="finished", sent=stats.events)
         print(f"  replay finished: {stats.events:,} events in {stats.seconds:,.0f} s; the page "
               "stays up for you to shop", flush=True)
 

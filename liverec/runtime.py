@@ -23,6 +23,7 @@ from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
 from stream.runner import PipelineRunner
 from web.app import create_app
+from web.catalog import Catalog
 from web.hub import RecommendationHub
 
 
@@ -46,14 +47,14 @@ def open_pipeline(settings: Settings) -> SessionPipeline:
 class EmbeddedRuntime:
     """One process: a bus feeding the pipeline, the hub pushing its changes, the web app."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, catalog: Catalog | None = None) -> None:
         self.settings = settings or Settings()
         self.bus: Bus = open_bus(self.settings.bus)
         self.pipeline = open_pipeline(self.settings)
         self.runner = PipelineRunner(self.bus, self.pipeline, self.settings.max_batch)
         self.hub = RecommendationHub(self.pipeline)
         self.runner.add_listener(self._on_batch)
-        self.app: FastAPI = create_app(self, self.hub)
+        self.app: FastAPI = create_app(self, self.hub, catalog)
         self.replay: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._rate_samples: deque[tuple[float, int]] = deque(maxlen=64)

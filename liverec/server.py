@@ -33,7 +33,7 @@ class Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         loop = asyncio.get_running_loop()
-        handled = (signal.SIGINT, signal.SIGTERM)
+        handled: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
         try:
             for sig in handled:
                 loop.add_signal_handler(sig, self.request_stop)

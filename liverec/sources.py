@@ -8,10 +8,11 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 
-from producers.generator import GeneratorConfig, generate_sessions
+from producers.generator import GeneratorConfig, build_catalog, generate_sessions
 from producers.ordering import time_ordered
 from producers.readers import ReadReport, read_events
 from stream.events import Event
+from web.catalog import Catalog
 
 log = logging.getLogger("liverec")
 
@@ -53,3 +54,13 @@ def generated_events(sessions: int, items: int, seed: int) -> list[Event]:
     config = GeneratorConfig(sessions=sessions, items=items, seed=seed)
     flat = (event for _, session_events in generate_sessions(config) for event in session_events)
     return list(time_ordered(flat))
+
+
+def generated_catalog(sessions: int, items: int, seed: int) -> Catalog:
+    """Shop names whose categories follow the generator's item groups (see web.catalog)."""
+    groups = build_catalog(GeneratorConfig(sessions=sessions, items=items, seed=seed)).category
+
+    def category_of(aid: int) -> int | None:
+        return int(groups[aid]) if 0 <= aid < len(groups) else None
+
+    return Catalog(category_of)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Final
 
 from online_models.sessions import SessionState
@@ -101,6 +102,7 @@ class TimeWeight:
         return max(1, round(WEIGHT_ONE * 2.0**exponent))
 
 
+_aid_of = itemgetter(0)
 #: Packed cell of the ``all`` family: clicks weight in the high bits, carts_orders in the low 32.
 _CO_BITS: Final = 32
 _CO_MASK: Final = (1 << _CO_BITS) - 1
@@ -148,7 +150,10 @@ class CoVisitation:
             self._enter_epoch(ts)
         if ts > state.max_ts:
             state.max_ts = ts
-        if state.recent:
+        elif ts < state.max_ts:
+            state.ordered = False
+        recent = state.recent
+        if recent:
             if ts >= self._epoch_start_ts:  # the usual case: an event of the current epoch
                 w_time = round(WEIGHT_ONE * 2.0 ** ((ts - self._epoch_start_ts) / self._half_life))
             else:  # a late event from an older epoch: bring it to today's scale
@@ -156,11 +161,59 @@ class CoVisitation:
                 assert tw is not None
                 own = tw.epoch(ts)
                 w_time = tw.weight(ts, own) >> (tw.shift * (self.epoch - own))
-            self._pair_all(state, aid, ts, TYPE_WEIGHTS[etype], w_time)
-        state.recent.append((aid, ts, etype))
+            if (etype == CLICKS and not state.window_buys and state.ordered
+                    and ts - recent[0][1] < self.config.max_gap_ms):
+                self._pair_clicks(state, aid, ts, w_time)
+            else:
+                self._pair_all(state, aid, ts, TYPE_WEIGHTS[etype], w_time)
+        if len(recent) == recent.maxlen and recent[0][2] != CLICKS:
+            state.window_buys -= 1  # about to fall out of the window
+        recent.append((aid, ts, etype))
         if etype != CLICKS:
+            state.window_buys += 1
             self._pair_buys(state, aid, ts)
             state.recent_buys.append((aid, ts))
+
+    def _pair_clicks(self, state: SessionState, b: int, t: int, w_time: int) -> None:
+        """:meth:`_pair_all` for the most common case, a click in an all-click window.
+
+        Every weight is then 1 and (the session being in time order, its oldest event within
+        the gap) every window event pairs with ``b``, so only *which* aids are in the window
+        matters: duplicates collapse, and an open run can never grow, only be new.
+        """
+        gap = self.config.max_gap_ms
+        runs = state.runs
+        partners = dict.fromkeys(map(_aid_of, state.recent))
+        partners.pop(b, None)
+        fresh: list[int] = []
+        for a in partners:
+            key = a << 64 | b if a < b else b << 64 | a  # _PAIR_SHIFT
+            run = runs.get(key)
+            if run is None or t - (run >> 8) > gap:
+                runs[key] = t << 8 | 0x11  # both directions weigh 1
+                fresh.append(a)
+        if not fresh:
+            return
+        pairs = self.pairs
+        top = self._top_pairs
+        inc = (w_time << _CO_BITS) + 1
+        row_b = pairs.get(b)
+        if row_b is None:
+            row_b = pairs[b] = {}
+        top.pop(b, None)
+        for a in fresh:
+            row_a = pairs.get(a)
+            if row_a is None:
+                row_a = pairs[a] = {}
+            row_a[b] = row_a.get(b, 0) + inc
+            row_b[a] = row_b.get(a, 0) + inc
+            top.pop(a, None)
+        cap = self.config.max_neighbors
+        if cap:
+            limit = 3 * cap
+            for x in (b, *fresh):
+                if len(pairs[x]) > limit:
+                    self._prune_pairs(x, cap)
 
     def _enter_epoch(self, ts: int) -> None:
         tw = self.time_weight

@@ -39,11 +39,16 @@ def _recency_weights(n: int) -> list[float]:
     return [2.0 ** (0.1 + 0.9 * i / (n - 1)) - 1.0 for i in range(n)]
 
 
-def _weighted_history(events: Sequence[tuple[int, int, int]]) -> Counter[int]:
-    scores: Counter[int] = Counter()
+def _weighted_history(events: Sequence[tuple[int, int, int]]) -> dict[int, float]:
+    scores: dict[int, float] = {}
     for (aid, _, etype), w in zip(events, _recency_weights(len(events)), strict=True):
-        scores[aid] += w * TYPE_MULTIPLIERS[etype]
+        scores[aid] = scores.get(aid, 0.0) + w * TYPE_MULTIPLIERS[etype]
     return scores
+
+
+def _most_common(scores: dict[int, float], k: int) -> list[int]:
+    """Top ``k`` by score; ties keep first-seen order (as ``Counter.most_common`` does)."""
+    return sorted(scores, key=scores.__getitem__, reverse=True)[:k]
 
 
 def _fill(result: list[int], candidates: Iterable[int], k: int) -> list[int]:
@@ -84,7 +89,7 @@ def _clicks_list(
     events: Sequence[tuple[int, int, int]], unique: list[int], covis: CoVisitation, k: int
 ) -> list[int]:
     if len(unique) >= k:
-        return [aid for aid, _ in _weighted_history(events).most_common(k)]
+        return _most_common(_weighted_history(events), k)
     neighbours = Counter(
         chain.from_iterable((b for b, _ in covis.top("clicks", aid, k)) for aid in unique)
     )
@@ -104,8 +109,8 @@ def _buys_list(
     if len(unique) >= k:
         scores = _weighted_history(events)
         for b in buy2buy:
-            scores[b] += BUY2BUY_BONUS
-        return [aid for aid, _ in scores.most_common(k)]
+            scores[b] = scores.get(b, 0.0) + BUY2BUY_BONUS
+        return _most_common(scores, k)
     carts_orders = chain.from_iterable(
         (b for b, _ in covis.top("carts_orders", aid, k)) for aid in unique
     )

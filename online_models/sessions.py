@@ -35,6 +35,10 @@ class SessionState:
     """``buys`` family: unordered pair → last tau (the weight is constant)."""
     max_ts: int = -1
     """Latest event time seen in the session."""
+    window_buys: int = 0
+    """Carts and orders among ``recent``."""
+    ordered: bool = True
+    """No event of the session has arrived with a time before an earlier one's."""
     events: int = 0
     """Events applied so far: the version of the session's recommendations."""
 

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from stream.events import Event, EventError, parse_event
 from stream.pipeline import Recommendations
-from web.catalog import CATEGORIES, item
+from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
 
 STATIC = Path(__file__).parent / "static"
@@ -86,8 +86,10 @@ def _reject(errors: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
-def create_app(backend: Backend, hub: RecommendationHub) -> FastAPI:
+def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None = None) -> FastAPI:
     """Build the app over a backend and the hub that pushes its changes."""
+    catalog = catalog or Catalog()
+    item = catalog.item
     app = FastAPI(title="liverec", summary="Live next-click, cart and order recommendations")
     api = {"accepted": 0, "rejected": 0}
     registry = CollectorRegistry()

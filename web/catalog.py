@@ -8,8 +8,8 @@ reads the same, on every web node, with no catalog file to ship.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 
 _MASK = (1 << 64) - 1
@@ -58,21 +58,48 @@ class Item:
         return asdict(self)
 
 
-@lru_cache(maxsize=65_536)
-def item(aid: int) -> Item:
-    """The catalog entry of an aid.
+class Catalog:
+    """Names for aids. ``category_of`` may pin an aid's category (an index into
+    :data:`CATEGORIES`, taken modulo their number): the demo passes the generator's own item
+    groups, so items that shoppers view together also sit on the same shelf."""
 
-    >>> item(42) == item(42)
-    True
-    >>> item(42).category in CATEGORIES
-    True
-    """
-    h = _mix(aid)
-    category = _CATEGORY_NAMES[h % len(_CATEGORY_NAMES)]
-    nouns = CATEGORIES[category]
-    noun = nouns[(h >> 8) % len(nouns)]
-    adjective = ADJECTIVES[(h >> 16) % len(ADJECTIVES)]
-    brand = BRANDS[(h >> 24) % len(BRANDS)]
-    price = round(4.99 + ((h >> 32) % 20_000) / 100.0, 2)
-    colour = COLOURS[(h >> 48) % len(COLOURS)]
-    return Item(aid, f"{brand} {adjective} {noun}", category, price, colour)
+    def __init__(self, category_of: Callable[[int], int | None] | None = None,
+                 cache_size: int = 65_536) -> None:
+        self.category_of = category_of
+        self.cache_size = cache_size
+        self._cache: dict[int, Item] = {}
+
+    def item(self, aid: int) -> Item:
+        """The catalog entry of an aid.
+
+        >>> Catalog().item(42) == Catalog().item(42)
+        True
+        >>> Catalog(lambda aid: 1).item(42).category
+        'Fashion'
+        """
+        cached = self._cache.get(aid)
+        if cached is not None:
+            return cached
+        h = _mix(aid)
+        pinned = self.category_of(aid) if self.category_of is not None else None
+        index = h % len(_CATEGORY_NAMES) if pinned is None else pinned % len(_CATEGORY_NAMES)
+        category = _CATEGORY_NAMES[index]
+        nouns = CATEGORIES[category]
+        noun = nouns[(h >> 8) % len(nouns)]
+        adjective = ADJECTIVES[(h >> 16) % len(ADJECTIVES)]
+        brand = BRANDS[(h >> 24) % len(BRANDS)]
+        price = round(4.99 + ((h >> 32) % 20_000) / 100.0, 2)
+        colour = COLOURS[(h >> 48) % len(COLOURS)]
+        result = Item(aid, f"{brand} {adjective} {noun}", category, price, colour)
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[aid] = result
+        return result
+
+
+_DEFAULT = Catalog()
+
+
+def item(aid: int) -> Item:
+    """The default catalog's entry of an aid (categories from the hash of the aid)."""
+    return _DEFAULT.item(aid)
