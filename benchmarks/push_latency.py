@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import statistics
@@ -113,8 +114,12 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
     total = int(rate * seconds)
     pool = RawHttpPool("127.0.0.1", port, 16)
     await pool.open()
+    # The measuring client must not pause itself: its own garbage collections would show up
+    # as push latency. The run is bounded, so its garbage is too.
+    gc.collect()
+    gc.disable()
     start = time.perf_counter()
-    posts = []
+    posts: set[asyncio.Task[None]] = set()
 
     async def post(session: int, aid: int) -> None:
         versions[session] += 1
@@ -130,9 +135,12 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
         if delay > 0:
             await asyncio.sleep(delay)
         session = BASE_SESSION + i % n
-        posts.append(asyncio.create_task(post(session, 10_000_000 + i)))
+        task = asyncio.create_task(post(session, 10_000_000 + i))
+        posts.add(task)
+        task.add_done_callback(posts.discard)
     await asyncio.gather(*posts)
     achieved = total / (time.perf_counter() - start)
+    gc.enable()
     await pool.close()
     await asyncio.sleep(1.0)
     for task in listeners:

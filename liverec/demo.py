@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import socket
 import sys
 import time
 from collections.abc import Iterable
 
+from liverec.collector import keep_collections_short
 from liverec.runtime import EmbeddedRuntime
 from liverec.server import Server, make_server
 from liverec.settings import Settings
@@ -65,11 +65,7 @@ async def run_demo(
     """Serve the page and replay ``events`` (in time order) through the pipeline."""
     listed = list(events)
     pace = choose_speed(speed, listed, rate)
-    # The loaded data lives as long as the replay: move it out of the collector's sight, or
-    # every full collection walks it, and a walk of millions of objects is a 50–100 ms pause
-    # in the middle of serving.
-    gc.collect()
-    gc.freeze()
+    collector = asyncio.create_task(keep_collections_short(), name="gc")
     runtime = EmbeddedRuntime(settings, catalog)
     sock = bind(settings.host, settings.port)
     server: Server = make_server(runtime.app, settings.host, settings.port)
@@ -93,9 +89,6 @@ async def run_demo(
         stats = await replay_events(listed, runtime.publish, speed=pace, total=total,
                                     progress=sys.stderr.isatty(), batch_size=200)
         listed.clear()
-        await asyncio.sleep(0.5)  # let the pipeline drain the bus
-        gc.collect()
-        gc.freeze()  # what the replay built is long-lived: no full collection need walk it
         runtime.replay.update(state="finished", sent=stats.events)
         print(f"  replay finished: {stats.events:,} events in {stats.seconds:,.0f} s; the page "
               "stays up for you to shop", flush=True)
@@ -104,9 +97,10 @@ async def run_demo(
     started = time.monotonic()
     await server.stop_requested.wait() if not serve.done() else None
     await serve
-    replayer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await replayer
+    for task in (replayer, collector):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await runtime.stop()
     stats = runtime.pipeline.stats()
     print(f"\nstopped after {time.monotonic() - started:,.0f} s: {stats['events']:,} events, "

@@ -201,6 +201,8 @@ class CoVisitation:
         if row_b is None:
             row_b = pairs[b] = {}
         top.pop(b, None)
+        cap = self.config.max_neighbors
+        limit = 3 * cap if cap else 1 << 62
         for a in fresh:
             row_a = pairs.get(a)
             if row_a is None:
@@ -208,12 +210,10 @@ class CoVisitation:
             row_a[b] = row_a.get(b, 0) + inc
             row_b[a] = row_b.get(a, 0) + inc
             top.pop(a, None)
-        cap = self.config.max_neighbors
-        if cap:
-            limit = 3 * cap
-            for x in (b, *fresh):
-                if len(pairs[x]) > limit:
-                    self._prune_pairs(x, cap)
+            if len(row_a) > limit:
+                self._prune_pairs(a, cap)
+        if len(row_b) > limit:
+            self._prune_pairs(b, cap)
 
     def _enter_epoch(self, ts: int) -> None:
         tw = self.time_weight

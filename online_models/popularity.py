@@ -30,22 +30,21 @@ class LeaderBoard:
         self.size = size
         self.members: dict[int, float] = {}
         self.floor = 0.0
+        """The weakest member's score once the board is full; 0 (below any score) until then."""
         self._sorted: list[int] | None = None
 
     def offer(self, aid: int, score: float) -> None:
+        """Call only when ``score > floor``: members only grow, so that covers them too."""
         members = self.members
-        if aid in members:
+        if aid in members or len(members) < self.size:
             members[aid] = score
-        elif len(members) < self.size:
-            members[aid] = score
-            self.floor = min(self.floor, score) if len(members) > 1 else score
-        elif score > self.floor:
+            if len(members) == self.size and self.floor == 0.0:
+                self.floor = min(members.values())  # just filled up: from now on, a real floor
+        else:
             members[aid] = score
             weakest = min(members, key=lambda a: (members[a], -a))
             del members[weakest]
             self.floor = min(members.values())
-        else:
-            return
         self._sorted = None
 
     def top(self, k: int) -> list[int]:
@@ -91,7 +90,7 @@ class Popularity:
             scores = self.scores[kind]
             score = scores[aid] = scores.get(aid, 0.0) + weight
             board = self.boards[kind]
-            if score > board.floor or aid in board.members or len(board.members) < board.size:
+            if score > board.floor:
                 board.offer(aid, score)
 
     def _renormalise(self, ts: int) -> None:

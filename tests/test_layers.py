@@ -1,0 +1,43 @@
+"""Imports point down only (docs/architecture.md): a package never imports one above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FLOOR = {"online_models": 1, "stream": 2, "web": 3, "producers": 3, "liverec": 4}
+#: Never below the composition root: the pipeline core must run without them.
+SERVICE_CLIENTS = {"kafka", "aiokafka", "faust", "redis"}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FLOOR))
+def test_a_package_imports_only_packages_below_it(package: str) -> None:
+    for path in (REPO / package).rglob("*.py"):
+        for name in imported_packages(path):
+            if name in FLOOR and name != package:
+                assert FLOOR[name] < FLOOR[package], f"{path}: {package} imports {name}"
+
+
+#: The pipeline's logic: the embedded and the distributed runtime both run exactly this code.
+PIPELINE_CORE = ["online_models/covisitation.py", "online_models/covisitation_batch.py",
+                 "online_models/sessions.py", "online_models/popularity.py",
+                 "online_models/recommend.py", "stream/events.py", "stream/pipeline.py"]
+
+
+@pytest.mark.parametrize("module", PIPELINE_CORE)
+def test_the_pipeline_core_imports_no_service_client(module: str) -> None:
+    assert not imported_packages(REPO / module) & SERVICE_CLIENTS
