@@ -13,6 +13,8 @@ the serving path free of multi-millisecond stalls.
 
 from __future__ import annotations
 
+import heapq
+
 from online_models.types import TYPE_NAMES
 
 #: Renormalise once a new event's weight would exceed 2^RENORMALISE_AT.
@@ -22,41 +24,70 @@ ALL_TYPES = len(TYPE_NAMES)
 
 
 class LeaderBoard:
-    """Exact top-``size`` of a growing-only score map, maintained per update."""
+    """Exact top-``size`` of a growing-only score map, maintained per update.
 
-    __slots__ = ("size", "members", "floor", "_sorted")
+    A min-heap of ``(score, -aid)`` finds the weakest member when an outsider overtakes it;
+    entries left behind by later updates are skipped when they surface (lazy deletion), and
+    the heap is rebuilt when they pile up. The sorted top is cached and only recomputed when
+    an update could change it.
+    """
 
-    def __init__(self, size: int) -> None:
+    __slots__ = ("size", "members", "floor", "_heap", "_sorted", "_kth")
+
+    def __init__(self, size: int, cached: int = 100) -> None:
         self.size = size
         self.members: dict[int, float] = {}
         self.floor = 0.0
         """The weakest member's score once the board is full; 0 (below any score) until then."""
+        self._heap: list[tuple[float, int]] = []
         self._sorted: list[int] | None = None
+        self._kth = 0.0  # score of the last cached entry: below it nothing cached can change
 
     def offer(self, aid: int, score: float) -> None:
         """Call only when ``score > floor``: members only grow, so that covers them too."""
         members = self.members
-        if aid in members or len(members) < self.size:
-            members[aid] = score
-            if len(members) == self.size and self.floor == 0.0:
-                self.floor = min(members.values())  # just filled up: from now on, a real floor
-        else:
-            members[aid] = score
-            weakest = min(members, key=lambda a: (members[a], -a))
-            del members[weakest]
-            self.floor = min(members.values())
-        self._sorted = None
+        members[aid] = score
+        heapq.heappush(self._heap, (score, -aid))
+        if len(members) > self.size:
+            self._evict_weakest()
+        if len(members) >= self.size:
+            self._refloor()
+        if self._sorted is not None and (score >= self._kth or aid in self._sorted):
+            self._sorted = None
+        if len(self._heap) > 4 * self.size:
+            self._heap = [(sc, -a) for a, sc in members.items()]
+            heapq.heapify(self._heap)
+
+    def _evict_weakest(self) -> None:
+        members, heap = self.members, self._heap
+        while True:
+            score, negative = heapq.heappop(heap)
+            if members.get(-negative) == score:  # not a stale entry
+                del members[-negative]
+                return
+
+    def _refloor(self) -> None:
+        members, heap = self.members, self._heap
+        while members.get(-heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        self.floor = heap[0][0]
 
     def top(self, k: int) -> list[int]:
-        if self._sorted is None:
+        cached = self._sorted
+        if cached is None or len(cached) < min(k, len(self.members)):
             members = self.members
-            self._sorted = sorted(members, key=lambda a: (-members[a], a))
-        return self._sorted[:k]
+            n = max(k, 100)
+            cached = self._sorted = heapq.nsmallest(n, members, key=lambda a: (-members[a], a))
+            self._kth = members[cached[-1]] if len(cached) >= n else 0.0
+        return cached[:k]
 
     def scale(self, factor: float) -> None:
         for aid in self.members:
             self.members[aid] *= factor
         self.floor *= factor
+        self._heap = [(sc, -a) for a, sc in self.members.items()]
+        heapq.heapify(self._heap)
+        self._sorted = None
 
 
 class Popularity:

@@ -100,3 +100,18 @@ def test_popularity_leader_board_equals_a_full_sort() -> None:
         scores = pop.scores[etype]
         expected = sorted(scores, key=lambda a: (-scores[a], a))[:25]
         assert pop.top(etype, 25) == expected
+
+
+def test_popularity_top_stays_exact_when_read_between_updates() -> None:
+    """The cached top list is dropped exactly when an update could change it."""
+    import random
+
+    from online_models.popularity import Popularity
+
+    rng = random.Random(5)
+    pop = Popularity(half_life_ms=20_000, board_size=300)
+    for i in range(30_000):
+        pop.update(int(rng.paretovariate(0.7)) % 5000, i * 10, 0)
+        if i % 97 == 0:
+            scores = pop.scores[0]
+            assert pop.top(0, 40) == sorted(scores, key=lambda a: (-scores[a], a))[:40]
