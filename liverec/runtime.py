@@ -53,7 +53,7 @@ class EmbeddedRuntime:
         self.pipeline = open_pipeline(self.settings)
         self.runner = PipelineRunner(self.bus, self.pipeline, self.settings.max_batch)
         self.hub = RecommendationHub(self.pipeline)
-        self.runner.add_listener(self._on_batch)
+        self.runner.add_listener(self.hub.notify)
         self.app: FastAPI = create_app(self, self.hub, catalog)
         self.replay: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
@@ -77,9 +77,6 @@ class EmbeddedRuntime:
         if speed is None:
             return max(first_ts, self.pipeline.sessions.watermark)
         return first_ts + int((time.monotonic() - started) * 1000 * speed)
-
-    def _on_batch(self, touched: set[int], started: float) -> None:
-        self.hub.notify(touched, started)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:

@@ -18,8 +18,9 @@ from stream.pipeline import SessionPipeline
 
 log = logging.getLogger("liverec.stream")
 
-#: Called after every batch with the touched sessions and the batch's apply-start time.
-Listener = Callable[[set[int], float], Awaitable[None] | None]
+#: Called after every batch with the touched sessions and the batch's apply-start time; may be
+#: a coroutine function. What it returns is otherwise ignored.
+Listener = Callable[[set[int], float], Awaitable[object] | object]
 
 
 @dataclass
