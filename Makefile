@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint bench browser clean
+.PHONY: setup demo test test-fast lint bench browser up down clean
 
 $(BIN)/liverec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,17 @@ demo: setup                      ## replay synthetic sessions to a live page on 
 browser:                         ## Chromium for the browser tests (Debian package)
 	scripts/install-browser.sh
 
-test: setup browser              ## the whole suite; browser tests may not skip
-	LIVEREC_REQUIRE_BROWSER=1 $(BIN)/pytest
+up:                              ## local Kafka (KRaft) and Redis for the integration tests
+	deploy/local/services.sh up
 
-test-fast: setup                 ## unit and property tests only
-	$(BIN)/pytest -m "not e2e and not slow"
+down:                            ## stop them
+	deploy/local/services.sh down
+
+test: setup browser up           ## the whole suite; browser and Kafka/Redis tests may not skip
+	LIVEREC_REQUIRE_BROWSER=1 LIVEREC_REQUIRE_SERVICES=1 $(BIN)/pytest
+
+test-fast: setup                 ## no browser, no services
+	$(BIN)/pytest -m "not e2e and not integration and not slow"
 
 lint: setup                      ## ruff and mypy
 	$(BIN)/ruff check .

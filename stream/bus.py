@@ -83,14 +83,16 @@ class MemoryBus:
         return self._queue.qsize()
 
 
-def open_bus(url: str) -> Bus:
-    """A bus for a URL: ``memory://`` (embedded) or ``kafka://host:port`` (production)."""
+def open_bus(url: str, *, topic_prefix: str = "", group_id: str = "liverec") -> Bus:
+    """A bus for a URL: ``memory://`` (embedded) or ``kafka://host:port`` (production).
+
+    ``topic_prefix`` and ``group_id`` let tests and parallel deployments share one broker.
+    """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryBus()
     if scheme == "kafka":
-        raise ValueError(
-            f"bus {url!r}: the Kafka bus belongs to the distributed runtime, which this build "
-            "does not include yet; use memory:// (the embedded runtime)"
-        )
+        from stream.kafka_bus import KafkaBus  # only a Kafka deployment needs the client
+
+        return KafkaBus(url, topic=f"{topic_prefix}events", group_id=group_id)
     raise ValueError(f"bus {url!r}: unknown scheme {scheme!r}; expected memory:// or kafka://")

@@ -74,3 +74,39 @@ def live_server() -> object:
     server = LiveServer()
     yield server
     server.close()
+
+
+def _require_services() -> bool:
+    """In CI (or when asked) a missing Kafka/Redis fails the tests that need it."""
+    return bool(os.environ.get("CI") or os.environ.get("LIVEREC_REQUIRE_SERVICES"))
+
+
+def _answers(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> str:
+    """The broker of ``deploy/local/services.sh up`` (LIVEREC_KAFKA_PORT, default 9092)."""
+    port = int(os.environ.get("LIVEREC_KAFKA_PORT", "9092"))
+    if not _answers("127.0.0.1", port):
+        message = f"Kafka does not answer on 127.0.0.1:{port}: run deploy/local/services.sh up"
+        if _require_services():
+            pytest.fail(message)
+        pytest.skip(message)
+    return f"kafka://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def unique_prefix(request: pytest.FixtureRequest) -> str:
+    """A topic prefix / consumer group of this test's own, so tests never see each other."""
+    import uuid
+
+    return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}-".replace("[", "-").replace(
+        "]", "")
