@@ -20,7 +20,7 @@ occurrence (``clicks``: when the visit first put the two items together).
 Weights are integers so that sums are exact in any order; that is what makes the incremental
 result equal to :func:`online_models.covisitation_batch.batch_covisitation` bit for bit:
 
-* ``clicks``: ``1024 · 2^((tau − landmark − k·E) / half_life)``, forward exponential decay
+* ``clicks``: ``1024 · 2^((tau − k·E) / half_life)``, forward exponential decay
   (recent pairs weigh more, nothing is ever rescanned). ``E`` is an epoch of
   ``epoch_half_lives`` half-lives; when the stream enters epoch ``k + 1`` every clicks value is
   shifted right by ``epoch_half_lives`` bits (renormalisation), which keeps values below 2^43.
@@ -131,7 +131,9 @@ class CoVisitation:
         self.pairs: dict[int, dict[int, int]] = {}
         """``all`` family rows: aid → {neighbour: clicks << 32 | carts_orders}."""
         self.buy2buy: dict[int, dict[int, int]] = {}
-        self.time_weight: TimeWeight | None = None
+        # The landmark is the Unix epoch, so every process, batch or stream, on any partition,
+        # computes the same weight for the same time without agreeing on a "first event".
+        self.time_weight = TimeWeight(0, self.config.half_life_ms, self.config.epoch_half_lives)
         self.epoch = 0
         # The current epoch's time span, so the hot path needs no division to find it.
         self._half_life = self.config.half_life_ms
@@ -158,7 +160,6 @@ class CoVisitation:
                 w_time = round(WEIGHT_ONE * 2.0 ** ((ts - self._epoch_start_ts) / self._half_life))
             else:  # a late event from an older epoch: bring it to today's scale
                 tw = self.time_weight
-                assert tw is not None
                 own = tw.epoch(ts)
                 w_time = tw.weight(ts, own) >> (tw.shift * (self.epoch - own))
             if (etype == CLICKS and not state.window_buys and state.ordered
@@ -217,9 +218,6 @@ class CoVisitation:
 
     def _enter_epoch(self, ts: int) -> None:
         tw = self.time_weight
-        if tw is None:
-            tw = self.time_weight = TimeWeight(ts, self.config.half_life_ms,
-                                               self.config.epoch_half_lives)
         epoch = tw.epoch(ts)
         if epoch > self.epoch:
             self._renormalise(epoch)
@@ -334,7 +332,6 @@ class CoVisitation:
 
     def _renormalise(self, epoch: int) -> None:
         """Enter a later epoch: shift every clicks weight right."""
-        assert self.time_weight is not None
         bits = self.time_weight.shift * (epoch - self.epoch)
         for row in self.pairs.values():
             for y, v in row.items():

@@ -5,9 +5,9 @@ equal exactly. It is organised the way a batch job is (group by session, enumera
 group occurrences by directed pair, split runs, fold per cell) and shares nothing with the
 incremental code but the weight function, so a bug in either shows up as a difference.
 
-The log is a sequence of ``(session, aid, ts, type)`` in arrival order. "Arrival" matters in two
-places only: the landmark of the clicks time weight is the first event's ``ts``, and the
-renormalisation epoch in force at an event is the largest epoch of any event up to it.
+The log is a sequence of ``(session, aid, ts, type)`` in arrival order. "Arrival" matters in one
+place only: the renormalisation epoch in force at an event is the largest epoch of any event up
+to it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def batch_covisitation(
     config = config or CovisConfig()
     if not log:
         return {}, {}, {}
-    tw = TimeWeight(log[0][2], config.half_life_ms, config.epoch_half_lives)
+    tw = TimeWeight(0, config.half_life_ms, config.epoch_half_lives)
     epoch_at: list[int] = []
     current = 0
     for _, _, ts, _ in log:

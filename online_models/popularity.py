@@ -2,8 +2,10 @@
 
 Forward decay (Cormode et al., 2009): an event at ``ts`` adds ``2^((ts − landmark)/half_life)``
 to its item's score, so old events weigh relatively less without ever touching old scores.
-When the exponent grows past :data:`RENORMALISE_AT`, every score is scaled down and the
-landmark moves forward, keeping floats far from overflow.
+The landmark sits on a fixed grid of :data:`GRID_HALF_LIVES` half-lives since the Unix epoch
+(the same for every process, whatever event it saw first); when the exponent passes
+:data:`RENORMALISE_AT`, every score is scaled down and the landmark moves up the grid, keeping
+floats far from overflow.
 
 Because scores only ever grow (and renormalisation scales all of them alike), the most popular
 items can be tracked exactly in a small *leader board*: an item outside it can only enter by
@@ -18,7 +20,9 @@ import heapq
 from online_models.types import TYPE_NAMES
 
 #: Renormalise once a new event's weight would exceed 2^RENORMALISE_AT.
-RENORMALISE_AT = 256
+RENORMALISE_AT = 128
+#: Landmarks are multiples of this many half-lives.
+GRID_HALF_LIVES = 64
 #: Pseudo-type for popularity over all event types together (the storefront's shelf).
 ALL_TYPES = len(TYPE_NAMES)
 
@@ -111,11 +115,11 @@ class Popularity:
 
     def update(self, aid: int, ts: int, etype: int) -> None:
         if self.landmark is None:
-            self.landmark = ts
+            self.landmark = self._grid(ts)
         exponent = (ts - self.landmark) / self.half_life
         if exponent > RENORMALISE_AT:
             self._renormalise(ts)
-            exponent = 0.0
+            exponent = (ts - self.landmark) / self.half_life
         weight = 2.0**exponent
         for kind in (etype, ALL_TYPES):
             scores = self.scores[kind]
@@ -124,15 +128,20 @@ class Popularity:
             if score > board.floor:
                 board.offer(aid, score)
 
+    def _grid(self, ts: int) -> int:
+        step = GRID_HALF_LIVES * self.half_life
+        return ts - ts % step
+
     def _renormalise(self, ts: int) -> None:
         assert self.landmark is not None
-        factor = 2.0 ** (-(ts - self.landmark) / self.half_life)
+        landmark = self._grid(ts)
+        factor = 2.0 ** (-(landmark - self.landmark) / self.half_life)
         for scores in self.scores:
             for aid in scores:
                 scores[aid] *= factor
         for board in self.boards:
             board.scale(factor)
-        self.landmark = ts
+        self.landmark = landmark
 
     def top(self, etype: int, k: int = 20) -> list[int]:
         """The ``k`` most popular aids for a type (or :data:`ALL_TYPES`); ``k`` ≤ board size."""

@@ -115,3 +115,19 @@ def test_popularity_top_stays_exact_when_read_between_updates() -> None:
         if i % 97 == 0:
             scores = pop.scores[0]
             assert pop.top(0, 40) == sorted(scores, key=lambda a: (-scores[a], a))[:40]
+
+
+def test_popularity_renormalises_on_a_fixed_grid_without_overflow() -> None:
+    """Months of events at a one-second half-life: scores stay finite, ranks stay right, and
+    the landmark lies on the same grid whichever event came first."""
+    import math
+
+    from online_models.popularity import GRID_HALF_LIVES, Popularity
+
+    pop = Popularity(half_life_ms=1000)
+    for i in range(2000):
+        pop.update(1, 5_000 * i, 0)  # item 1: an old favourite
+    pop.update(2, 5_000 * 2000, 0)   # item 2: one click, now
+    assert all(math.isfinite(s) for s in pop.scores[0].values())
+    assert pop.top(0, 2) == [2, 1]
+    assert pop.landmark is not None and pop.landmark % (GRID_HALF_LIVES * 1000) == 0
