@@ -11,7 +11,9 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -24,6 +26,7 @@ from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
 from producers.readers import BadInput, read_sessions
 from producers.replay import parse_speed, replay_events
 from producers.stats import OTTO_TRAIN_STATS, format_stats, session_stats
+from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
 
 
@@ -64,6 +67,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     target = args.to or settings.bus
     speed = parse_speed(args.speed)
     events, total = ordered_file_events(args.file, strict=args.strict)
+    if urlsplit(target).scheme == "kafka":
+        return asyncio.run(_replay_to_kafka(settings, target, events, total, speed, args.quiet))
     from liverec.runtime import EmbeddedRuntime
 
     runtime = EmbeddedRuntime(settings.model_copy(update={"bus": target}))
@@ -79,6 +84,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"{pstats['items']:,} items, {pstats['covis_cells']:,} co-visitation cells")
 
     asyncio.run(run())
+    return 0
+
+
+async def _replay_to_kafka(settings: Settings, url: str, events: Iterable[Event], total: int,
+                           speed: float | None, quiet: bool) -> int:
+    from producers.kafka_sink import KafkaSink
+
+    sink = KafkaSink(url, f"{settings.topic_prefix}events", settings.partitions)
+    await asyncio.to_thread(sink.ensure_topic)
+    stats = await replay_events(events, sink.publish, speed=speed, total=total,
+                                progress=not quiet, batch_size=1000)
+    await sink.close()
+    print(f"published {sink.sent:,} events to {url} topic {sink.topic} in {stats.seconds:.1f} s "
+          f"({stats.rate:,.0f} events/s), all acknowledged (acks=all)")
     return 0
 
 

@@ -15,6 +15,12 @@ class Settings(BaseSettings):
     """Where events flow: ``memory://`` (in-process) or ``kafka://host:port``."""
     store: str = "memory://"
     """Where state lives: ``memory://`` (in-process) or ``redis://host:port/db``."""
+    topic_prefix: str = ""
+    """Prefix of every Kafka topic (``{prefix}events``), so deployments can share a broker."""
+    app_id: str = "liverec"
+    """Kafka consumer group of the workers."""
+    partitions: int = Field(4, ge=1)
+    """Partitions of the events topic when liverec creates it; more partitions, more workers."""
     host: str = "127.0.0.1"
     """Web server address. ``0.0.0.0`` to be reachable from other machines."""
     port: int = Field(8000, ge=0, le=65535)
