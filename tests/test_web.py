@@ -89,3 +89,8 @@ def test_catalog_gives_stable_readable_items(client: httpx.Client) -> None:
     assert first == client.get("/catalog/items", params={"aids": "1,2,3"}).json()
     assert all(i["name"] and i["category"] for i in first)
     assert client.get("/catalog/items", params={"aids": "1,x"}).status_code == 422
+
+
+@pytest.mark.parametrize("session", ["-5", "abc", str(2**63)])
+def test_an_invalid_session_id_is_rejected(client: httpx.Client, session: str) -> None:
+    assert client.get(f"/sessions/{session}/recommendations").status_code == 422

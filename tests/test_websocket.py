@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 import websockets
 
 from stream.events import CARTS, CLICKS, Event
@@ -63,3 +64,9 @@ async def test_disconnecting_releases_the_subscription(live_server) -> None:  # 
         await asyncio.sleep(0.02)
     hub = live_server.runtime.hub
     assert hub.subscribers() == 0 and 16 not in hub.watched()
+
+
+async def test_a_websocket_for_an_invalid_session_is_refused(live_server) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(f"{live_server.ws_url}/ws/sessions/abc"):
+            pass

@@ -11,22 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Protocol
 
 import orjson
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from stream.events import Event, EventError, parse_event
+from stream.events import MAX_ID, Event, EventError, parse_event
 from stream.pipeline import Recommendations
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
 
-STATIC = Path(__file__).parent / "static"
+STATIC = FilePath(__file__).parent / "static"
+#: A session id in a path: what an event's ``session`` may be.
+SessionId = Annotated[int, Path(ge=0, le=MAX_ID, description="session id")]
 #: Most events one POST may carry.
 MAX_EVENTS_PER_REQUEST = 10_000
 
@@ -116,9 +118,7 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/sessions/{session}/recommendations")
-    async def get_recommendations(session: int) -> dict[str, Any]:
-        if session < 0:
-            raise HTTPException(422, "session must not be negative")
+    async def get_recommendations(session: SessionId) -> dict[str, Any]:
         return backend.recommendations(session).to_json()
 
     @app.post("/events", status_code=202)
@@ -179,7 +179,7 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
                 "latency_ms": hub.latency_percentiles(), **api}
 
     @app.websocket("/ws/sessions/{session}")
-    async def watch_session(websocket: WebSocket, session: int) -> None:
+    async def watch_session(websocket: WebSocket, session: SessionId) -> None:
         """Push the session's lists now and on every change, latest value only."""
         await websocket.accept()
         sub = hub.subscribe(session)
