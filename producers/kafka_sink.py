@@ -12,13 +12,12 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from stream.events import Event
-from stream.kafka_bus import bootstrap_of
+from stream.kafka_bus import bootstrap_of, encode
 
 
 class KafkaSink:
@@ -32,9 +31,7 @@ class KafkaSink:
         self._pending: list[Any] = []
         self._producer = KafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-            linger_ms=5, batch_size=256 * 1024, compression_type=None,
-            key_serializer=lambda session: str(session).encode(),
-            value_serializer=orjson.dumps)
+            linger_ms=5, batch_size=256 * 1024)
 
     def ensure_topic(self) -> None:
         """Create the topic with ``partitions`` partitions if it does not exist."""
@@ -50,7 +47,8 @@ class KafkaSink:
     async def publish(self, events: Sequence[Event]) -> None:
         send = self._producer.send
         for event in events:
-            self._pending.append(send(self.topic, key=event.session, value=event.to_json()))
+            key, value = encode(event)  # the bus's own wire format
+            self._pending.append(send(self.topic, key=key, value=value))
         self.sent += len(events)
         if len(self._pending) >= 50_000:
             await self.flush()
