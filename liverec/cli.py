@@ -102,6 +102,10 @@ async def _replay_to_kafka(settings: Settings, url: str, events: Iterable[Event]
 
 
 def cmd_covis(args: argparse.Namespace) -> int:
+    if args.from_store:
+        return _covis_from_store(args)
+    if args.file is None:
+        raise ValueError("covis: give a FILE, or --from-store redis://…")
     events, total = ordered_file_events(args.file, strict=args.strict)
     covis_config = CovisConfig(max_neighbors=args.max_neighbors)
     started = time.perf_counter()
@@ -131,6 +135,21 @@ def cmd_covis(args: argparse.Namespace) -> int:
         print(f"warning: {pruned} row prunings at --max-neighbors {args.max_neighbors}; the output "
               "may differ from --mode batch (use --max-neighbors 0 for the exact result)",
               file=sys.stderr)
+    return 0
+
+
+def _covis_from_store(args: argparse.Namespace) -> int:
+    """Dump the matrices a distributed deployment keeps in Redis, in ``covis`` format."""
+    from online_models.redis_matrices import RedisMatrices
+
+    prefix = Settings().topic_prefix if args.prefix is None else args.prefix
+    store = RedisMatrices.from_url(args.from_store, prefix)
+    written = 0
+    with open(args.out, "wb") as out:
+        for row in store.export(args.k):
+            out.write(orjson.dumps(row) + b"\n")
+            written += 1
+    print(f"{args.from_store} (prefix {prefix!r}): {written:,} items written to {args.out}")
     return 0
 
 
@@ -194,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("covis", help="compute the co-visitation matrices of a file")
-    p.add_argument("file", type=_existing_file)
+    p = sub.add_parser("covis", help="compute the co-visitation matrices of a file, or dump "
+                                      "those of a running deployment")
+    p.add_argument("file", type=_existing_file, nargs="?")
+    p.add_argument("--from-store", metavar="URL", help="dump the matrices kept in this Redis "
+                                                      "instead of computing them from a file")
+    p.add_argument("--prefix", help="key prefix in the store (default LIVEREC_TOPIC_PREFIX)")
     p.add_argument("--mode", choices=("stream", "batch"), default="stream")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("-k", type=_positive_int, default=20, help="neighbours per row (default 20)")

@@ -109,6 +109,37 @@ _CO_MASK: Final = (1 << _CO_BITS) - 1
 _PAIR_SHIFT: Final = 64
 
 
+class CellJournal:
+    """The cell increments of one batch, for a store that sums them elsewhere.
+
+    Every cell is a sum of integer run weights, so increments from different workers commute:
+    a shared store (Redis ``HINCRBY``) ends with the same matrices whatever order the workers'
+    batches arrive in. ``pairs`` is packed like :attr:`CoVisitation.pairs`.
+    """
+
+    __slots__ = ("pairs", "buys")
+
+    def __init__(self) -> None:
+        self.pairs: dict[int, dict[int, int]] = {}
+        self.buys: dict[int, dict[int, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.buys)
+
+    def matrix(self, name: str) -> dict[int, dict[int, int]]:
+        """One matrix's increments, decoded (``clicks``, ``carts_orders`` or ``buy2buy``)."""
+        if name == "buy2buy":
+            return self.buys
+        return {x: _decode(row, name == "clicks") for x, row in self.pairs.items()}
+
+
+def _journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> None:
+    row = table.get(x)
+    if row is None:
+        row = table[x] = {}
+    row[y] = row.get(y, 0) + inc
+
+
 class CoVisitation:
     """The three matrices and their incremental update.
 
@@ -144,6 +175,13 @@ class CoVisitation:
         # clicks and carts_orders tops (same row), and one per aid for buy2buy.
         self._top_pairs: dict[int, dict[str, list[tuple[int, int]]]] = {}
         self._top_buys: dict[int, list[tuple[int, int]]] = {}
+        self.journal: CellJournal | None = None
+        """When set, every cell increment is also recorded there (see :meth:`take_journal`)."""
+
+    def take_journal(self) -> CellJournal:
+        """Start recording increments (first call) and return those recorded since last time."""
+        taken, self.journal = self.journal or CellJournal(), CellJournal()
+        return taken
 
     # -- update ---------------------------------------------------------------------------------
     def update(self, state: SessionState, aid: int, ts: int, etype: int) -> None:
@@ -198,6 +236,7 @@ class CoVisitation:
         pairs = self.pairs
         top = self._top_pairs
         inc = (w_time << _CO_BITS) + 1
+        journal = self.journal
         row_b = pairs.get(b)
         if row_b is None:
             row_b = pairs[b] = {}
@@ -210,6 +249,9 @@ class CoVisitation:
                 row_a = pairs[a] = {}
             row_a[b] = row_a.get(b, 0) + inc
             row_b[a] = row_b.get(a, 0) + inc
+            if journal is not None:
+                _journal_add(journal.pairs, a, b, inc)
+                _journal_add(journal.pairs, b, a, inc)
             top.pop(a, None)
             if len(row_a) > limit:
                 self._prune_pairs(a, cap)
@@ -274,8 +316,12 @@ class CoVisitation:
             # .get: pruning may have dropped a cell whose run is still open
             if inc_ab:
                 row_a[b] = row_a.get(b, 0) + inc_ab
+                if self.journal is not None:
+                    _journal_add(self.journal.pairs, a, b, inc_ab)
             if inc_ba:
                 row_b[a] = row_b.get(a, 0) + inc_ba
+                if self.journal is not None:
+                    _journal_add(self.journal.pairs, b, a, inc_ba)
             top.pop(a, None)
         cap = self.config.max_neighbors
         if cap and grown:
@@ -307,6 +353,9 @@ class CoVisitation:
                 row_a = buy2buy[a] = {}
             row_a[b] = row_a.get(b, 0) + 1
             row_b[a] = row_b.get(a, 0) + 1
+            if self.journal is not None:
+                _journal_add(self.journal.buys, a, b, 1)
+                _journal_add(self.journal.buys, b, a, 1)
             top.pop(a, None)
             grew = True
         top.pop(b, None)
@@ -332,6 +381,10 @@ class CoVisitation:
 
     def _renormalise(self, epoch: int) -> None:
         """Enter a later epoch: shift every clicks weight right."""
+        if self.journal is not None and self.pairs:
+            # A shift is not an increment: a shared store needs a coordinated rescale, which
+            # the distributed runtime does not have yet (epochs are 448 days long).
+            raise RuntimeError("clicks renormalisation (new epoch) with journaled state")
         bits = self.time_weight.shift * (epoch - self.epoch)
         for row in self.pairs.values():
             for y, v in row.items():

@@ -110,3 +110,15 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 
     return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}-".replace("[", "-").replace(
         "]", "")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis of ``deploy/local/services.sh up`` (LIVEREC_REDIS_PORT, default 6379)."""
+    port = int(os.environ.get("LIVEREC_REDIS_PORT", "6379"))
+    if not _answers("127.0.0.1", port):
+        message = f"Redis does not answer on 127.0.0.1:{port}: run deploy/local/services.sh up"
+        if _require_services():
+            pytest.fail(message)
+        pytest.skip(message)
+    return f"redis://127.0.0.1:{port}/0"

@@ -1,0 +1,107 @@
+"""Matrices summed in Redis from several workers' journals equal the batch definition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from online_models.covisitation import CovisConfig
+from online_models.covisitation_batch import batch_covisitation
+from online_models.redis_matrices import OffsetConflict, RedisMatrices
+from producers.generator import GeneratorConfig, generate_sessions
+from producers.ordering import time_ordered
+from producers.readers import read_events
+from stream.events import Event
+from stream.pipeline import PipelineConfig, SessionPipeline
+
+pytestmark = pytest.mark.integration
+TOPIC = "events"
+
+
+@pytest.fixture
+def store(redis_url: str, unique_prefix: str) -> Iterator[RedisMatrices]:
+    matrices = RedisMatrices.from_url(redis_url, unique_prefix)
+    yield matrices
+    keys = list(matrices.client.scan_iter(match=f"{unique_prefix}*", count=1000))
+    if keys:
+        matrices.client.delete(*keys)
+
+
+def partitioned(events: list[Event], partitions: int) -> dict[int, list[tuple[int, Event]]]:
+    """Kafka-like partitions keyed by session: (offset, event) in time order."""
+    out: dict[int, list[tuple[int, Event]]] = {p: [] for p in range(partitions)}
+    for event in events:
+        part = out[event.session % partitions]
+        part.append((len(part), event))
+    return out
+
+
+@pytest.mark.parametrize("source", ["otto-sample", "generated"])
+def test_two_workers_on_four_partitions_sum_to_the_batch_matrices(
+    store: RedisMatrices, shared_data: Path, source: str
+) -> None:
+    if source == "generated":
+        config_ = GeneratorConfig(sessions=400, items=300, seed=3)
+        flat = (e for _, session in generate_sessions(config_) for e in session)
+        events = list(time_ordered(flat))
+    else:
+        events = list(time_ordered(read_events(shared_data / "otto-sample" / "train.jsonl")))
+    parts = partitioned(events, 4)
+    config = PipelineConfig(covis=CovisConfig(max_neighbors=0))
+    workers = {0: SessionPipeline(config), 1: SessionPipeline(config)}
+    for pipeline in workers.values():
+        pipeline.covis.take_journal()
+    for partition, records in parts.items():  # worker = partition % 2, batches of 50
+        pipeline = workers[partition % 2]
+        for i in range(0, len(records), 50):
+            chunk = records[i:i + 50]
+            pipeline.apply(e for _, e in chunk)
+            journal = pipeline.covis.take_journal()
+            offsets = {(TOPIC, partition): (chunk[0][0], chunk[-1][0] + 1)}
+            assert store.apply(journal, offsets)
+    log = [tuple(e) for e in events]
+    clicks, carts_orders, buy2buy = batch_covisitation(log, config.covis)
+    assert store.matrix("clicks") == clicks
+    assert store.matrix("carts_orders") == carts_orders
+    assert store.matrix("buy2buy") == buy2buy
+    assert store.stored_offset(TOPIC, 3) == len(parts[3])
+
+
+def test_a_batch_applied_twice_counts_once(store: RedisMatrices) -> None:
+    pipeline = SessionPipeline()
+    pipeline.covis.take_journal()
+    pipeline.apply([Event(1, 10, 1_000, 0), Event(1, 20, 2_000, 1)])
+    journal = pipeline.covis.take_journal()
+    assert store.apply(journal, {(TOPIC, 0): (0, 2)})
+    assert not store.apply(journal, {(TOPIC, 0): (0, 2)})  # redelivered after a crash
+    assert store.row("carts_orders", 10) == {20: 6}
+    assert store.stored_offset(TOPIC, 0) == 2
+
+
+def test_a_batch_past_a_gap_is_refused(store: RedisMatrices) -> None:
+    pipeline = SessionPipeline()
+    pipeline.covis.take_journal()
+    pipeline.apply([Event(1, 10, 1_000, 0), Event(1, 20, 2_000, 0)])
+    assert store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (0, 2)})
+    with pytest.raises(OffsetConflict):
+        store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (5, 9)})
+
+
+def test_covis_from_store_dumps_in_the_covis_format(
+    store: RedisMatrices, shared_data: Path, tmp_path: Path, redis_url: str, unique_prefix: str
+) -> None:
+    from liverec.cli import main
+
+    path = shared_data / "otto-sample" / "train.jsonl"
+    pipeline = SessionPipeline(PipelineConfig(covis=CovisConfig(max_neighbors=0)))
+    pipeline.covis.take_journal()
+    events = list(time_ordered(read_events(path)))
+    pipeline.apply(events)
+    assert store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (0, len(events))})
+    dumped, batch = tmp_path / "store.jsonl", tmp_path / "batch.jsonl"
+    assert main(["covis", "--from-store", redis_url, "--prefix", unique_prefix,
+                 "--out", str(dumped)]) == 0
+    assert main(["covis", str(path), "--mode", "batch", "--out", str(batch)]) == 0
+    assert dumped.read_bytes() == batch.read_bytes()
