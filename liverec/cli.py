@@ -153,6 +153,29 @@ def _covis_from_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Faust worker of the distributed runtime (LIVEREC_BUS=kafka://…, LIVEREC_STORE=redis://…)."""
+    import faust
+
+    from producers.kafka_sink import KafkaSink
+    from stream.worker import create_worker_app
+
+    settings = Settings()
+    if urlsplit(settings.bus).scheme != "kafka" or urlsplit(settings.store).scheme != "redis":
+        raise ValueError("liverec worker needs LIVEREC_BUS=kafka://host:port and "
+                         "LIVEREC_STORE=redis://host:port/db")
+    # Faust only consumes topics that exist when it starts.
+    KafkaSink(settings.bus, f"{settings.topic_prefix}events", settings.partitions).ensure_topic()
+    config = PipelineConfig(covis=CovisConfig(max_neighbors=settings.max_neighbors))
+    app = create_worker_app(broker=settings.bus, store=settings.store,
+                            topic_prefix=settings.topic_prefix, app_id=settings.app_id,
+                            partitions=settings.partitions, max_batch=settings.max_batch,
+                            config=config)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from liverec.demo import run_demo
 
@@ -196,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average events/s of the replay with --speed auto (default 50)")
     p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("worker", help="a Faust worker: Kafka events in, state in Redis")
+    p.add_argument("--loglevel", default="warning", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("generate", help="write synthetic OTTO-like sessions")
     p.add_argument("--sessions", type=_positive_int, required=True)

@@ -1,0 +1,96 @@
+"""The Faust worker: consume ``{prefix}events`` in batches, feed the pipeline, sum the
+co-visitation matrices in Redis exactly once (see ``docs/production.md``).
+
+Each batch is split by partition; messages below a partition's stored offset (already applied
+before a crash or a rebalance) are dropped; invalid ones go to ``{prefix}events.dlq`` with the
+reason; the rest feed the same :class:`~stream.pipeline.SessionPipeline` as the embedded
+runtime, whose journal is then applied to Redis with the batch's offsets in one script.
+
+State so far: matrices in Redis; each worker keeps its partitions' session windows in memory
+(the next step moves them to Redis too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from online_models.redis_matrices import RedisMatrices
+from stream.events import Event, EventError
+from stream.kafka_bus import decode
+from stream.pipeline import PipelineConfig, SessionPipeline
+
+log = logging.getLogger("liverec.worker")
+
+
+@dataclass
+class WorkerStats:
+    processed: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    batches: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
+
+
+def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
+                      partitions: int, max_batch: int, config: PipelineConfig) -> faust.App:
+    """A Faust app whose agent drives a pipeline; topics must exist before it starts."""
+    # Faust wants a data directory even without tables; keep it out of the working tree.
+    datadir = Path(tempfile.gettempdir()) / f"liverec-faust-{app_id}"
+    app = faust.App(app_id, broker=broker, store="memory://", topic_partitions=partitions,
+                    web_enabled=False, consumer_auto_offset_reset="earliest",
+                    datadir=str(datadir))
+    topic_name = f"{topic_prefix}events"
+    events_topic = app.topic(topic_name, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw", partitions=partitions)
+    dlq = app.topic(f"{topic_name}.dlq", key_serializer="raw", value_serializer="raw")
+    pipeline = SessionPipeline(config)
+    pipeline.covis.take_journal()
+    matrices = RedisMatrices.from_url(store, topic_prefix)
+    stats = WorkerStats()
+    app.liverec_stats = stats  # type: ignore[attr-defined]
+
+    @app.agent(events_topic)
+    async def apply_events(stream: Any) -> None:
+        async for batch in stream.take_events(max_batch, within=0.05):
+            by_partition: dict[int, list[Any]] = defaultdict(list)
+            for event in batch:
+                by_partition[event.message.partition].append(event)
+            good: list[Event] = []
+            offsets: dict[tuple[str, int], tuple[int, int]] = {}
+            for partition, items in by_partition.items():
+                stored = stats.offsets.get(partition)
+                if stored is None:
+                    stored = await asyncio.to_thread(matrices.stored_offset, topic_name,
+                                                     partition) or 0
+                fresh = [e for e in items if e.message.offset >= stored]
+                stats.skipped += len(items) - len(fresh)
+                if not fresh:
+                    continue
+                offsets[(topic_name, partition)] = (fresh[0].message.offset,
+                                                    fresh[-1].message.offset + 1)
+                for item in fresh:
+                    try:
+                        good.append(decode(item.value))
+                    except EventError as exc:
+                        stats.rejected += 1
+                        await dlq.send(value=item.value or b"",
+                                       headers={"reason": str(exc).encode()})
+            if not offsets:
+                continue
+            pipeline.apply(good)
+            journal = pipeline.covis.take_journal()
+            await asyncio.to_thread(matrices.apply, journal, offsets)
+            for (_, partition), (_, end) in offsets.items():
+                stats.offsets[partition] = end
+            stats.processed += len(good)
+            stats.batches += 1
+
+    return app

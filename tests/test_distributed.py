@@ -1,0 +1,55 @@
+"""The distributed path end to end: replay → Kafka (4 partitions) → 2 Faust workers → Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from online_models.redis_matrices import RedisMatrices
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def liverec(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "liverec", *args], env=env, text=True,
+                          capture_output=True, timeout=120, check=True)
+
+
+def test_two_workers_on_four_partitions_store_the_batch_matrices(
+    kafka_url: str, redis_url: str, unique_prefix: str, shared_data: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
+           "LIVEREC_TOPIC_PREFIX": unique_prefix, "LIVEREC_APP_ID": unique_prefix.rstrip("-"),
+           "LIVEREC_PARTITIONS": "4", "LIVEREC_MAX_NEIGHBORS": "0"}
+    path = shared_data / "otto-sample" / "train.jsonl"
+    workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for _ in range(2)]
+    store = RedisMatrices.from_url(redis_url, unique_prefix)
+    try:
+        time.sleep(12)  # both workers join the group and share the 4 partitions
+        assert all(w.poll() is None for w in workers), "a worker exited"
+        assert "published 862 events" in liverec("replay", str(path), "--to", kafka_url,
+                                                 "--quiet", env=env).stdout
+        topic = f"{unique_prefix}events"
+        deadline = time.monotonic() + 60
+        while sum(store.stored_offset(topic, p) or 0 for p in range(4)) < 862:
+            assert time.monotonic() < deadline, "the workers did not apply every event"
+            time.sleep(0.5)
+        dumped, batch = tmp_path / "store.jsonl", tmp_path / "batch.jsonl"
+        liverec("covis", "--from-store", redis_url, "--out", str(dumped), env=env)
+        liverec("covis", str(path), "--mode", "batch", "--out", str(batch), env=env)
+        assert dumped.read_bytes() == batch.read_bytes()
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(20)
+        keys = list(store.client.scan_iter(match=f"{unique_prefix}*", count=1000))
+        if keys:
+            store.client.delete(*keys)
