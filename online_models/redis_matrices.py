@@ -9,8 +9,9 @@ those offsets to the batch's end, all atomically. A batch replayed after a crash
 so nothing counts twice; one lost in a crash was never stored, so Kafka redelivers it.
 
 Layout (``{p}`` = key prefix): hashes ``{p}cv:clicks:{aid}``, ``{p}cv:carts_orders:{aid}``,
-``{p}cv:buy2buy:{aid}`` (neighbour → weight) and strings ``{p}offset:{topic}:{partition}``
-(the next offset to apply).
+``{p}cv:buy2buy:{aid}`` (neighbour → weight), strings ``{p}offset:{topic}:{partition}``
+(the next offset to apply) and ``{p}session:{id}`` (a session's window and open runs, written
+in the same script as the batch that changed it).
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ import redis
 
 from online_models.covisitation import MATRICES, CellJournal, export_rows
 
-# KEYS: offset keys, then hash keys. ARGV: n_offsets, then (start, end) per offset key, then
-# per hash key: field count followed by field, increment pairs.
+# KEYS: offset keys, then hash keys, then string keys. ARGV: n_offsets, n_strings, then
+# (start, end) per offset key, then per hash key: field count followed by field, increment
+# pairs, then one value per string key.
 _APPLY = """
 local n = tonumber(ARGV[1])
+local strings = tonumber(ARGV[2])
 for i = 1, n do
-  local stored = tonumber(redis.call('GET', KEYS[i]) or ARGV[2 * i])
-  if stored ~= tonumber(ARGV[2 * i]) then
+  local stored = tonumber(redis.call('GET', KEYS[i]) or ARGV[2 * i + 1])
+  if stored ~= tonumber(ARGV[2 * i + 1]) then
     return {0, i, stored}
   end
 end
-local arg = 2 * n + 2
-for k = n + 1, #KEYS do
+local arg = 2 * n + 3
+for k = n + 1, #KEYS - strings do
   local fields = tonumber(ARGV[arg])
   arg = arg + 1
   for _ = 1, fields do
@@ -40,8 +43,12 @@ for k = n + 1, #KEYS do
     arg = arg + 2
   end
 end
+for k = #KEYS - strings + 1, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[arg])
+  arg = arg + 1
+end
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[2 * i + 1])
+  redis.call('SET', KEYS[i], ARGV[2 * i + 2])
 end
 return {1, 0, 0}
 """
@@ -66,6 +73,17 @@ class RedisMatrices:
     def _row_key(self, matrix: str, aid: int) -> str:
         return f"{self.prefix}cv:{matrix}:{aid}"
 
+    def _session_key(self, session: int) -> str:
+        return f"{self.prefix}session:{session}"
+
+    def sessions(self, ids: list[int]) -> dict[int, bytes]:
+        """Stored states of these sessions (absent ones are left out)."""
+        if not ids:
+            return {}
+        blobs = self.client.mget([self._session_key(s) for s in ids])
+        return {s: b.encode() if isinstance(b, str) else b
+                for s, b in zip(ids, blobs, strict=True) if b is not None}
+
     def _offset_key(self, topic: str, partition: int) -> str:
         return f"{self.prefix}offset:{topic}:{partition}"
 
@@ -74,15 +92,18 @@ class RedisMatrices:
         return None if value is None else int(value)
 
     def apply(self, journal: CellJournal,
-              offsets: Mapping[tuple[str, int], tuple[int, int]]) -> bool:
-        """Add a batch's increments if no part of it was applied before.
+              offsets: Mapping[tuple[str, int], tuple[int, int]],
+              sessions: Mapping[int, bytes] | None = None) -> bool:
+        """Add a batch's increments (and store its sessions' states) if no part of it was
+        applied before.
 
         ``offsets`` maps (topic, partition) to the batch's (first, next) offsets. Returns
         False, changing nothing, when the batch was already applied; raises
         :class:`OffsetConflict` when it starts past a gap (events would be lost).
         """
+        sessions = sessions or {}
         keys: list[str] = []
-        args: list[int | str] = [len(offsets)]
+        args: list[int | str | bytes] = [len(offsets), len(sessions)]
         for (topic, partition), (start, end) in offsets.items():
             keys.append(self._offset_key(topic, partition))
             args += [start, end]
@@ -92,6 +113,9 @@ class RedisMatrices:
                 args.append(len(row))
                 for neighbour, inc in row.items():
                     args += [neighbour, inc]
+        for session, blob in sessions.items():
+            keys.append(self._session_key(session))
+            args.append(blob)
         applied, index, stored = self._apply(keys=keys, args=args)
         if applied:
             return True

@@ -19,6 +19,10 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+import orjson
+
+_LOW = (1 << 64) - 1
+
 
 @dataclass(slots=True)
 class SessionState:
@@ -46,6 +50,35 @@ class SessionState:
     def empty(cls, window: int) -> SessionState:
         return cls(deque(maxlen=window), deque(maxlen=window))
 
+    def to_bytes(self) -> bytes:
+        """The whole state as JSON, for a shared store (pair keys split into two ids)."""
+        return orjson.dumps({
+            "recent": list(self.recent), "buys": list(self.recent_buys),
+            "runs": [[k >> 64, k & _LOW, v] for k, v in self.runs.items()],
+            "buy_runs": [[k >> 64, k & _LOW, v] for k, v in self.buy_runs.items()],
+            "max_ts": self.max_ts, "events": self.events, "window_buys": self.window_buys,
+            "ordered": self.ordered,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes, window: int) -> SessionState:
+        """Inverse of :meth:`to_bytes`.
+
+        >>> state = SessionState.empty(30)
+        >>> state.runs[3 << 64 | 5] = 77
+        >>> SessionState.from_bytes(state.to_bytes(), 30) == state
+        True
+        """
+        obj = orjson.loads(data)
+        return cls(
+            deque((tuple(e) for e in obj["recent"]), maxlen=window),  # type: ignore[misc]
+            deque((tuple(e) for e in obj["buys"]), maxlen=window),  # type: ignore[misc]
+            {lo << 64 | hi: v for lo, hi, v in obj["runs"]},
+            {lo << 64 | hi: v for lo, hi, v in obj["buy_runs"]},
+            max_ts=obj["max_ts"], events=obj["events"], window_buys=obj["window_buys"],
+            ordered=obj["ordered"],
+        )
+
 
 class SessionStore:
     """All live sessions, ordered by last activity so expiry costs O(expired)."""
@@ -68,6 +101,17 @@ class SessionStore:
 
     def get(self, session: int) -> SessionState | None:
         return self._sessions.get(session)
+
+    def put(self, session: int, state: SessionState) -> None:
+        """Adopt a state loaded from elsewhere (a shared store after a rebalance)."""
+        self._sessions[session] = state
+        if state.runs:
+            self._with_runs[session] = state
+
+    def clear(self) -> None:
+        """Forget every session (they are reloaded from the shared store on next use)."""
+        self._sessions.clear()
+        self._with_runs.clear()
 
     def touch(self, session: int, ts: int) -> SessionState:
         """The session's state, created if new, marked as active at ``ts``."""

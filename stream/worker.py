@@ -6,8 +6,9 @@ before a crash or a rebalance) are dropped; invalid ones go to ``{prefix}events.
 reason; the rest feed the same :class:`~stream.pipeline.SessionPipeline` as the embedded
 runtime, whose journal is then applied to Redis with the batch's offsets in one script.
 
-State so far: matrices in Redis; each worker keeps its partitions' session windows in memory
-(the next step moves them to Redis too).
+State: matrices and each touched session's window and open runs go to Redis in the same script
+as the batch's offsets; a worker keeps sessions in memory as a cache, drops it when partitions
+are revoked, and loads sessions it does not hold from Redis.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 
 import faust
 
-from online_models.redis_matrices import RedisMatrices
+from online_models.redis_matrices import OffsetConflict, RedisMatrices
+from online_models.sessions import SessionState
 from stream.events import Event, EventError
 from stream.kafka_bus import decode
 from stream.pipeline import PipelineConfig, SessionPipeline
@@ -46,7 +48,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     datadir = Path(tempfile.gettempdir()) / f"liverec-faust-{app_id}"
     app = faust.App(app_id, broker=broker, store="memory://", topic_partitions=partitions,
                     web_enabled=False, consumer_auto_offset_reset="earliest",
-                    datadir=str(datadir))
+                    datadir=str(datadir),
+                    # A worker that dies is noticed in seconds, not the default minute.
+                    broker_session_timeout=8.0, broker_heartbeat_interval=1.0)
     topic_name = f"{topic_prefix}events"
     events_topic = app.topic(topic_name, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw", partitions=partitions)
@@ -85,12 +89,39 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                                        headers={"reason": str(exc).encode()})
             if not offsets:
                 continue
-            pipeline.apply(good)
+            await load_sessions({e.session for e in good})
+            touched = pipeline.apply(good)
             journal = pipeline.covis.take_journal()
-            await asyncio.to_thread(matrices.apply, journal, offsets)
+            states = {s: state.to_bytes() for s in touched
+                      if (state := pipeline.sessions.get(s)) is not None}
+            try:
+                applied = await asyncio.to_thread(matrices.apply, journal, offsets, states)
+            except OffsetConflict:
+                applied = False
+            if not applied:  # another worker got there first: our copies are stale
+                log.warning("batch %s was applied elsewhere; reloading state", offsets)
+                forget()
+                continue
             for (_, partition), (_, end) in offsets.items():
                 stats.offsets[partition] = end
             stats.processed += len(good)
             stats.batches += 1
+
+    async def load_sessions(sessions: set[int]) -> None:
+        """Bring sessions this worker has not seen since the last rebalance from Redis."""
+        missing = [s for s in sessions if s not in pipeline.sessions]
+        stored = await asyncio.to_thread(matrices.sessions, missing)
+        for session, blob in stored.items():
+            pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window))
+
+    def forget() -> None:
+        pipeline.sessions.clear()
+        stats.offsets.clear()
+
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Partitions may move: what this worker holds of their sessions may go stale.
+        forget()
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
     return app
