@@ -17,11 +17,13 @@ import asyncio
 import logging
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
+import redis
 
 from online_models.redis_matrices import OffsetConflict, RedisMatrices
 from online_models.sessions import SessionState
@@ -30,6 +32,7 @@ from stream.kafka_bus import decode
 from stream.pipeline import PipelineConfig, SessionPipeline
 
 log = logging.getLogger("liverec.worker")
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,6 +42,25 @@ class WorkerStats:
     skipped: int = 0
     batches: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
+
+
+async def with_retry(call: Callable[..., T], *args: Any, patience_s: float = 300.0) -> T:
+    """Run a Redis call off the event loop, waiting out a restart of Redis.
+
+    Nothing is acknowledged to Kafka before Redis has the batch, so waiting is safe; giving up
+    (after ``patience_s``) lets the worker die and Kafka redeliver to another one.
+    """
+    delay, waited = 0.2, 0.0
+    while True:
+        try:
+            return await asyncio.to_thread(call, *args)
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            if waited >= patience_s:
+                raise
+            log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(2.0, delay * 2)
 
 
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
@@ -72,8 +94,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             for partition, items in by_partition.items():
                 stored = stats.offsets.get(partition)
                 if stored is None:
-                    stored = await asyncio.to_thread(matrices.stored_offset, topic_name,
-                                                     partition) or 0
+                    stored = await with_retry(matrices.stored_offset, topic_name,
+                                              partition) or 0
                 fresh = [e for e in items if e.message.offset >= stored]
                 stats.skipped += len(items) - len(fresh)
                 if not fresh:
@@ -95,7 +117,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             states = {s: state.to_bytes() for s in touched
                       if (state := pipeline.sessions.get(s)) is not None}
             try:
-                applied = await asyncio.to_thread(matrices.apply, journal, offsets, states)
+                applied = await with_retry(matrices.apply, journal, offsets, states)
             except OffsetConflict:
                 applied = False
             if not applied:  # another worker got there first: our copies are stale
@@ -110,7 +132,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     async def load_sessions(sessions: set[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""
         missing = [s for s in sessions if s not in pipeline.sessions]
-        stored = await asyncio.to_thread(matrices.sessions, missing)
+        stored = await with_retry(matrices.sessions, missing)
         for session, blob in stored.items():
             pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window))
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from online_models.redis_matrices import RedisMatrices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SERVICES = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services.sh"
 
 
 def liverec(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -55,13 +59,14 @@ def test_two_workers_on_four_partitions_store_the_batch_matrices(
             store.client.delete(*keys)
 
 
-def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
-    kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path
+def replay_through_two_workers(
+    kafka_url: str, redis_url: str, prefix: str, tmp_path: Path,
+    incident: Callable[[list[subprocess.Popen[bytes]]], None],
 ) -> None:
-    """kill -9 one of two workers while events flow; the group rebalances, the survivor
-    reloads the dead worker's sessions from Redis, and the result still equals the batch."""
+    """Replay ~7,000 generated events over ~12 s into 2 workers, let ``incident`` strike 5 s
+    in, wait until every event is applied, and compare the Redis dump with the batch result."""
     env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
-           "LIVEREC_TOPIC_PREFIX": unique_prefix, "LIVEREC_APP_ID": unique_prefix.rstrip("-"),
+           "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
            "LIVEREC_PARTITIONS": "4", "LIVEREC_MAX_NEIGHBORS": "0", "LIVEREC_MAX_BATCH": "50"}
     data = tmp_path / "sessions.jsonl"
     liverec("generate", "--sessions", "400", "--items", "300", "--seed", "11", "--out",
@@ -69,7 +74,7 @@ def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
     workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for _ in range(2)]
-    store = RedisMatrices.from_url(redis_url, unique_prefix)
+    store = RedisMatrices.from_url(redis_url, prefix)
     try:
         time.sleep(12)
         assert all(w.poll() is None for w in workers), "a worker exited"
@@ -78,13 +83,13 @@ def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
                                    kafka_url, "--speed", "200000", "--quiet"], env=env,
                                   stdout=subprocess.PIPE, text=True)
         time.sleep(5)
-        workers[0].kill()  # SIGKILL: no goodbye to the group, no final commit
-        out, _ = replay.communicate(timeout=120)
+        incident(workers)
+        out, _ = replay.communicate(timeout=180)
         total = int(out.split("published ")[1].split(" events")[0].replace(",", ""))
-        topic = f"{unique_prefix}events"
-        deadline = time.monotonic() + 90
+        topic = f"{prefix}events"
+        deadline = time.monotonic() + 120
         while sum(store.stored_offset(topic, p) or 0 for p in range(4)) < total:
-            assert time.monotonic() < deadline, "the surviving worker did not catch up"
+            assert time.monotonic() < deadline, "the workers did not catch up"
             time.sleep(0.5)
         dumped, batch = tmp_path / "store.jsonl", tmp_path / "batch.jsonl"
         liverec("covis", "--from-store", redis_url, "--out", str(dumped), env=env)
@@ -94,6 +99,35 @@ def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
         for worker in workers:
             worker.kill()
             worker.wait(20)
-        keys = list(store.client.scan_iter(match=f"{unique_prefix}*", count=1000))
+        keys = list(store.client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             store.client.delete(*keys)
+
+
+def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
+    kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    """kill -9 one of two workers while events flow; the group rebalances, the survivor
+    reloads the dead worker's sessions from Redis, and the result still equals the batch."""
+    def kill_one(workers: list[subprocess.Popen[bytes]]) -> None:
+        workers[0].kill()  # SIGKILL: no goodbye to the group, no final commit
+
+    replay_through_two_workers(kafka_url, redis_url, unique_prefix, tmp_path, kill_one)
+
+
+def test_a_redis_restart_mid_replay_loses_nothing(
+    kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    """Redis stops (its append-only file flushed) and comes back while events flow; the
+    workers wait for it, and the result still equals the batch."""
+    def restart_redis(workers: list[subprocess.Popen[bytes]]) -> None:
+        client = redis.Redis.from_url(redis_url)
+        with contextlib.suppress(redis.ConnectionError):
+            client.shutdown()
+        time.sleep(2)
+        subprocess.run([str(SERVICES), "up"], check=True, capture_output=True, timeout=60)
+
+    try:
+        replay_through_two_workers(kafka_url, redis_url, unique_prefix, tmp_path, restart_redis)
+    finally:  # whatever happened, leave Redis up for the tests after this one
+        subprocess.run([str(SERVICES), "up"], check=True, capture_output=True, timeout=60)
