@@ -91,16 +91,21 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def kafka_url() -> str:
-    """The broker of ``deploy/local/services.sh up`` (LIVEREC_KAFKA_PORT, default 9092)."""
-    port = int(os.environ.get("LIVEREC_KAFKA_PORT", "9092"))
+def _service_port(name: str, variable: str, default: int) -> int:
+    """The port of a local service that must answer: skip without it, fail where required."""
+    port = int(os.environ.get(variable, str(default)))
     if not _answers("127.0.0.1", port):
-        message = f"Kafka does not answer on 127.0.0.1:{port}: run deploy/local/services.sh up"
+        message = f"{name} does not answer on 127.0.0.1:{port}: run deploy/local/services.sh up"
         if _require_services():
             pytest.fail(message)
         pytest.skip(message)
-    return f"kafka://127.0.0.1:{port}"
+    return port
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> str:
+    """The broker of ``deploy/local/services.sh up`` (LIVEREC_KAFKA_PORT, default 9092)."""
+    return f"kafka://127.0.0.1:{_service_port('Kafka', 'LIVEREC_KAFKA_PORT', 9092)}"
 
 
 @pytest.fixture
@@ -115,10 +120,4 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The Redis of ``deploy/local/services.sh up`` (LIVEREC_REDIS_PORT, default 6379)."""
-    port = int(os.environ.get("LIVEREC_REDIS_PORT", "6379"))
-    if not _answers("127.0.0.1", port):
-        message = f"Redis does not answer on 127.0.0.1:{port}: run deploy/local/services.sh up"
-        if _require_services():
-            pytest.fail(message)
-        pytest.skip(message)
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{_service_port('Redis', 'LIVEREC_REDIS_PORT', 6379)}/0"

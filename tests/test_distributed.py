@@ -24,53 +24,16 @@ def liverec(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
                           capture_output=True, timeout=120, check=True)
 
 
-def test_two_workers_on_four_partitions_store_the_batch_matrices(
-    kafka_url: str, redis_url: str, unique_prefix: str, shared_data: Path, tmp_path: Path
-) -> None:
-    env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
-           "LIVEREC_TOPIC_PREFIX": unique_prefix, "LIVEREC_APP_ID": unique_prefix.rstrip("-"),
-           "LIVEREC_PARTITIONS": "4", "LIVEREC_MAX_NEIGHBORS": "0"}
-    path = shared_data / "otto-sample" / "train.jsonl"
-    workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for _ in range(2)]
-    store = RedisMatrices.from_url(redis_url, unique_prefix)
-    try:
-        time.sleep(12)  # both workers join the group and share the 4 partitions
-        assert all(w.poll() is None for w in workers), "a worker exited"
-        assert "published 862 events" in liverec("replay", str(path), "--to", kafka_url,
-                                                 "--quiet", env=env).stdout
-        topic = f"{unique_prefix}events"
-        deadline = time.monotonic() + 60
-        while sum(store.stored_offset(topic, p) or 0 for p in range(4)) < 862:
-            assert time.monotonic() < deadline, "the workers did not apply every event"
-            time.sleep(0.5)
-        dumped, batch = tmp_path / "store.jsonl", tmp_path / "batch.jsonl"
-        liverec("covis", "--from-store", redis_url, "--out", str(dumped), env=env)
-        liverec("covis", str(path), "--mode", "batch", "--out", str(batch), env=env)
-        assert dumped.read_bytes() == batch.read_bytes()
-    finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(20)
-        keys = list(store.client.scan_iter(match=f"{unique_prefix}*", count=1000))
-        if keys:
-            store.client.delete(*keys)
-
-
 def replay_through_two_workers(
-    kafka_url: str, redis_url: str, prefix: str, tmp_path: Path,
-    incident: Callable[[list[subprocess.Popen[bytes]]], None],
+    kafka_url: str, redis_url: str, prefix: str, data: Path, tmp_path: Path,
+    incident: Callable[[list[subprocess.Popen[bytes]]], None] | None = None,
+    speed: str = "max",
 ) -> None:
-    """Replay ~7,000 generated events over ~12 s into 2 workers, let ``incident`` strike 5 s
-    in, wait until every event is applied, and compare the Redis dump with the batch result."""
+    """Replay ``data`` into 2 workers on 4 partitions, let ``incident`` strike 5 s in, wait
+    until every event is applied, and compare the Redis dump with the batch result."""
     env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
            "LIVEREC_PARTITIONS": "4", "LIVEREC_MAX_NEIGHBORS": "0", "LIVEREC_MAX_BATCH": "50"}
-    data = tmp_path / "sessions.jsonl"
-    liverec("generate", "--sessions", "400", "--items", "300", "--seed", "11", "--out",
-            str(data), env=env)
     workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for _ in range(2)]
@@ -78,12 +41,12 @@ def replay_through_two_workers(
     try:
         time.sleep(12)
         assert all(w.poll() is None for w in workers), "a worker exited"
-        # ~28 days of events in ~12 s of wall time
         replay = subprocess.Popen([sys.executable, "-m", "liverec", "replay", str(data), "--to",
-                                   kafka_url, "--speed", "200000", "--quiet"], env=env,
+                                   kafka_url, "--speed", speed, "--quiet"], env=env,
                                   stdout=subprocess.PIPE, text=True)
-        time.sleep(5)
-        incident(workers)
+        if incident is not None:
+            time.sleep(5)
+            incident(workers)
         out, _ = replay.communicate(timeout=180)
         total = int(out.split("published ")[1].split(" events")[0].replace(",", ""))
         topic = f"{prefix}events"
@@ -104,6 +67,21 @@ def replay_through_two_workers(
             store.client.delete(*keys)
 
 
+def generated(tmp_path: Path) -> Path:
+    """~7,000 events over 28 days: at --speed 200000 a replay of ~12 s."""
+    data = tmp_path / "sessions.jsonl"
+    liverec("generate", "--sessions", "400", "--items", "300", "--seed", "11", "--out",
+            str(data), env=dict(os.environ))
+    return data
+
+
+def test_two_workers_on_four_partitions_store_the_batch_matrices(
+    kafka_url: str, redis_url: str, unique_prefix: str, shared_data: Path, tmp_path: Path
+) -> None:
+    replay_through_two_workers(kafka_url, redis_url, unique_prefix,
+                               shared_data / "otto-sample" / "train.jsonl", tmp_path)
+
+
 def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
     kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path
 ) -> None:
@@ -112,7 +90,8 @@ def test_a_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(
     def kill_one(workers: list[subprocess.Popen[bytes]]) -> None:
         workers[0].kill()  # SIGKILL: no goodbye to the group, no final commit
 
-    replay_through_two_workers(kafka_url, redis_url, unique_prefix, tmp_path, kill_one)
+    replay_through_two_workers(kafka_url, redis_url, unique_prefix, generated(tmp_path),
+                               tmp_path, kill_one, speed="200000")
 
 
 def test_a_redis_restart_mid_replay_loses_nothing(
@@ -128,6 +107,7 @@ def test_a_redis_restart_mid_replay_loses_nothing(
         subprocess.run([str(SERVICES), "up"], check=True, capture_output=True, timeout=60)
 
     try:
-        replay_through_two_workers(kafka_url, redis_url, unique_prefix, tmp_path, restart_redis)
+        replay_through_two_workers(kafka_url, redis_url, unique_prefix, generated(tmp_path),
+                                   tmp_path, restart_redis, speed="200000")
     finally:  # whatever happened, leave Redis up for the tests after this one
         subprocess.run([str(SERVICES), "up"], check=True, capture_output=True, timeout=60)
