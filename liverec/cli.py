@@ -171,6 +171,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
                             topic_prefix=settings.topic_prefix, app_id=settings.app_id,
                             partitions=settings.partitions, max_batch=settings.max_batch,
                             config=config)
+    if settings.metrics_port:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from stream.worker import WorkerMetrics
+
+        registry = CollectorRegistry()
+        registry.register(WorkerMetrics(app.liverec_stats))  # type: ignore[attr-defined]
+        try:
+            start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+        except OSError as exc:
+            raise OSError(f"metrics port {settings.metrics_port}: {exc.strerror}; give each "
+                          "worker on a host its own LIVEREC_METRICS_PORT (0 = no metrics)"
+                          ) from None
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

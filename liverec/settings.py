@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     """Web server address. ``0.0.0.0`` to be reachable from other machines."""
     port: int = Field(8000, ge=0, le=65535)
     """Web server port (0 = any free port)."""
+    metrics_port: int = Field(9108, ge=0, le=65535)
+    """``liverec worker``: Prometheus ``/metrics`` on this port (0 = none)."""
     max_batch: int = Field(1000, ge=1)
     """Most events the pipeline applies in one batch."""
     max_neighbors: int = Field(200, ge=0)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import faust
 import redis
+from faust.types import TP
 
 from online_models.redis_matrices import OffsetConflict, RedisMatrices
 from online_models.sessions import SessionState
@@ -42,6 +43,31 @@ class WorkerStats:
     skipped: int = 0
     batches: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
+    lag: dict[int, int] = field(default_factory=dict)
+    """Per partition: messages on the broker not yet applied, as of the last batch."""
+
+
+class WorkerMetrics:
+    """Prometheus collector over :class:`WorkerStats`, read at scrape time."""
+
+    def __init__(self, stats: WorkerStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        s = self.stats
+        yield CounterMetricFamily("liverec_events_processed", "Events applied by this worker",
+                                  value=s.processed)
+        yield CounterMetricFamily("liverec_events_rejected",
+                                  "Invalid events sent to the dead-letter topic", value=s.rejected)
+        yield CounterMetricFamily("liverec_events_skipped",
+                                  "Redelivered events already applied", value=s.skipped)
+        lag = GaugeMetricFamily("liverec_consumer_lag", "Messages not yet applied",
+                                labels=["partition"])
+        for partition, value in sorted(s.lag.items()):
+            lag.add_metric([str(partition)], value)
+        yield lag
 
 
 async def with_retry(call: Callable[..., T], *args: Any, patience_s: float = 300.0) -> T:
@@ -126,6 +152,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 continue
             for (_, partition), (_, end) in offsets.items():
                 stats.offsets[partition] = end
+                highwater = app.consumer.highwater(TP(topic_name, partition))
+                if highwater is not None:
+                    stats.lag[partition] = max(0, highwater - end)
             stats.processed += len(good)
             stats.batches += 1
 
@@ -139,6 +168,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     def forget() -> None:
         pipeline.sessions.clear()
         stats.offsets.clear()
+        stats.lag.clear()
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Partitions may move: what this worker holds of their sessions may go stale.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,9 +36,11 @@ def replay_through_two_workers(
     env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
            "LIVEREC_PARTITIONS": "4", "LIVEREC_MAX_NEIGHBORS": "0", "LIVEREC_MAX_BATCH": "50"}
-    workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"], env=env,
+    ports = [free_port(), free_port()]
+    workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"],
+                                env={**env, "LIVEREC_METRICS_PORT": str(port)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for _ in range(2)]
+               for port in ports]
     store = RedisMatrices.from_url(redis_url, prefix)
     try:
         time.sleep(12)
@@ -58,6 +62,10 @@ def replay_through_two_workers(
         liverec("covis", "--from-store", redis_url, "--out", str(dumped), env=env)
         liverec("covis", str(data), "--mode", "batch", "--out", str(batch), env=env)
         assert dumped.read_bytes() == batch.read_bytes()
+        if incident is None:  # every event was applied once, by one of the two workers
+            metrics = [scrape(port) for port in ports]
+            assert sum(m["liverec_events_processed_total"] for m in metrics) == total
+            assert sum(m["liverec_events_rejected_total"] for m in metrics) == 0
     finally:
         for worker in workers:
             worker.kill()
@@ -65,6 +73,19 @@ def replay_through_two_workers(
         keys = list(store.client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             store.client.delete(*keys)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's /metrics, unlabelled samples only, name → value."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in body.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
 
 
 def generated(tmp_path: Path) -> Path:
