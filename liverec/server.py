@@ -51,14 +51,6 @@ class Server(uvicorn.Server):
         self.should_exit = True
         self.stop_requested.set()
 
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port 0)."""
-        for server in self.servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        raise RuntimeError("server not started")
-
 
 def make_server(app: FastAPI, host: str, port: int, log_level: str = "warning") -> Server:
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",

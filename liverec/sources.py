@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -13,8 +12,6 @@ from producers.ordering import time_ordered
 from producers.readers import ReadReport, read_events
 from stream.events import Event
 from web.catalog import Catalog
-
-log = logging.getLogger("liverec")
 
 
 class CountingIterator:

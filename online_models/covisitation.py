@@ -128,9 +128,7 @@ class CellJournal:
 
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """One matrix's increments, decoded (``clicks``, ``carts_orders`` or ``buy2buy``)."""
-        if name == "buy2buy":
-            return self.buys
-        return {x: _decode(row, name == "clicks") for x, row in self.pairs.items()}
+        return _matrix(self.pairs, self.buys, name)
 
 
 def _journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> None:
@@ -420,12 +418,7 @@ class CoVisitation:
 
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix, decoded (for export and tests; not for the hot path)."""
-        if name == "buy2buy":
-            return {x: dict(row) for x, row in self.buy2buy.items() if row}
-        if name not in MATRICES:
-            raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
-        clicks = name == "clicks"
-        return {x: _decode(row, clicks) for x, row in self.pairs.items() if row}
+        return _matrix(self.pairs, self.buy2buy, name)
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
         """Rows in the ``liverec covis`` format, one per aid ascending."""
@@ -435,6 +428,17 @@ class CoVisitation:
     def cell_count(self) -> int:
         """Stored cells (a packed clicks/carts_orders cell counts once)."""
         return sum(len(r) for m in (self.pairs, self.buy2buy) for r in m.values())
+
+
+def _matrix(pairs: dict[int, dict[int, int]], buys: dict[int, dict[int, int]],
+            name: str) -> dict[int, dict[int, int]]:
+    """One matrix out of packed ``all``-family rows and buy2buy rows, as new dicts."""
+    if name == "buy2buy":
+        return {x: dict(row) for x, row in buys.items() if row}
+    if name not in MATRICES:
+        raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
+    clicks = name == "clicks"
+    return {x: _decode(row, clicks) for x, row in pairs.items() if row}
 
 
 def _decode(row: dict[int, int], clicks: bool) -> dict[int, int]:

@@ -147,9 +147,6 @@ class Popularity:
         """The ``k`` most popular aids for a type (or :data:`ALL_TYPES`); ``k`` ≤ board size."""
         return self.boards[etype].top(k)
 
-    def score(self, aid: int, etype: int) -> float:
-        return self.scores[etype].get(aid, 0.0)
-
     def items(self) -> int:
         """Distinct items seen."""
         return len(self.scores[ALL_TYPES])

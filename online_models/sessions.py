@@ -148,10 +148,6 @@ class SessionStore:
             dropped += 1
         return dropped
 
-    def sessions(self) -> list[int]:
-        """Session ids, least recently active first."""
-        return list(self._sessions)
-
     def recent_sessions(self, limit: int) -> list[int]:
         """Up to ``limit`` most recently active sessions, most recent first."""
         out: list[int] = []

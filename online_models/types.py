@@ -17,5 +17,3 @@ ORDERS: Final = 2
 TYPE_NAMES: Final[tuple[str, str, str]] = ("clicks", "carts", "orders")
 #: Reverse of :data:`TYPE_NAMES`.
 TYPE_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(TYPE_NAMES)}
-#: The three objectives the shop recommends for, in OTTO's order.
-OBJECTIVES: Final = TYPE_NAMES

@@ -46,7 +46,6 @@ class MemoryBus:
     def __init__(self, capacity: int = 100_000) -> None:
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=capacity)
         self._closed = False
-        self.published = 0
 
     async def publish(self, events: Sequence[Event]) -> None:
         if self._closed:
@@ -57,7 +56,6 @@ class MemoryBus:
                 put(event)
             except asyncio.QueueFull:
                 await self._queue.put(event)
-            self.published += 1
 
     async def batches(self, max_batch: int = 1000) -> AsyncIterator[list[Event]]:
         queue = self._queue

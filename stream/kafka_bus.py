@@ -66,7 +66,6 @@ class KafkaBus:
         self.dlq_topic = f"{topic}.dlq"
         self.group_id = group_id
         self.partitions = partitions
-        self.published = 0
         self.rejected = 0
         self._producer: AIOKafkaProducer | None = None
         self._closed = False
@@ -103,7 +102,6 @@ class KafkaBus:
             sends.append(await producer.send(self.topic, value, key=key))
         if sends:
             await asyncio.gather(*sends)
-        self.published += len(events)
 
     async def batches(self, max_batch: int = 1000) -> AsyncIterator[list[Event]]:
         consumer = AIOKafkaConsumer(

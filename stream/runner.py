@@ -27,7 +27,6 @@ Listener = Callable[[set[int], float], Awaitable[object] | object]
 class RunnerStats:
     batches: int = 0
     events: int = 0
-    busy_seconds: float = 0.0
 
 
 class PipelineRunner:
@@ -50,7 +49,6 @@ class PipelineRunner:
             touched = self.pipeline.apply(batch)
             self.stats.batches += 1
             self.stats.events += len(batch)
-            self.stats.busy_seconds += time.perf_counter() - started
             for listener in self.listeners:
                 try:
                     result = listener(touched, started)
