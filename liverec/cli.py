@@ -1,4 +1,4 @@
-"""``liverec`` commands: demo, generate, replay, covis, stats.
+"""``liverec`` commands: demo, worker, web, generate, replay, covis, stats.
 
 Each command is a thin shell over the packages below it: parse flags, open sources, call the
 library, print a result a person can read (or JSON a program can).
@@ -140,10 +140,10 @@ def cmd_covis(args: argparse.Namespace) -> int:
 
 def _covis_from_store(args: argparse.Namespace) -> int:
     """Dump the matrices a distributed deployment keeps in Redis, in ``covis`` format."""
-    from online_models.redis_matrices import RedisMatrices
+    from online_models.redis_store import RedisStore
 
     prefix = Settings().topic_prefix if args.prefix is None else args.prefix
-    store = RedisMatrices.from_url(args.from_store, prefix)
+    store = RedisStore.from_url(args.from_store, prefix)
     written = 0
     with open(args.out, "wb") as out:
         for row in store.export(args.k):
@@ -153,24 +153,30 @@ def _covis_from_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distributed_settings(command: str) -> Settings:
+    settings = Settings()
+    if urlsplit(settings.bus).scheme != "kafka" or urlsplit(settings.store).scheme != "redis":
+        raise ValueError(f"liverec {command} needs LIVEREC_BUS=kafka://host:port and "
+                         "LIVEREC_STORE=redis://host:port/db")
+    return settings
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Faust worker of the distributed runtime (LIVEREC_BUS=kafka://…, LIVEREC_STORE=redis://…)."""
     import faust
 
+    from liverec.runtime import pipeline_config
     from producers.kafka_sink import KafkaSink
     from stream.worker import create_worker_app
 
-    settings = Settings()
-    if urlsplit(settings.bus).scheme != "kafka" or urlsplit(settings.store).scheme != "redis":
-        raise ValueError("liverec worker needs LIVEREC_BUS=kafka://host:port and "
-                         "LIVEREC_STORE=redis://host:port/db")
+    settings = _distributed_settings("worker")
     # Faust only consumes topics that exist when it starts.
     KafkaSink(settings.bus, f"{settings.topic_prefix}events", settings.partitions).ensure_topic()
-    config = PipelineConfig(covis=CovisConfig(max_neighbors=settings.max_neighbors))
     app = create_worker_app(broker=settings.bus, store=settings.store,
                             topic_prefix=settings.topic_prefix, app_id=settings.app_id,
                             partitions=settings.partitions, max_batch=settings.max_batch,
-                            config=config)
+                            config=pipeline_config(settings),
+                            batch_window_s=settings.batch_window_ms / 1000)
     if settings.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
 
@@ -187,6 +193,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """A stateless web node of the distributed runtime."""
+    from liverec.runtime import pipeline_config
+    from liverec.web_node import run_web
+
+    settings = _distributed_settings("web")
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=updates)
+    return asyncio.run(run_web(settings, pipeline_config(settings)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -236,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="a Faust worker: Kafka events in, state in Redis")
     p.add_argument("--loglevel", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("web", help="a stateless web node: lists from Redis, events to Kafka")
+    p.add_argument("--host", help="address to serve on (default 127.0.0.1, env LIVEREC_HOST)")
+    p.add_argument("--port", type=int, help="port (default 8000, env LIVEREC_PORT; 0 = any)")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("generate", help="write synthetic OTTO-like sessions")
     p.add_argument("--sessions", type=_positive_int, required=True)

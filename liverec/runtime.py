@@ -93,22 +93,25 @@ class EmbeddedRuntime:
             self._task = None
 
     # -- Backend protocol for the web app ---------------------------------------------------------
-    def recommendations(self, session: int) -> Recommendations:
+    async def recommendations(self, session: int) -> Recommendations:
         return self.pipeline.recommendations(session)
 
     async def publish(self, events: Sequence[Event]) -> None:
         await self.bus.publish(events)
 
-    def live_sessions(self, limit: int) -> list[int]:
+    async def watch(self, session: int) -> None:
+        """Nothing to do: the hub recomputes watched sessions from the pipeline itself."""
+
+    async def live_sessions(self, limit: int) -> list[int]:
         return self.pipeline.sessions.recent_sessions(limit)
 
-    def popular_items(self, limit: int) -> list[int]:
+    async def popular_items(self, limit: int) -> list[int]:
         return self.pipeline.popularity.top(ALL_TYPES, limit) or list(range(limit))
 
     def ready(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def stats(self) -> dict[str, Any]:
+    async def stats(self) -> dict[str, Any]:
         events = self.pipeline.events_applied
         now = time.monotonic()
         samples = self._rate_samples

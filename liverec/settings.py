@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     """``liverec worker``: Prometheus ``/metrics`` on this port (0 = none)."""
     max_batch: int = Field(1000, ge=1)
     """Most events the pipeline applies in one batch."""
+    batch_window_ms: float = Field(10.0, gt=0)
+    """``liverec worker``: wait at most this long to fill a batch (latency against overhead)."""
     max_neighbors: int = Field(200, ge=0)
     """Co-visitation row bound for serving (0 = unbounded, exact)."""
     session_ttl_days: float = Field(14.0, gt=0)

@@ -361,7 +361,7 @@ class CoVisitation:
         if cap and grew:
             for x in (b, *partners):
                 if len(buy2buy[x]) > 3 * cap:
-                    buy2buy[x] = dict(_top_items(buy2buy[x], cap))
+                    buy2buy[x] = dict(top_items(buy2buy[x], cap))
                     self.pruned_rows += 1
 
     def _prune_pairs(self, x: int, cap: int) -> None:
@@ -404,7 +404,7 @@ class CoVisitation:
         if matrix == "buy2buy":
             cached = self._top_buys.get(aid)
             if cached is None or len(cached) < k:
-                cached = self._top_buys[aid] = _top_items(self.buy2buy.get(aid, {}), k)
+                cached = self._top_buys[aid] = top_items(self.buy2buy.get(aid, {}), k)
             return cached[:k]
         entry = self._top_pairs.get(aid)
         if entry is None:
@@ -448,7 +448,7 @@ def _decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
 
 
 def _top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int]]:
-    """:func:`_top_items` of one half of a packed row, without decoding the whole row first.
+    """:func:`top_items` of one half of a packed row, without decoding the whole row first.
 
     This runs for every history item of every list a client sees, right after the event that
     changed the row: it is the serving path's hot spot.
@@ -472,7 +472,7 @@ def _top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, in
     return items[:k]
 
 
-def _top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
+def top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
     """``k`` heaviest (aid, weight), weight descending then aid ascending.
 
     ``heapq.nlargest`` over the bare weights runs in C; only entries at or above the k-th
@@ -489,7 +489,7 @@ def _top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
 
 def top_k(row: dict[int, int], k: int) -> list[list[int]]:
     """``k`` heaviest entries as ``[[aid, weight], …]``, weight descending then aid ascending."""
-    return [[b, w] for b, w in _top_items(row, k)]
+    return [[b, w] for b, w in top_items(row, k)]
 
 
 def export_rows(

@@ -1,28 +1,38 @@
 """Time-decayed item popularity per event type: the fill for short or brand-new sessions.
 
-Forward decay (Cormode et al., 2009): an event at ``ts`` adds ``2^((ts − landmark)/half_life)``
-to its item's score, so old events weigh relatively less without ever touching old scores.
-The landmark sits on a fixed grid of :data:`GRID_HALF_LIVES` half-lives since the Unix epoch
-(the same for every process, whatever event it saw first); when the exponent passes
-:data:`RENORMALISE_AT`, every score is scaled down and the landmark moves up the grid, keeping
-floats far from overflow.
+Forward decay (Cormode et al., 2009) in integers, so that sums from many workers are exact in
+any order (a shared store adds them with ``ZINCRBY``, see ``docs/production.md``):
 
-Because scores only ever grow (and renormalisation scales all of them alike), the most popular
-items can be tracked exactly in a small *leader board*: an item outside it can only enter by
-overtaking the board's weakest member. Reading the top list never scans the catalog, which keeps
-the serving path free of multi-millisecond stalls.
+* time is cut into *epochs* of :data:`EPOCH_HALF_LIVES` half-lives since the Unix epoch;
+* an event at ``ts`` in epoch ``e`` adds ``round(2^12 · 2^((ts − start(e)) / half_life))`` to
+  its item's count in epoch ``e`` (``v_e``): later events weigh more, old counts are never
+  touched;
+* read in the latest epoch ``E`` seen, an item's score is ``v_E + (v_{E−1} >> 16)``: the
+  previous epoch's counts in the current scale (the shift is exactly 16 half-lives of decay,
+  floored). Older epochs weigh under 2^-16 and are dropped.
+
+Scores are a pure function of the multiset of events (and ``E``), so every process that saw
+the same events ranks items the same way. Weights stay below 2^28, so a count only passes
+2^53 (where a Redis score, a double, stops being exact) after some 2^25 events of one item in
+the last half-life.
+
+Within an epoch counts only grow, so each epoch's most popular items are tracked exactly in a
+small *leader board* (an item outside can only enter by overtaking the weakest member), and the
+merged top list is read with the threshold algorithm (Fagin et al., 2001) over the two boards:
+reading it never scans the catalog.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 from online_models.types import TYPE_NAMES
 
-#: Renormalise once a new event's weight would exceed 2^RENORMALISE_AT.
-RENORMALISE_AT = 128
-#: Landmarks are multiples of this many half-lives.
-GRID_HALF_LIVES = 64
+#: An epoch lasts this many half-lives; the previous epoch's counts are shifted right by it.
+EPOCH_HALF_LIVES = 16
+#: The weight of an event at the very start of an epoch (fixed point: 1.0 == 4096).
+WEIGHT_ONE = 4096
 #: Pseudo-type for popularity over all event types together (the storefront's shelf).
 ALL_TYPES = len(TYPE_NAMES)
 
@@ -40,14 +50,14 @@ class LeaderBoard:
 
     def __init__(self, size: int, cached: int = 100) -> None:
         self.size = size
-        self.members: dict[int, float] = {}
-        self.floor = 0.0
+        self.members: dict[int, int] = {}
+        self.floor = 0
         """The weakest member's score once the board is full; 0 (below any score) until then."""
-        self._heap: list[tuple[float, int]] = []
+        self._heap: list[tuple[int, int]] = []
         self._sorted: list[int] | None = None
-        self._kth = 0.0  # score of the last cached entry: below it nothing cached can change
+        self._kth = 0  # score of the last cached entry: below it nothing cached can change
 
-    def offer(self, aid: int, score: float) -> None:
+    def offer(self, aid: int, score: int) -> None:
         """Call only when ``score > floor``: members only grow, so that covers them too."""
         members = self.members
         members[aid] = score
@@ -82,20 +92,31 @@ class LeaderBoard:
             members = self.members
             n = max(k, 100)
             cached = self._sorted = heapq.nsmallest(n, members, key=lambda a: (-members[a], a))
-            self._kth = members[cached[-1]] if len(cached) >= n else 0.0
+            self._kth = members[cached[-1]] if len(cached) >= n else 0
         return cached[:k]
 
-    def scale(self, factor: float) -> None:
-        for aid in self.members:
-            self.members[aid] *= factor
-        self.floor *= factor
-        self._heap = [(sc, -a) for a, sc in self.members.items()]
-        heapq.heapify(self._heap)
-        self._sorted = None
+    def head(self, m: int) -> tuple[list[tuple[int, int]], int | None]:
+        """The top ``m`` (aid, score), plus members tied with the last, and a bound.
+
+        The bound is the highest score an item *not* returned can have: ``None`` when there is
+        none (the board was never full, so it holds every item ever offered); the board's floor
+        when the head reaches it (items outside may tie with it); else one below the last score
+        returned.
+        """
+        members = self.members
+        top = self.top(min(m, len(members))) if members else []
+        full = len(members) >= self.size
+        if len(top) < m:
+            return [(a, members[a]) for a in top], (self.floor if full else None)
+        last = members[top[-1]]
+        listed = set(top)
+        ties = sorted(a for a, s in members.items() if s == last and a not in listed)
+        bound = last if full and last <= self.floor else last - 1
+        return [(a, members[a]) for a in top + ties], bound
 
 
 class Popularity:
-    """Decayed counts per (type, aid) and an exact top list per type.
+    """Integer decayed counts per (epoch, type, aid) and an exact top list per type.
 
     >>> pop = Popularity(half_life_ms=1000)
     >>> for aid, ts in [(1, 0), (1, 1), (2, 3000)]:
@@ -108,45 +129,138 @@ class Popularity:
         if half_life_ms <= 0:
             raise ValueError("half_life_ms must be positive")
         self.half_life = half_life_ms
-        self.landmark: int | None = None
-        # One map and one board per type, and a last one for all types together.
-        self.scores: tuple[dict[int, float], ...] = tuple({} for _ in range(ALL_TYPES + 1))
-        self.boards = tuple(LeaderBoard(board_size) for _ in range(ALL_TYPES + 1))
+        self.epoch_ms = half_life_ms * EPOCH_HALF_LIVES
+        self.board_size = board_size
+        self.epoch = -1
+        """The latest epoch seen (-1: none yet): scores are read in its scale."""
+        self.counts: dict[int, tuple[dict[int, int], ...]] = {}
+        """Per epoch (the latest two), per kind (types, then :data:`ALL_TYPES`): aid → count."""
+        self.boards: dict[int, tuple[LeaderBoard, ...]] = {}
+        self.journal: dict[tuple[int, int], dict[int, int]] | None = None
+        """``(epoch, kind) → {aid: increment}`` since the last :meth:`take_journal`, when on."""
+        self._start = self._end = 0  # the latest epoch's time range: the fast path
+        self._tops: dict[int, list[int]] = {}
+
+    def take_journal(self) -> dict[tuple[int, int], dict[int, int]]:
+        """The increments since the last call; the first call switches journaling on."""
+        journal, self.journal = self.journal or {}, {}
+        return journal
+
+    def weight(self, ts: int) -> tuple[int, int]:
+        """An event's epoch and integer weight: the same in every process."""
+        epoch = ts // self.epoch_ms
+        return epoch, round(WEIGHT_ONE * 2.0 ** ((ts - epoch * self.epoch_ms) / self.half_life))
 
     def update(self, aid: int, ts: int, etype: int) -> None:
-        if self.landmark is None:
-            self.landmark = self._grid(ts)
-        exponent = (ts - self.landmark) / self.half_life
-        if exponent > RENORMALISE_AT:
-            self._renormalise(ts)
-            exponent = (ts - self.landmark) / self.half_life
-        weight = 2.0**exponent
+        if self._start <= ts < self._end:
+            epoch = self.epoch
+            weight = round(WEIGHT_ONE * 2.0 ** ((ts - self._start) / self.half_life))
+        else:
+            epoch, weight = self.weight(ts)
+            if epoch > self.epoch:
+                self._enter(epoch)
+            elif epoch < self.epoch - 1:
+                return  # older than both epochs a score is made of: it would count 0
+        counts, boards, tops = self.counts[epoch], self.boards[epoch], self._tops
         for kind in (etype, ALL_TYPES):
-            scores = self.scores[kind]
-            score = scores[aid] = scores.get(aid, 0.0) + weight
-            board = self.boards[kind]
+            table = counts[kind]
+            score = table[aid] = table.get(aid, 0) + weight
+            board = boards[kind]
             if score > board.floor:
                 board.offer(aid, score)
+            if kind in tops:
+                del tops[kind]  # any count can move a merged score; recomputing is cheap
+        if self.journal is not None:
+            journal = self.journal
+            for kind in (etype, ALL_TYPES):
+                row = journal.get((epoch, kind))
+                if row is None:
+                    row = journal[(epoch, kind)] = {}
+                row[aid] = row.get(aid, 0) + weight
 
-    def _grid(self, ts: int) -> int:
-        step = GRID_HALF_LIVES * self.half_life
-        return ts - ts % step
-
-    def _renormalise(self, ts: int) -> None:
-        assert self.landmark is not None
-        landmark = self._grid(ts)
-        factor = 2.0 ** (-(landmark - self.landmark) / self.half_life)
-        for scores in self.scores:
-            for aid in scores:
-                scores[aid] *= factor
-        for board in self.boards:
-            board.scale(factor)
-        self.landmark = landmark
+    def _enter(self, epoch: int) -> None:
+        """A later epoch: keep the one before it, drop older ones."""
+        for old in [e for e in self.counts if e < epoch - 1]:
+            del self.counts[old], self.boards[old]
+        for e in (epoch - 1, epoch):
+            if e not in self.counts:
+                self.counts[e] = tuple({} for _ in range(ALL_TYPES + 1))
+                self.boards[e] = tuple(LeaderBoard(self.board_size)
+                                       for _ in range(ALL_TYPES + 1))
+        self.epoch = epoch
+        self._start, self._end = epoch * self.epoch_ms, (epoch + 1) * self.epoch_ms
+        self._tops.clear()
 
     def top(self, etype: int, k: int = 20) -> list[int]:
-        """The ``k`` most popular aids for a type (or :data:`ALL_TYPES`); ``k`` ≤ board size."""
-        return self.boards[etype].top(k)
+        """The ``k`` most popular aids of a type (or :data:`ALL_TYPES`), by score descending
+        then aid ascending (``k`` up to the board size is cheap; beyond, exact but slow)."""
+        cached = self._tops.get(etype)
+        if cached is not None and len(cached) >= k:
+            return cached[:k]
+        if self.epoch < 0:
+            return []
+        sides = [self._side(self.epoch, etype), self._side(self.epoch - 1, etype)]
+        cached = self._tops[etype] = merged_top(max(k, 40), *sides)
+        return cached[:k]
+
+    def _side(self, epoch: int, kind: int) -> TopSide:
+        table, board = self.counts[epoch][kind], self.boards[epoch][kind]
+
+        def head(m: int) -> tuple[list[tuple[int, int]], int | None]:
+            if m <= board.size or len(table) == len(board.members):
+                listed, bound = board.head(m)
+                return listed, (None if len(listed) == len(table) else bound)
+            # Past the board: an exact (slow) sort of everything; rare by construction.
+            ranked = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
+            if len(ranked) <= m:
+                return ranked, None
+            last = ranked[m - 1][1]
+            return [kv for kv in ranked if kv[1] >= last], last - 1
+
+        return TopSide(head, lambda aids: [table.get(a, 0) for a in aids])
 
     def items(self) -> int:
-        """Distinct items seen."""
-        return len(self.scores[ALL_TYPES])
+        """Distinct items in the current and the previous epoch."""
+        if self.epoch < 0:
+            return 0
+        now, before = (self.counts[e][ALL_TYPES] for e in (self.epoch, self.epoch - 1))
+        return len(now) + sum(1 for a in before if a not in now)
+
+
+class TopSide:
+    """One epoch's counts as :func:`merged_top` reads them (in memory or in Redis)."""
+
+    __slots__ = ("head", "values")
+
+    def __init__(self, head: Callable[[int], tuple[list[tuple[int, int]], int | None]],
+                 values: Callable[[list[int]], list[int]]) -> None:
+        self.head = head
+        """``head(m)``: the top ``m`` (aid, count) with ties, and the bound of the rest."""
+        self.values = values
+        """``values(aids)``: their counts (0 when absent)."""
+
+
+def merged_top(k: int, current: TopSide, previous: TopSide) -> list[int]:
+    """Top ``k`` aids by ``v_E + (v_{E−1} >> EPOCH_HALF_LIVES)``, score desc then aid asc.
+
+    The threshold algorithm: take the heads of both epochs, score every candidate exactly;
+    once the ``k``-th score beats what any item outside both heads could reach, the answer is
+    exact. Otherwise look deeper.
+    """
+    m = 2 * k
+    while True:
+        head_now, bound_now = current.head(m)
+        head_before, bound_before = previous.head(m)
+        aids = list(dict.fromkeys(a for a, _ in (*head_now, *head_before)))
+        scored = sorted(
+            ((-(now + (before >> EPOCH_HALF_LIVES)), aid)
+             for aid, now, before in zip(aids, current.values(aids), previous.values(aids),
+                                         strict=True)),
+        )[:k]
+        if bound_now is None and bound_before is None:
+            return [aid for _, aid in scored]
+        threshold = (bound_now or 0) + ((bound_before or 0) >> EPOCH_HALF_LIVES)
+        if len(scored) == k and -scored[-1][0] > threshold:
+            return [aid for _, aid in scored]
+        m *= 4
+

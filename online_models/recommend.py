@@ -12,15 +12,28 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Protocol
 
-from online_models.covisitation import CoVisitation
-from online_models.popularity import Popularity
 from online_models.types import CARTS, CLICKS, ORDERS
 
 #: History weight per event type (clicks, carts, orders), from the public recipe.
 TYPE_MULTIPLIERS = (1.0, 6.0, 3.0)
 #: buy2buy neighbours' bonus when the session already has 20 items of its own.
 BUY2BUY_BONUS = 0.1
+
+
+class Neighbours(Protocol):
+    """Co-visitation rows as the recipe reads them: in memory or in a shared store."""
+
+    def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
+        """The ``k`` heaviest (neighbour, weight): weight descending, then aid ascending."""
+
+
+class Popular(Protocol):
+    """Popularity as the recipe reads it."""
+
+    def top(self, etype: int, k: int = 20) -> list[int]:
+        """The ``k`` most popular aids of a type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +77,8 @@ def _fill(result: list[int], candidates: Iterable[int], k: int) -> list[int]:
 
 def recommend(
     events: Sequence[tuple[int, int, int]],
-    covis: CoVisitation,
-    popularity: Popularity,
+    covis: Neighbours,
+    popularity: Popular,
     k: int = 20,
 ) -> Lists:
     """Lists for a session whose recent events are ``events`` as (aid, ts, type), oldest first."""
@@ -86,7 +99,7 @@ def recommend(
 
 
 def _clicks_list(
-    events: Sequence[tuple[int, int, int]], unique: list[int], covis: CoVisitation, k: int
+    events: Sequence[tuple[int, int, int]], unique: list[int], covis: Neighbours, k: int
 ) -> list[int]:
     if len(unique) >= k:
         return _most_common(_weighted_history(events), k)
@@ -102,7 +115,7 @@ def _buys_list(
     events: Sequence[tuple[int, int, int]],
     unique: list[int],
     buys: list[int],
-    covis: CoVisitation,
+    covis: Neighbours,
     k: int,
 ) -> list[int]:
     buy2buy = chain.from_iterable((b for b, _ in covis.top("buy2buy", aid, k)) for aid in buys)

@@ -118,6 +118,15 @@ class SessionStore:
         state = self._sessions.get(session)
         if state is None:
             state = self._sessions[session] = SessionState.empty(self.window)
+        elif ts - state.max_ts > self.ttl_ms:
+            # Idle past its lifetime but not swept yet (or reloaded from a shared store):
+            # start afresh, exactly as if it had been swept, so the result never depends on
+            # when sweeps ran. Nothing it held could pair with this event anyway.
+            fresh = SessionState.empty(self.window)
+            fresh.events = state.events  # versions only grow
+            self._with_runs.pop(session, None)
+            del self._sessions[session]
+            state = self._sessions[session] = fresh
         else:
             self._sessions.move_to_end(session)
         if session in self._with_runs:

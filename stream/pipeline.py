@@ -19,8 +19,8 @@ from typing import Any
 
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
 from online_models.popularity import Popularity
-from online_models.recommend import recommend
-from online_models.sessions import SessionStore
+from online_models.recommend import Neighbours, Popular, recommend
+from online_models.sessions import SessionState, SessionStore
 from stream.events import Event
 
 #: Sweep expired sessions every this many events.
@@ -55,9 +55,27 @@ class Recommendations:
         return {"session": self.session, "clicks": self.clicks, "carts": self.carts,
                 "orders": self.orders, "version": self.version, "event_ts": self.event_ts}
 
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Recommendations:
+        return cls(session=int(obj["session"]), clicks=list(obj["clicks"]),
+                   carts=list(obj["carts"]), orders=list(obj["orders"]),
+                   version=int(obj["version"]), event_ts=obj.get("event_ts"))
+
     def same_lists(self, other: Recommendations | None) -> bool:
         return (other is not None and self.clicks == other.clicks
                 and self.carts == other.carts and self.orders == other.orders)
+
+
+def session_lists(session: int, state: SessionState | None, covis: Neighbours,
+                  popularity: Popular, k: int) -> Recommendations:
+    """A session's lists from its state and the shared models, wherever those live."""
+    events = list(state.recent) if state is not None else []
+    lists = recommend(events, covis, popularity, k)
+    return Recommendations(
+        session=session, clicks=lists.clicks, carts=lists.carts, orders=lists.orders,
+        version=state.events if state is not None else 0,
+        event_ts=state.max_ts if state is not None else None,
+    )
 
 
 class SessionPipeline:
@@ -97,14 +115,8 @@ class SessionPipeline:
 
     def recommendations(self, session: int) -> Recommendations:
         """The session's three lists now; a session never seen gets popular items."""
-        state = self.sessions.get(session)
-        events = list(state.recent) if state is not None else []
-        lists = recommend(events, self.covis, self.popularity, self.config.list_size)
-        return Recommendations(
-            session=session, clicks=lists.clicks, carts=lists.carts, orders=lists.orders,
-            version=state.events if state is not None else 0,
-            event_ts=state.max_ts if state is not None else None,
-        )
+        return session_lists(session, self.sessions.get(session), self.covis, self.popularity,
+                             self.config.list_size)
 
     def covisitation_rows(self, k: int = 20) -> Iterator[dict[str, object]]:
         """The matrices in ``liverec covis`` format."""

@@ -6,9 +6,13 @@ before a crash or a rebalance) are dropped; invalid ones go to ``{prefix}events.
 reason; the rest feed the same :class:`~stream.pipeline.SessionPipeline` as the embedded
 runtime, whose journal is then applied to Redis with the batch's offsets in one script.
 
-State: matrices and each touched session's window and open runs go to Redis in the same script
-as the batch's offsets; a worker keeps sessions in memory as a cache, drops it when partitions
-are revoked, and loads sessions it does not hold from Redis.
+State: matrices, popularity counts and each touched session's window and open runs go to Redis
+in the same script as the batch's offsets; a worker keeps sessions in memory as a cache, drops
+it when partitions are revoked, and loads sessions it does not hold from Redis.
+
+Lists: after a batch is stored, the worker computes the lists of the touched sessions that some
+web node's client watches (from the shared state, :mod:`stream.serving`), stores them and
+announces them on the ``{prefix}lists`` channel. Web nodes push them to their clients.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,14 +28,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
+import orjson
 import redis
 from faust.types import TP
 
-from online_models.redis_matrices import OffsetConflict, RedisMatrices
+from online_models.redis_store import OffsetConflict, RedisStore
 from online_models.sessions import SessionState
 from stream.events import Event, EventError
 from stream.kafka_bus import decode
 from stream.pipeline import PipelineConfig, SessionPipeline
+from stream.serving import lists_from_store
 
 log = logging.getLogger("liverec.worker")
 T = TypeVar("T")
@@ -42,6 +49,7 @@ class WorkerStats:
     rejected: int = 0
     skipped: int = 0
     batches: int = 0
+    lists_published: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
     lag: dict[int, int] = field(default_factory=dict)
     """Per partition: messages on the broker not yet applied, as of the last batch."""
@@ -63,6 +71,9 @@ class WorkerMetrics:
                                   "Invalid events sent to the dead-letter topic", value=s.rejected)
         yield CounterMetricFamily("liverec_events_skipped",
                                   "Redelivered events already applied", value=s.skipped)
+        yield CounterMetricFamily("liverec_lists_published",
+                                  "Watched sessions' lists announced to web nodes",
+                                  value=s.lists_published)
         lag = GaugeMetricFamily("liverec_consumer_lag", "Messages not yet applied",
                                 labels=["partition"])
         for partition, value in sorted(s.lag.items()):
@@ -90,7 +101,8 @@ async def with_retry(call: Callable[..., T], *args: Any, patience_s: float = 300
 
 
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
-                      partitions: int, max_batch: int, config: PipelineConfig) -> faust.App:
+                      partitions: int, max_batch: int, config: PipelineConfig,
+                      batch_window_s: float = 0.01) -> faust.App:
     """A Faust app whose agent drives a pipeline; topics must exist before it starts."""
     # Faust wants a data directory even without tables; keep it out of the working tree.
     datadir = Path(tempfile.gettempdir()) / f"liverec-faust-{app_id}"
@@ -105,13 +117,14 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     dlq = app.topic(f"{topic_name}.dlq", key_serializer="raw", value_serializer="raw")
     pipeline = SessionPipeline(config)
     pipeline.covis.take_journal()
-    matrices = RedisMatrices.from_url(store, topic_prefix)
+    pipeline.popularity.take_journal()
+    shared = RedisStore.from_url(store, topic_prefix, session_ttl_ms=config.session_ttl_ms)
     stats = WorkerStats()
     app.liverec_stats = stats  # type: ignore[attr-defined]
 
     @app.agent(events_topic)
     async def apply_events(stream: Any) -> None:
-        async for batch in stream.take_events(max_batch, within=0.05):
+        async for batch in stream.take_events(max_batch, within=batch_window_s):
             by_partition: dict[int, list[Any]] = defaultdict(list)
             for event in batch:
                 by_partition[event.message.partition].append(event)
@@ -120,7 +133,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             for partition, items in by_partition.items():
                 stored = stats.offsets.get(partition)
                 if stored is None:
-                    stored = await with_retry(matrices.stored_offset, topic_name,
+                    stored = await with_retry(shared.stored_offset, topic_name,
                                               partition) or 0
                 fresh = [e for e in items if e.message.offset >= stored]
                 stats.skipped += len(items) - len(fresh)
@@ -140,10 +153,13 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             await load_sessions({e.session for e in good})
             touched = pipeline.apply(good)
             journal = pipeline.covis.take_journal()
-            states = {s: state.to_bytes() for s in touched
+            counts = pipeline.popularity.take_journal()
+            states = {s: state for s in touched
                       if (state := pipeline.sessions.get(s)) is not None}
             try:
-                applied = await with_retry(matrices.apply, journal, offsets, states)
+                applied = await with_retry(
+                    shared.apply, journal, offsets, {s: st.to_bytes() for s, st in states.items()},
+                    counts, {s: st.max_ts for s, st in states.items()}, len(good))
             except OffsetConflict:
                 applied = False
             if not applied:  # another worker got there first: our copies are stale
@@ -157,11 +173,26 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     stats.lag[partition] = max(0, highwater - end)
             stats.processed += len(good)
             stats.batches += 1
+            await publish_lists(states)
+
+    async def publish_lists(states: dict[int, Any]) -> None:
+        """Announce the new lists of the touched sessions some client watches."""
+        now = int(time.time() * 1000)
+        watched = await with_retry(shared.watched, list(states), now)
+        if stats.batches % 1000 == 0:
+            await with_retry(shared.forget_lapsed_watches, now)
+        if not watched:
+            return
+        lists = await with_retry(lists_from_store, shared, {s: states[s] for s in watched},
+                                 config.list_size)
+        payloads = {s: orjson.dumps(recs.to_json()) for s, recs in lists.items()}
+        await with_retry(shared.publish_lists, payloads)
+        stats.lists_published += len(payloads)
 
     async def load_sessions(sessions: set[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""
         missing = [s for s in sessions if s not in pipeline.sessions]
-        stored = await with_retry(matrices.sessions, missing)
+        stored = await with_retry(shared.sessions, missing)
         for session, blob in stored.items():
             pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window))
 

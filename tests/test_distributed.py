@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from online_models.redis_matrices import RedisMatrices
+from online_models.redis_store import RedisStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SERVICES = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services.sh"
@@ -41,7 +41,7 @@ def replay_through_two_workers(
                                 env={**env, "LIVEREC_METRICS_PORT": str(port)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for port in ports]
-    store = RedisMatrices.from_url(redis_url, prefix)
+    store = RedisStore.from_url(redis_url, prefix)
     try:
         time.sleep(12)
         assert all(w.poll() is None for w in workers), "a worker exited"

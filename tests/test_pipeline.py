@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from online_models.covisitation import DAY_MS, CovisConfig
 from stream.events import CARTS, CLICKS, ORDERS, Event
 from stream.pipeline import PipelineConfig, SessionPipeline
@@ -86,48 +91,97 @@ def test_open_runs_are_freed_after_a_day_idle_but_history_is_kept() -> None:
     assert not state.runs and len(state.recent) == 2
 
 
+def _merged_reference(events: list[tuple[int, int, int]], half_life: int,
+                      kind: int) -> list[int]:
+    """Popularity by its definition, from scratch: per-epoch integer sums, merged."""
+    from online_models.popularity import ALL_TYPES, EPOCH_HALF_LIVES, Popularity
+
+    weigh = Popularity(half_life).weight
+    sums: dict[tuple[int, int], int] = {}
+    latest = max(weigh(ts)[0] for _, ts, _ in events)
+    for aid, ts, etype in events:
+        epoch, weight = weigh(ts)
+        if kind in (etype, ALL_TYPES):
+            sums[(epoch, aid)] = sums.get((epoch, aid), 0) + weight
+    scores: dict[int, int] = {}
+    for (epoch, aid), value in sums.items():
+        if epoch == latest:
+            scores[aid] = scores.get(aid, 0) + value
+        elif epoch == latest - 1:
+            scores[aid] = scores.get(aid, 0) + (value >> EPOCH_HALF_LIVES)
+    return sorted(scores, key=lambda a: (-scores[a], a))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 40_000), st.integers(0, 2)),
+                min_size=1, max_size=400),
+       st.integers(2, 30), st.randoms(use_true_random=False))
+def test_popularity_top_is_exact_in_any_arrival_order(
+        events: list[tuple[int, int, int]], board: int, rng: Any) -> None:
+    """The top list equals a from-scratch ranking by the definition, across epochs, with
+    small boards (the threshold algorithm must look past them) and in any arrival order:
+    sums of integers do not depend on it."""
+    from online_models.popularity import Popularity
+
+    half_life = 1000  # epochs of 16 s: the timestamps span two or three of them
+    for order in (sorted(events, key=lambda e: e[1]), rng.sample(events, len(events))):
+        pop = Popularity(half_life, board_size=board)
+        for i, (aid, ts, etype) in enumerate(order):
+            pop.update(aid, ts, etype)
+            if i % 37 == 0:  # reads between updates must not see a stale cache
+                pop.top(etype, 10)
+        for kind in range(4):
+            assert pop.top(kind, 10) == _merged_reference(events, half_life, kind)[:10]
+
+
 def test_popularity_leader_board_equals_a_full_sort() -> None:
-    """The incremental top list is exact: the same as sorting every item's score."""
+    """A long skewed stream: the incremental top list equals a full sort of every score."""
     import random
 
     from online_models.popularity import Popularity
 
     rng = random.Random(3)
     pop = Popularity(half_life_ms=50_000, board_size=30)
-    for i in range(20_000):
-        pop.update(int(rng.paretovariate(0.8)) % 3000, i * 100, rng.choice((0, 0, 0, 1, 2)))
+    events = [(int(rng.paretovariate(0.8)) % 3000, i * 100, rng.choice((0, 0, 0, 1, 2)))
+              for i in range(20_000)]
+    for aid, ts, etype in events:
+        pop.update(aid, ts, etype)
+    assert pop.epoch >= 2  # the stream crossed epochs
     for etype in range(4):
-        scores = pop.scores[etype]
-        expected = sorted(scores, key=lambda a: (-scores[a], a))[:25]
-        assert pop.top(etype, 25) == expected
+        assert pop.top(etype, 25) == _merged_reference(events, 50_000, etype)[:25]
 
 
-def test_popularity_top_stays_exact_when_read_between_updates() -> None:
-    """The cached top list is dropped exactly when an update could change it."""
-    import random
-
-    from online_models.popularity import Popularity
-
-    rng = random.Random(5)
-    pop = Popularity(half_life_ms=20_000, board_size=300)
-    for i in range(30_000):
-        pop.update(int(rng.paretovariate(0.7)) % 5000, i * 10, 0)
-        if i % 97 == 0:
-            scores = pop.scores[0]
-            assert pop.top(0, 40) == sorted(scores, key=lambda a: (-scores[a], a))[:40]
-
-
-def test_popularity_renormalises_on_a_fixed_grid_without_overflow() -> None:
-    """Months of events at a one-second half-life: scores stay finite, ranks stay right, and
-    the landmark lies on the same grid whichever event came first."""
-    import math
-
-    from online_models.popularity import GRID_HALF_LIVES, Popularity
+def test_popularity_epochs_sit_on_a_fixed_grid_and_old_ones_go() -> None:
+    """Months of events at a one-second half-life: counts stay small integers, ranks stay
+    right, and the epoch of an event does not depend on which event came first."""
+    from online_models.popularity import EPOCH_HALF_LIVES, WEIGHT_ONE, Popularity
 
     pop = Popularity(half_life_ms=1000)
     for i in range(2000):
         pop.update(1, 5_000 * i, 0)  # item 1: an old favourite
     pop.update(2, 5_000 * 2000, 0)   # item 2: one click, now
-    assert all(math.isfinite(s) for s in pop.scores[0].values())
     assert pop.top(0, 2) == [2, 1]
-    assert pop.landmark is not None and pop.landmark % (GRID_HALF_LIVES * 1000) == 0
+    assert set(pop.counts) == {pop.epoch - 1, pop.epoch}  # older epochs were dropped
+    assert all(v < WEIGHT_ONE << (EPOCH_HALF_LIVES + 8)
+               for tables in pop.counts.values() for v in tables[0].values())
+    late = Popularity(half_life_ms=1000)
+    late.update(3, 123_456, 0)
+    assert late.weight(5_000 * 2000) == pop.weight(5_000 * 2000)
+
+
+def test_a_session_idle_past_its_lifetime_starts_afresh_whether_swept_or_not() -> None:
+    """The rule does not depend on when expiry sweeps run (or on a worker reloading an old
+    state from the shared store): same events, same lists."""
+    config = PipelineConfig(session_ttl_ms=14 * DAY_MS)
+    events = [Event(1, 10, T0, CLICKS), Event(1, 11, T0 + 1, CLICKS),
+              Event(2, 50, T0 + 20 * DAY_MS, CLICKS), Event(1, 12, T0 + 20 * DAY_MS, CLICKS)]
+    swept, unswept = SessionPipeline(config), SessionPipeline(config)
+    swept.apply(events[:3])
+    swept.sessions.expire()
+    assert 1 not in swept.sessions
+    swept.apply(events[3:])
+    unswept.apply(events)
+    for pipeline in (swept, unswept):
+        recs = pipeline.recommendations(1)
+        assert recs.clicks[0] == 12 and 10 not in recs.clicks[:2]
+    assert unswept.recommendations(1).version == 3  # versions keep growing

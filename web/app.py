@@ -34,19 +34,22 @@ MAX_EVENTS_PER_REQUEST = 10_000
 
 
 class Backend(Protocol):
-    """What the web app needs from a runtime."""
+    """What the web app needs from a runtime (in-process, or the shared store)."""
 
-    def recommendations(self, session: int) -> Recommendations: ...
+    async def recommendations(self, session: int) -> Recommendations: ...
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
-    def live_sessions(self, limit: int) -> list[int]:
+    async def watch(self, session: int) -> None:
+        """A client here watches the session: its changes must reach the hub."""
+
+    async def live_sessions(self, limit: int) -> list[int]:
         """Recently active sessions (e.g. being replayed), most recent first."""
 
-    def popular_items(self, limit: int) -> list[int]:
+    async def popular_items(self, limit: int) -> list[int]:
         """Items for the storefront shelf."""
 
-    def stats(self) -> dict[str, Any]:
+    async def stats(self) -> dict[str, Any]:
         """Figures for the operations view and /metrics: at least ``events``."""
 
     def ready(self) -> bool: ...
@@ -58,11 +61,13 @@ class Backend(Protocol):
 class _Metrics:
     """A Prometheus collector that reads live figures at scrape time."""
 
-    def __init__(self, backend: Backend, hub: RecommendationHub, api: dict[str, int]) -> None:
-        self.backend, self.hub, self.api = backend, hub, api
+    def __init__(self, hub: RecommendationHub, api: dict[str, int]) -> None:
+        self.hub, self.api = hub, api
+        self.stats: dict[str, Any] = {}
+        """The backend's figures, read just before each scrape."""
 
     def collect(self) -> Any:
-        stats = self.backend.stats()
+        stats = self.stats
         yield CounterMetricFamily("liverec_events_processed", "Events applied by the pipeline",
                                   value=stats.get("events", 0))
         yield CounterMetricFamily("liverec_events_accepted", "Events accepted by POST /events",
@@ -95,7 +100,8 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
     app = FastAPI(title="liverec", summary="Live next-click, cart and order recommendations")
     api = {"accepted": 0, "rejected": 0}
     registry = CollectorRegistry()
-    registry.register(_Metrics(backend, hub, api))  # type: ignore[arg-type]
+    collector = _Metrics(hub, api)
+    registry.register(collector)  # type: ignore[arg-type]
     app.state.backend, app.state.hub = backend, hub
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -115,11 +121,12 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        collector.stats = await backend.stats()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/sessions/{session}/recommendations")
     async def get_recommendations(session: SessionId) -> dict[str, Any]:
-        return backend.recommendations(session).to_json()
+        return (await backend.recommendations(session)).to_json()
 
     @app.post("/events", status_code=202)
     async def post_events(request: Request) -> dict[str, int]:
@@ -150,7 +157,7 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
 
     @app.get("/sessions/live")
     async def live_sessions(limit: int = Query(4, ge=1, le=50)) -> list[int]:
-        return backend.live_sessions(limit)
+        return await backend.live_sessions(limit)
 
     @app.get("/catalog/items")
     async def catalog_items(aids: str = Query(..., description="comma-separated aids")) -> Any:
@@ -169,13 +176,13 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
                             category: str | None = None) -> Any:
         if category is not None and category not in CATEGORIES:
             raise HTTPException(422, f"unknown category; expected one of {list(CATEGORIES)}")
-        aids = backend.popular_items(limit * (len(CATEGORIES) if category else 1) * 2)
+        aids = await backend.popular_items(limit * (len(CATEGORIES) if category else 1) * 2)
         items = [item(a) for a in aids if category is None or item(a).category == category]
         return [i.to_json() for i in items[:limit]]
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
-        return {**backend.stats(), "pushes": hub.pushes, "subscribers": hub.subscribers(),
+        return {**(await backend.stats()), "pushes": hub.pushes, "subscribers": hub.subscribers(),
                 "latency_ms": hub.latency_percentiles(), **api}
 
     @app.websocket("/ws/sessions/{session}")
@@ -183,6 +190,9 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
         """Push the session's lists now and on every change, latest value only."""
         await websocket.accept()
         sub = hub.subscribe(session)
+        await backend.watch(session)
+        if sub.latest is None:  # a hub fed from elsewhere: seed it with the current lists
+            hub.offer(await backend.recommendations(session))
 
         async def send() -> None:
             while True:

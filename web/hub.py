@@ -48,9 +48,15 @@ class Subscription:
 
 
 class RecommendationHub:
-    """Who watches which session, and what each was last sent."""
+    """Who watches which session, and what each was last sent.
 
-    def __init__(self, source: RecommendationSource, latency_window: int = 2048) -> None:
+    Values come two ways: :meth:`notify` recomputes touched sessions' lists from a ``source``
+    (the embedded pipeline); :meth:`offer` takes lists computed elsewhere (a web node gets
+    them from the workers). Either way a client only sees a version newer than its last.
+    """
+
+    def __init__(self, source: RecommendationSource | None = None,
+                 latency_window: int = 2048) -> None:
         self.source = source
         self._watchers: dict[int, set[Subscription]] = {}
         self._last: dict[int, Recommendations] = {}
@@ -58,14 +64,15 @@ class RecommendationHub:
         self.latencies_ms: deque[float] = deque(maxlen=latency_window)
 
     def subscribe(self, session: int) -> Subscription:
-        """Register a client; its first value (the current lists) is ready at once."""
+        """Register a client; it gets the session's last known lists at once if there are
+        any, else the first value :meth:`offer`-ed (the caller seeds it with the current one)."""
         sub = Subscription(session)
-        watchers = self._watchers.setdefault(session, set())
-        watchers.add(sub)
+        self._watchers.setdefault(session, set()).add(sub)
         recs = self._last.get(session)
-        if recs is None:
+        if recs is None and self.source is not None:
             recs = self._last[session] = self.source.recommendations(session)
-        sub.offer(recs, 0.0)
+        if recs is not None:
+            sub.offer(recs, 0.0)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -83,21 +90,27 @@ class RecommendationHub:
     def subscribers(self) -> int:
         return sum(len(w) for w in self._watchers.values())
 
+    def offer(self, recs: Recommendations, origin: float = 0.0) -> bool:
+        """New lists for a session: pass them on if watched here, newer, and different."""
+        subs = self._watchers.get(recs.session)
+        if not subs:
+            return False
+        last = self._last.get(recs.session)
+        if last is not None and (recs.version < last.version or recs.same_lists(last)):
+            return False
+        self._last[recs.session] = recs
+        for sub in subs:
+            sub.offer(recs, origin)
+        return True
+
     def notify(self, touched: Iterable[int], origin: float = 0.0) -> int:
-        """Recompute the lists of touched, watched sessions; offer those that changed."""
-        changed = 0
+        """Recompute the lists of touched, watched sessions from the source; offer them."""
+        assert self.source is not None, "notify() needs a source; use offer()"
         watchers = self._watchers
+        changed = 0
         for session in touched:
-            subs = watchers.get(session)
-            if not subs:
-                continue
-            recs = self.source.recommendations(session)
-            if recs.same_lists(self._last.get(session)):
-                continue
-            self._last[session] = recs
-            changed += 1
-            for sub in subs:
-                sub.offer(recs, origin)
+            if session in watchers:
+                changed += self.offer(self.source.recommendations(session), origin)
         return changed
 
     def record_push(self, origin: float) -> None:

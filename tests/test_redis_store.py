@@ -1,4 +1,5 @@
-"""Matrices summed in Redis from several workers' journals equal the batch definition."""
+"""State summed in Redis from several workers' journals equals one process's: matrices equal
+the batch definition, and lists read from Redis equal the embedded pipeline's."""
 
 from __future__ import annotations
 
@@ -7,26 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from online_models.covisitation import CovisConfig
+from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
-from online_models.redis_matrices import OffsetConflict, RedisMatrices
+from online_models.redis_store import OffsetConflict, RedisStore
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
 from producers.readers import read_events
 from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
+from stream.serving import lists_from_store, load_states
 
 pytestmark = pytest.mark.integration
 TOPIC = "events"
 
 
 @pytest.fixture
-def store(redis_url: str, unique_prefix: str) -> Iterator[RedisMatrices]:
-    matrices = RedisMatrices.from_url(redis_url, unique_prefix)
-    yield matrices
-    keys = list(matrices.client.scan_iter(match=f"{unique_prefix}*", count=1000))
+def store(redis_url: str, unique_prefix: str) -> Iterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, unique_prefix)
+    yield store
+    keys = list(store.client.scan_iter(match=f"{unique_prefix}*", count=1000))
     if keys:
-        matrices.client.delete(*keys)
+        store.client.delete(*keys)
 
 
 def partitioned(events: list[Event], partitions: int) -> dict[int, list[tuple[int, Event]]]:
@@ -39,9 +41,10 @@ def partitioned(events: list[Event], partitions: int) -> dict[int, list[tuple[in
 
 
 @pytest.mark.parametrize("source", ["otto-sample", "generated"])
-def test_two_workers_on_four_partitions_sum_to_the_batch_matrices(
-    store: RedisMatrices, shared_data: Path, source: str
+def test_two_workers_on_four_partitions_sum_to_one_process(
+    store: RedisStore, shared_data: Path, source: str
 ) -> None:
+    """Matrices equal the batch definition; popularity and lists equal the embedded path's."""
     if source == "generated":
         config_ = GeneratorConfig(sessions=400, items=300, seed=3)
         flat = (e for _, session in generate_sessions(config_) for e in session)
@@ -49,18 +52,23 @@ def test_two_workers_on_four_partitions_sum_to_the_batch_matrices(
     else:
         events = list(time_ordered(read_events(shared_data / "otto-sample" / "train.jsonl")))
     parts = partitioned(events, 4)
-    config = PipelineConfig(covis=CovisConfig(max_neighbors=0))
+    # The served configuration (row bound included), but sessions kept for the whole log: in
+    # Redis they expire in wall-clock time, in memory in event time.
+    config = PipelineConfig(session_ttl_ms=10_000 * DAY_MS)
     workers = {0: SessionPipeline(config), 1: SessionPipeline(config)}
     for pipeline in workers.values():
         pipeline.covis.take_journal()
+        pipeline.popularity.take_journal()
     for partition, records in parts.items():  # worker = partition % 2, batches of 50
         pipeline = workers[partition % 2]
         for i in range(0, len(records), 50):
             chunk = records[i:i + 50]
-            pipeline.apply(e for _, e in chunk)
-            journal = pipeline.covis.take_journal()
+            touched = pipeline.apply(e for _, e in chunk)
             offsets = {(TOPIC, partition): (chunk[0][0], chunk[-1][0] + 1)}
-            assert store.apply(journal, offsets)
+            states = {s: st.to_bytes() for s in touched
+                      if (st := pipeline.sessions.get(s)) is not None}
+            assert store.apply(pipeline.covis.take_journal(), offsets, states,
+                               pipeline.popularity.take_journal())
     log = [tuple(e) for e in events]
     clicks, carts_orders, buy2buy = batch_covisitation(log, config.covis)
     assert store.matrix("clicks") == clicks
@@ -68,8 +76,18 @@ def test_two_workers_on_four_partitions_sum_to_the_batch_matrices(
     assert store.matrix("buy2buy") == buy2buy
     assert store.stored_offset(TOPIC, 3) == len(parts[3])
 
+    embedded = SessionPipeline(config)
+    embedded.apply(events)
+    assert embedded.covis.pruned_rows == 0  # else embedded rows are a bound, not the sums
+    for kind in range(4):
+        assert store.popular(kind, 40) == embedded.popularity.top(kind, 40)
+    alive = sorted({e.session for e in events})
+    assert all(s in embedded.sessions for s in alive)
+    served = lists_from_store(store, load_states(store, alive, config.covis.window))
+    assert served == {s: embedded.recommendations(s) for s in alive}
 
-def test_a_batch_applied_twice_counts_once(store: RedisMatrices) -> None:
+
+def test_a_batch_applied_twice_counts_once(store: RedisStore) -> None:
     pipeline = SessionPipeline()
     pipeline.covis.take_journal()
     pipeline.apply([Event(1, 10, 1_000, 0), Event(1, 20, 2_000, 1)])
@@ -80,7 +98,7 @@ def test_a_batch_applied_twice_counts_once(store: RedisMatrices) -> None:
     assert store.stored_offset(TOPIC, 0) == 2
 
 
-def test_a_batch_past_a_gap_is_refused(store: RedisMatrices) -> None:
+def test_a_batch_past_a_gap_is_refused(store: RedisStore) -> None:
     pipeline = SessionPipeline()
     pipeline.covis.take_journal()
     pipeline.apply([Event(1, 10, 1_000, 0), Event(1, 20, 2_000, 0)])
@@ -90,7 +108,7 @@ def test_a_batch_past_a_gap_is_refused(store: RedisMatrices) -> None:
 
 
 def test_covis_from_store_dumps_in_the_covis_format(
-    store: RedisMatrices, shared_data: Path, tmp_path: Path, redis_url: str, unique_prefix: str
+    store: RedisStore, shared_data: Path, tmp_path: Path, redis_url: str, unique_prefix: str
 ) -> None:
     from liverec.cli import main
 

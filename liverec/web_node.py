@@ -1,0 +1,167 @@
+"""``liverec web``: a stateless web node of the distributed runtime.
+
+It serves the same app as ``liverec demo`` over the shared store instead of an in-process
+pipeline (see ``docs/production.md``):
+
+* lists are read from Redis: those the workers stored for a watched session when they are
+  current (same version as the stored session), else computed from the shared state with the
+  recipe the workers use (:mod:`stream.serving`);
+* a client's watch is registered in Redis (and renewed while it lasts), so workers announce
+  that session's changed lists on the ``{prefix}lists`` channel; the node's one subscription to
+  that channel feeds its hub, which pushes to its own WebSocket clients;
+* posted events go to Kafka, like any producer's.
+
+Nothing here outlives the process: any number of nodes can run behind a load balancer, and a
+node that dies loses only its clients' connections (they reconnect to another).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from liverec.collector import keep_collections_short
+from liverec.demo import bind, page_url
+from liverec.server import make_server
+from liverec.settings import Settings
+from online_models.popularity import ALL_TYPES
+from online_models.redis_store import WATCH_TTL_MS, RedisStore
+from online_models.sessions import SessionState
+from stream.events import Event
+from stream.kafka_bus import KafkaBus
+from stream.pipeline import PipelineConfig, Recommendations
+from stream.serving import lists_from_store
+from web.app import create_app
+from web.hub import RecommendationHub
+
+log = logging.getLogger("liverec.web")
+
+
+class StoreBackend:
+    """The web app's backend over Redis (state, lists, announcements) and Kafka (events)."""
+
+    def __init__(self, settings: Settings, config: PipelineConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.store = RedisStore.from_url(settings.store, settings.topic_prefix)
+        self.bus = KafkaBus(settings.bus, topic=f"{settings.topic_prefix}events",
+                            group_id=settings.app_id)
+        self.hub = RecommendationHub()
+        self.listening = False
+        self.announced = 0
+        self._now: tuple[float, int | None] = (0.0, None)
+
+    # -- Backend protocol -------------------------------------------------------------------------
+    async def recommendations(self, session: int) -> Recommendations:
+        return await asyncio.to_thread(self._recommendations, session)
+
+    def _recommendations(self, session: int) -> Recommendations:
+        stored, blob = self.store.stored_lists(session)
+        state = SessionState.from_bytes(blob, self.config.covis.window) if blob else None
+        if stored is not None:
+            recs = Recommendations.from_json(orjson.loads(stored))
+            if state is not None and recs.version == state.events:
+                return recs  # the workers' latest for this version
+        return lists_from_store(self.store, {session: state}, self.config.list_size)[session]
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        await self.bus.publish(events)
+
+    async def watch(self, session: int) -> None:
+        await asyncio.to_thread(self.store.watch, [session], int(time.time() * 1000))
+
+    async def live_sessions(self, limit: int) -> list[int]:
+        return await asyncio.to_thread(self.store.live_sessions, limit)
+
+    async def popular_items(self, limit: int) -> list[int]:
+        return await asyncio.to_thread(self.store.popular, ALL_TYPES, limit) or list(range(limit))
+
+    async def stats(self) -> dict[str, Any]:
+        events = await asyncio.to_thread(self.store.events)
+        return {"events": events, "lists_announced": self.announced, "node": "web"}
+
+    def ready(self) -> bool:
+        return self.listening
+
+    def now_ms(self) -> int:
+        """The latest event time the workers stored (a replay's clock), else the wall clock."""
+        fetched, latest = self._now
+        if time.monotonic() - fetched > 1.0:
+            latest = self.store.latest_event_ts()
+            self._now = (time.monotonic(), latest)
+        return latest if latest is not None else int(time.time() * 1000)
+
+    # -- background work --------------------------------------------------------------------------
+    async def listen(self) -> None:
+        """Feed the hub from the workers' announcements; reconnect when Redis goes away."""
+        client = aioredis.Redis.from_url(self.settings.store)
+        delay = 0.2
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.store.lists_channel)
+                self.listening, delay = True, 0.2
+                async for message in pubsub.listen():
+                    recs = Recommendations.from_json(orjson.loads(message["data"]))
+                    self.announced += 1
+                    self.hub.offer(recs)
+            except (RedisConnectionError, OSError) as exc:
+                self.listening = False
+                log.warning("lists channel lost (%s); resubscribing in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+                # Missed announcements: re-seed every watched session with its current lists.
+                for session in self.hub.watched():
+                    with contextlib.suppress(Exception):
+                        self.hub.offer(await self.recommendations(session))
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def renew_watches(self) -> None:
+        """Keep this node's watches alive in Redis while its clients are connected."""
+        while True:
+            await asyncio.sleep(WATCH_TTL_MS / 3000)
+            watched = self.hub.watched()
+            if watched:
+                try:
+                    await asyncio.to_thread(self.store.watch, watched, int(time.time() * 1000))
+                except Exception as exc:  # Redis away: the next round tries again
+                    log.warning("could not renew watches: %s", exc)
+
+    async def close(self) -> None:
+        await self.bus.close()
+
+
+async def run_web(settings: Settings, config: PipelineConfig) -> int:
+    """Serve a web node until Ctrl-C or SIGTERM."""
+    backend = StoreBackend(settings, config)
+    app = create_app(backend, backend.hub)
+    sock = bind(settings.host, settings.port)
+    server = make_server(app, settings.host, settings.port)
+    tasks = [asyncio.create_task(backend.listen(), name="lists"),
+             asyncio.create_task(backend.renew_watches(), name="watches"),
+             asyncio.create_task(keep_collections_short(), name="gc")]
+    serve = asyncio.create_task(server.serve(sockets=[sock]), name="web")
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait([serve, listening], return_when=asyncio.FIRST_COMPLETED)
+    if not serve.done():
+        print(f"liverec web: serving {page_url(settings.host, sock.getsockname()[1])} "
+              f"(store {settings.store}, bus {settings.bus})", flush=True)
+        await serve
+    listening.cancel()
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await backend.close()
+    serve.result()
+    return 0
