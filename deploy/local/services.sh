@@ -2,7 +2,7 @@
 # Local Kafka (single-node KRaft, fetched once from Maven Central, run on Java 17) and Redis
 # (Debian's redis-server, AOF on) for the distributed runtime and the integration tests.
 #
-#   deploy/local/services.sh up|down|status
+#   deploy/local/services.sh up|down|status|stop kafka|redis
 #
 # Ports: LIVEREC_KAFKA_PORT (9092; its controller listens on the next port) and
 # LIVEREC_REDIS_PORT (6379), on 127.0.0.1 only. Data, logs and the broker's jars live in
@@ -113,6 +113,12 @@ status() {
 case "${1:-}" in
   up) redis_up; kafka_up ;;
   down) stop_pidfile "$KAFKA_DIR/kafka.pid" kafka; stop_pidfile "$REDIS_DIR/redis.pid" redis ;;
+  stop) # one service: the restart tests stop it, then `up` brings it back
+    case "${2:-}" in
+      kafka) stop_pidfile "$KAFKA_DIR/kafka.pid" kafka ;;
+      redis) stop_pidfile "$REDIS_DIR/redis.pid" redis ;;
+      *) echo "usage: $0 stop kafka|redis" >&2; exit 2 ;;
+    esac ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|stop kafka|redis|status" >&2; exit 2 ;;
 esac
