@@ -1,9 +1,14 @@
 """Event → WebSocket push latency, with real clients, at a fixed event rate.
 
     python benchmarks/push_latency.py [--rate 1000] [--seconds 20] [--sessions 200]
+    python benchmarks/push_latency.py --distributed [--kafka kafka://…] [--redis redis://…]
 
-Starts ``liverec demo`` in its own process (synthetic sessions replayed at max speed, so the
-state is warm), waits for the replay to finish, then from this process:
+Embedded (default): starts ``liverec demo`` in its own process (synthetic sessions replayed at
+max speed, so the state is warm) and waits for the replay to finish. Distributed: starts one
+``liverec worker`` and one ``liverec web`` node on the local Kafka and Redis
+(``deploy/local/services.sh up``), replays the same synthetic sessions into Kafka and waits
+until the worker has applied them; every measured event then goes POST → web node → Kafka →
+worker → Redis → lists channel → web node → WebSocket. Then, from this process:
 
 * opens one WebSocket per watched session (``--sessions``),
 * posts events with ``POST /events`` at ``--rate`` events/s, round-robin over those sessions,
@@ -24,7 +29,10 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -77,14 +85,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+async def wait_ready(base: str, procs: list[subprocess.Popen[bytes]],
+                     events: int | None = None) -> None:
+    """Until the demo's replay finished, or (distributed) ``events`` were applied."""
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
         while True:
-            if proc.poll() is not None:
-                raise RuntimeError("the server exited")
+            if any(proc.poll() is not None for proc in procs):
+                raise RuntimeError("a server process exited")
             try:
                 stats = (await client.get("/stats")).json()
-                if stats.get("replay", {}).get("state") == "finished":
+                if events is None and stats.get("replay", {}).get("state") == "finished":
+                    return
+                if events is not None and stats.get("events") == events:
                     return
             except httpx.HTTPError:
                 pass
@@ -146,9 +158,54 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
     for task in listeners:
         task.cancel()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        server_side = (await client.get("/stats")).json()["latency_ms"]
+        server_side = (await client.get("/stats")).json().get("latency_ms")
     return {"events": total, "achieved_rate": achieved, "latencies": latencies,
             "missed": len(sent), "server": server_side}
+
+
+def start_embedded(args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "liverec", "demo", "--port", str(args.port), "--speed", "max",
+         "--sessions", str(args.warm_sessions), "--items", "20000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", [server]))
+    return [server]
+
+
+def start_distributed(args: argparse.Namespace, workdir: Path,
+                      prefix: str) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
+           "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
+           "LIVEREC_PARTITIONS": "4", "LIVEREC_METRICS_PORT": str(args.metrics_port)}
+    warm = workdir / "warm.jsonl"
+    subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
+                    str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
+                   check=True, stdout=subprocess.DEVNULL, env=env)
+    procs = [subprocess.Popen([sys.executable, "-m", "liverec", *command], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for command in (["worker"], ["web", "--port", str(args.port)])]
+    replay = subprocess.run([sys.executable, "-m", "liverec", "replay", str(warm), "--to",
+                             args.kafka, "--quiet"], check=True, capture_output=True, text=True,
+                            env=env)
+    total = int(replay.stdout.split("published ")[1].split(" events")[0].replace(",", ""))
+    asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs, events=total))
+    return procs
+
+
+def worker_phases(port: int) -> dict[str, float]:
+    """Seconds the worker spent per phase of its batches, from its /metrics."""
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {line.split('"')[1]: round(float(line.split()[-1]), 2) for line in body.splitlines()
+            if line.startswith("liverec_worker_seconds_total{")}
+
+
+def drop_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 10_000):
+        client.delete(*keys[i:i + 10_000])
 
 
 def main() -> None:
@@ -158,24 +215,46 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--warm-sessions", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--metrics-port", type=int, default=9199,
+                        help="the worker's /metrics (distributed)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="through a worker and a web node on Kafka and Redis")
+    parser.add_argument("--kafka", default=f"kafka://127.0.0.1:"
+                                           f"{os.environ.get('LIVEREC_KAFKA_PORT', '9092')}")
+    parser.add_argument("--redis", default=f"redis://127.0.0.1:"
+                                           f"{os.environ.get('LIVEREC_REDIS_PORT', '6379')}/0")
     args = parser.parse_args()
-    base, ws_base = f"http://127.0.0.1:{args.port}", f"ws://127.0.0.1:{args.port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "liverec", "demo", "--port", str(args.port), "--speed", "max",
-         "--sessions", str(args.warm_sessions), "--items", "20000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        asyncio.run(wait_ready(base, server))
-        result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds, args.sessions))
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(20)
+    ws_base = f"ws://127.0.0.1:{args.port}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    with tempfile.TemporaryDirectory() as workdir:
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            procs = (start_distributed(args, Path(workdir), prefix) if args.distributed
+                     else start_embedded(args))
+            result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds,
+                                         args.sessions))
+            if args.distributed:
+                result["phases"] = worker_phases(args.metrics_port)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            if args.distributed:
+                drop_keys(args.redis, prefix)
     lat = result["latencies"]
-    print(f"event -> WebSocket push latency, {result['events']:,} events at "
+    path = ("POST -> web node -> Kafka -> worker -> Redis -> web node" if args.distributed
+            else "POST -> embedded pipeline")
+    print(f"event -> WebSocket push latency ({path}), {result['events']:,} events at "
           f"{result['achieved_rate']:,.0f} events/s over {args.sessions} sessions "
           f"(warm state: {args.warm_sessions:,} replayed sessions; cpus {os.cpu_count()})")
     print(f"  pushes received {len(lat):,}, missed {result['missed']:,}; server side (batch "
           f"start to send, last 2,048 pushes): {result['server']}")
+    if "phases" in result:
+        print(f"  worker seconds per phase, warm-up included: {result['phases']}")
     if lat:
         print(f"  p50 {statistics.median(lat):.2f} ms   p90 {percentile(lat, 0.9):.2f} ms   "
               f"p99 {percentile(lat, 0.99):.2f} ms   max {max(lat):.2f} ms")

@@ -51,7 +51,8 @@ class StoreBackend:
     def __init__(self, settings: Settings, config: PipelineConfig) -> None:
         self.settings = settings
         self.config = config
-        self.store = RedisStore.from_url(settings.store, settings.topic_prefix)
+        self.store = RedisStore.from_url(settings.store, settings.topic_prefix,
+                                        epoch_shift=config.covis.epoch_half_lives)
         self.bus = KafkaBus(settings.bus, topic=f"{settings.topic_prefix}events",
                             group_id=settings.app_id)
         self.hub = RecommendationHub()

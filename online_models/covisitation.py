@@ -114,12 +114,15 @@ class CellJournal:
 
     Every cell is a sum of integer run weights, so increments from different workers commute:
     a shared store (Redis ``HINCRBY``) ends with the same matrices whatever order the workers'
-    batches arrive in. ``pairs`` is packed like :attr:`CoVisitation.pairs`.
+    batches arrive in. ``pairs`` is packed like :attr:`CoVisitation.pairs`; its clicks weights
+    are in the scale of clicks epoch ``epoch``. A store keeps clicks sums per epoch and folds
+    them when read (:func:`fold_epochs`), which is exactly what renormalisation does in memory.
     """
 
-    __slots__ = ("pairs", "buys")
+    __slots__ = ("pairs", "buys", "epoch")
 
-    def __init__(self) -> None:
+    def __init__(self, epoch: int = 0) -> None:
+        self.epoch = epoch
         self.pairs: dict[int, dict[int, int]] = {}
         self.buys: dict[int, dict[int, int]] = {}
 
@@ -129,6 +132,26 @@ class CellJournal:
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """One matrix's increments, decoded (``clicks``, ``carts_orders`` or ``buy2buy``)."""
         return _matrix(self.pairs, self.buys, name)
+
+
+def fold_epochs(rows: dict[int, dict[int, int]], shift: int) -> dict[int, int]:
+    """One clicks row from its per-epoch sums: oldest first, shift right ``shift`` bits per
+    epoch crossed, add the next. The same floors, in the same places, as renormalising the
+    in-memory matrix when the stream enters a new epoch (for time-ordered streams).
+
+    >>> fold_epochs({3: {7: 5 << 32, 8: 1}, 4: {7: 2}}, 32)
+    {7: 7, 8: 0}
+    """
+    out: dict[int, int] = {}
+    previous: int | None = None
+    for epoch in sorted(rows):
+        if previous is not None:
+            bits = shift * (epoch - previous)
+            out = {b: v >> bits for b, v in out.items()}
+        for b, v in rows[epoch].items():
+            out[b] = out.get(b, 0) + v
+        previous = epoch
+    return out
 
 
 def _journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> None:
@@ -175,11 +198,27 @@ class CoVisitation:
         self._top_buys: dict[int, list[tuple[int, int]]] = {}
         self.journal: CellJournal | None = None
         """When set, every cell increment is also recorded there (see :meth:`take_journal`)."""
+        self._journals: dict[int, CellJournal] = {}  # per clicks epoch, since the last take
 
-    def take_journal(self) -> CellJournal:
-        """Start recording increments (first call) and return those recorded since last time."""
-        taken, self.journal = self.journal or CellJournal(), CellJournal()
+    def take_journal(self) -> list[CellJournal]:
+        """Start recording increments (first call) and return those recorded since last time:
+        one journal per clicks epoch they are in the scale of (almost always one).
+
+        A journaled increment is in the scale of its occurrence's own epoch, never rescaled:
+        a worker that sees one partition cross into a new epoch before another must not move
+        the other's events to the new scale (a store folds per-epoch sums instead). For a
+        time-ordered stream that is the scale the in-memory matrices add it in, too.
+        """
+        taken = [j for j in self._journals.values() if j]
+        self.journal = CellJournal(self.epoch)
+        self._journals = {self.epoch: self.journal}
         return taken
+
+    def _journal_of(self, epoch: int) -> CellJournal:
+        journal = self._journals.get(epoch)
+        if journal is None:
+            journal = self._journals[epoch] = CellJournal(epoch)
+        return journal
 
     # -- update ---------------------------------------------------------------------------------
     def update(self, state: SessionState, aid: int, ts: int, etype: int) -> None:
@@ -192,17 +231,24 @@ class CoVisitation:
             state.ordered = False
         recent = state.recent
         if recent:
+            current = None
             if ts >= self._epoch_start_ts:  # the usual case: an event of the current epoch
                 w_time = round(WEIGHT_ONE * 2.0 ** ((ts - self._epoch_start_ts) / self._half_life))
-            else:  # a late event from an older epoch: bring it to today's scale
+            else:
                 tw = self.time_weight
                 own = tw.epoch(ts)
-                w_time = tw.weight(ts, own) >> (tw.shift * (self.epoch - own))
+                w_time = tw.weight(ts, own)
+                if self.journal is None:  # a late event: bring it to today's scale
+                    w_time >>= tw.shift * (self.epoch - own)
+                else:  # journaled in its own epoch's scale (see take_journal)
+                    current, self.journal = self.journal, self._journal_of(own)
             if (etype == CLICKS and not state.window_buys and state.ordered
                     and ts - recent[0][1] < self.config.max_gap_ms):
                 self._pair_clicks(state, aid, ts, w_time)
             else:
                 self._pair_all(state, aid, ts, TYPE_WEIGHTS[etype], w_time)
+            if current is not None:
+                self.journal = current
         if len(recent) == recent.maxlen and recent[0][2] != CLICKS:
             state.window_buys -= 1  # about to fall out of the window
         recent.append((aid, ts, etype))
@@ -379,10 +425,10 @@ class CoVisitation:
 
     def _renormalise(self, epoch: int) -> None:
         """Enter a later epoch: shift every clicks weight right."""
-        if self.journal is not None and self.pairs:
-            # A shift is not an increment: a shared store needs a coordinated rescale, which
-            # the distributed runtime does not have yet (epochs are 448 days long).
-            raise RuntimeError("clicks renormalisation (new epoch) with journaled state")
+        if self.journal is not None:
+            # A shift is not an increment: later increments go to a journal of the new epoch,
+            # and the store folds its per-epoch sums the same way (fold_epochs).
+            self.journal = self._journal_of(epoch)
         bits = self.time_weight.shift * (epoch - self.epoch)
         for row in self.pairs.values():
             for y, v in row.items():

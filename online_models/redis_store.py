@@ -11,7 +11,10 @@ refused, so nothing counts twice; one lost in a crash was never stored, so Kafka
 
 Layout (``{p}`` = key prefix):
 
-* ``{p}cv:{matrix}:{aid}``: hash, neighbour → weight (``clicks``, ``carts_orders``, ``buy2buy``);
+* ``{p}cv:{matrix}:{aid}``: hash, neighbour → weight (``carts_orders``, ``buy2buy``);
+  ``{p}cv:clicks:{epoch}:{aid}``: the clicks weights added in the scale of one clicks epoch,
+  folded into one row when read (:func:`~online_models.covisitation.fold_epochs`: a shift
+  is not an increment, so epochs cannot share a hash); ``{p}cv:epochs``: the epochs in use;
 * ``{p}pop:{epoch}:{kind}``: sorted set, aid → integer count of that epoch (kinds 0–2 the event
   types, 3 all of them); ``{p}pop:epoch``: the latest epoch (older ones are deleted);
 * ``{p}session:{id}``: a session's window and open runs (JSON), with a time to live;
@@ -27,12 +30,13 @@ Cluster would refuse; liverec's store is one Redis (with a replica for failover)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import redis
 
-from online_models.covisitation import MATRICES, CellJournal, export_rows
+from online_models.covisitation import MATRICES, CellJournal, export_rows, fold_epochs
 from online_models.popularity import TopSide, merged_top
 
 #: Recently active sessions kept in ``{p}live``.
@@ -40,16 +44,20 @@ LIVE_SESSIONS = 1000
 #: A watch lapses this long after its web node last renewed it (a node renews every third).
 WATCH_TTL_MS = 30_000
 
-# KEYS: offset keys (n), hash keys (h), sorted-set keys (z), session keys (s), then the
-# popularity epoch key, the live set and the event counter.
-# ARGV (10 first): n, h, z, s, the batch's latest popularity epoch (-1: none), the prefix,
-# live pairs (L), events, session ttl (ms, 0 = none), live sessions to keep. Then (start, end)
-# per offset key; per hash key a field count and field, increment pairs; per sorted-set key its
-# epoch, a member count and member, increment pairs; one value per session key; L (score,
-# member) pairs.
+# KEYS: offset keys (n), session keys (s), then the popularity epoch key, the live set and the
+# event counter. ARGV: n, s, the batch's latest popularity epoch (-1: none), the key prefix,
+# events, session ttl (ms, 0 = none), live sessions to keep, then three texts:
+#   cells       "matrix:aid b:inc,b:inc,…" lines (HINCRBY {p}cv:matrix:aid b inc),
+#   popularity  "epoch:kind aid:inc,…" lines (ZINCRBY {p}pop:epoch:kind inc aid),
+#   live        "session:ts,…" (ZADD {p}live ts session),
+#   epochs      "epoch,…" (SADD {p}cv:epochs epoch: the clicks epochs of the batch);
+# then (start, end) per offset key and one value per session key.
+# Increments travel as text that the script splits itself: one argument per batch instead of
+# two per cell keeps the client's command encoding (pure Python in redis-py) off the hot path.
 _APPLY = """
-local n, h, z, s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local arg = 11
+local n, s = tonumber(ARGV[1]), tonumber(ARGV[2])
+local prefix = ARGV[4]
+local arg = 12
 for i = 1, n do
   local stored = tonumber(redis.call('GET', KEYS[i]) or ARGV[arg])
   if stored ~= tonumber(ARGV[arg]) then
@@ -57,69 +65,69 @@ for i = 1, n do
   end
   arg = arg + 2
 end
-local key = n
-for _ = 1, h do
-  key = key + 1
-  local fields = tonumber(ARGV[arg])
-  arg = arg + 1
-  for _ = 1, fields do
-    redis.call('HINCRBY', KEYS[key], ARGV[arg], ARGV[arg + 1])
-    arg = arg + 2
+for epoch in string.gmatch(ARGV[11], '%d+') do
+  redis.call('SADD', prefix .. 'cv:epochs', epoch)
+end
+for row, fields in string.gmatch(ARGV[8], '(%S+) (%S+)') do
+  local key = prefix .. 'cv:' .. row
+  for b, inc in string.gmatch(fields, '(%d+):(%-?%d+)') do
+    redis.call('HINCRBY', key, b, inc)
   end
 end
-local marker = KEYS[#KEYS - 2]
+local marker = KEYS[n + s + 1]
 local current = tonumber(redis.call('GET', marker) or '-1')
-local latest = tonumber(ARGV[5])
+local latest = tonumber(ARGV[3])
 if latest > current then
   if current >= 0 then
     for e = current - 1, latest - 2 do
       for kind = 0, 3 do
-        redis.call('UNLINK', ARGV[6] .. 'pop:' .. e .. ':' .. kind)
+        redis.call('UNLINK', prefix .. 'pop:' .. e .. ':' .. kind)
       end
     end
   end
   redis.call('SET', marker, latest)
   current = latest
 end
-for _ = 1, z do
-  key = key + 1
-  local epoch, members = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
-  arg = arg + 2
-  if epoch >= current - 1 then
-    for _ = 1, members do
-      redis.call('ZINCRBY', KEYS[key], ARGV[arg + 1], ARGV[arg])
-      arg = arg + 2
+for epoch, kind, fields in string.gmatch(ARGV[9], '(%d+):(%d+) (%S+)') do
+  if tonumber(epoch) >= current - 1 then
+    local key = prefix .. 'pop:' .. epoch .. ':' .. kind
+    for aid, inc in string.gmatch(fields, '(%d+):(%d+)') do
+      redis.call('ZINCRBY', key, inc, aid)
     end
-  else
-    arg = arg + 2 * members
   end
 end
-local ttl = tonumber(ARGV[9])
-for _ = 1, s do
-  key = key + 1
+local ttl = tonumber(ARGV[6])
+for k = n + 1, n + s do
   if ttl > 0 then
-    redis.call('SET', KEYS[key], ARGV[arg], 'PX', ttl)
+    redis.call('SET', KEYS[k], ARGV[arg], 'PX', ttl)
   else
-    redis.call('SET', KEYS[key], ARGV[arg])
+    redis.call('SET', KEYS[k], ARGV[arg])
   end
   arg = arg + 1
 end
-local live = tonumber(ARGV[7])
-for _ = 1, live do
-  redis.call('ZADD', KEYS[#KEYS - 1], ARGV[arg], ARGV[arg + 1])
-  arg = arg + 2
+local live = KEYS[n + s + 2]
+if ARGV[10] ~= '' then
+  for session, ts in string.gmatch(ARGV[10], '(%d+):(%d+)') do
+    redis.call('ZADD', live, ts, session)
+  end
+  redis.call('ZREMRANGEBYRANK', live, 0, -tonumber(ARGV[7]) - 1)
 end
-if live > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[#KEYS - 1], 0, -tonumber(ARGV[10]) - 1)
-end
-redis.call('INCRBY', KEYS[#KEYS], ARGV[8])
-arg = 11
+redis.call('INCRBY', KEYS[n + s + 3], ARGV[5])
+arg = 12
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[arg + 1])
   arg = arg + 2
 end
 return {1, 0, 0}
 """
+
+
+def _ints(raw: Mapping[bytes, bytes]) -> dict[int, int]:
+    return {int(k): int(v) for k, v in raw.items()}
+
+
+def _fields(row: Mapping[int, int]) -> str:
+    return ",".join([f"{key}:{value}" for key, value in row.items()])
 
 
 class OffsetConflict(RuntimeError):
@@ -129,21 +137,35 @@ class OffsetConflict(RuntimeError):
 class RedisStore:
     """Apply journals exactly once; read rows, popularity and sessions; dump the matrices."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "", session_ttl_ms: int = 0) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "", session_ttl_ms: int = 0,
+                 epoch_shift: int = 32, popularity_max_age_s: float = 0.0) -> None:
         self.client = client
+        self.popularity_max_age_s = popularity_max_age_s
+        """Reuse a popularity list read this recently (0: always read). Workers pushing live
+        lists use a second: the fill of short sessions may lag popularity by that much, and a
+        fresh read costs several round trips per list type."""
+        self._popular: dict[int, tuple[float, int, list[int]]] = {}
         self.prefix = prefix
+        self.epoch_shift = epoch_shift
+        """Bits a clicks weight loses per epoch (``CovisConfig.epoch_half_lives``)."""
+        self._epochs: list[int] = []  # clicks epochs as last read
         self.session_ttl_ms = session_ttl_ms
         """Session keys expire after this long without a change (0 = never): the event-time
         expiry of the in-memory store, in wall-clock time."""
         self._apply = client.register_script(_APPLY)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "", session_ttl_ms: int = 0) -> RedisStore:
-        return cls(redis.Redis.from_url(url), prefix, session_ttl_ms)
+    def from_url(cls, url: str, prefix: str = "", session_ttl_ms: int = 0,
+                 epoch_shift: int = 32) -> RedisStore:
+        return cls(redis.Redis.from_url(url), prefix, session_ttl_ms, epoch_shift)
 
     # -- keys ------------------------------------------------------------------------------------
-    def _row_key(self, matrix: str, aid: int) -> str:
-        return f"{self.prefix}cv:{matrix}:{aid}"
+    @staticmethod
+    def _row_suffix(matrix: str, epoch: int) -> str:
+        return f"clicks:{epoch}:" if matrix == "clicks" else f"{matrix}:"
+
+    def _row_key(self, matrix: str, aid: int, epoch: int = 0) -> str:
+        return f"{self.prefix}cv:{self._row_suffix(matrix, epoch)}{aid}"
 
     def _pop_key(self, epoch: int, kind: int) -> str:
         return f"{self.prefix}pop:{epoch}:{kind}"
@@ -155,7 +177,7 @@ class RedisStore:
         return f"{self.prefix}offset:{topic}:{partition}"
 
     # -- write -----------------------------------------------------------------------------------
-    def apply(self, journal: CellJournal,
+    def apply(self, journal: CellJournal | Sequence[CellJournal],
               offsets: Mapping[tuple[str, int], tuple[int, int]],
               sessions: Mapping[int, bytes] | None = None,
               popularity: Mapping[tuple[int, int], Mapping[int, int]] | None = None,
@@ -169,37 +191,24 @@ class RedisStore:
         when it starts past a gap (events would be lost).
         """
         sessions, popularity, live = sessions or {}, popularity or {}, live or {}
-        offset_keys: list[str] = []
-        offset_args: list[int] = []
-        for (topic, partition), (start, end) in offsets.items():
-            offset_keys.append(self._offset_key(topic, partition))
-            offset_args += [start, end]
-        keys: list[str] = list(offset_keys)
-        body: list[int | str | bytes] = list(offset_args)
-        hashes = 0
-        for name in MATRICES:
-            for aid, row in journal.matrix(name).items():
-                keys.append(self._row_key(name, aid))
-                body.append(len(row))
-                for neighbour, inc in row.items():
-                    body += [neighbour, inc]
-                hashes += 1
-        for (epoch, kind), counts in popularity.items():
-            keys.append(self._pop_key(epoch, kind))
-            body += [epoch, len(counts)]
-            for aid, inc in counts.items():
-                body += [aid, inc]
-        for session, blob in sessions.items():
-            keys.append(self._session_key(session))
-            body.append(blob)
-        for session, ts in live.items():
-            body += [ts, session]
+        keys = [self._offset_key(topic, partition) for topic, partition in offsets]
+        keys += [self._session_key(session) for session in sessions]
         keys += [f"{self.prefix}pop:epoch", f"{self.prefix}live", f"{self.prefix}events"]
+        journals = [journal] if isinstance(journal, CellJournal) else list(journal)
+        cells = "\n".join([f"{self._row_suffix(name, j.epoch)}{aid} {_fields(row)}"
+                           for j in journals for name in MATRICES
+                           for aid, row in j.matrix(name).items()])
+        counts = "\n".join([f"{epoch}:{kind} {_fields(row)}"
+                            for (epoch, kind), row in popularity.items() if row])
         latest = max((epoch for epoch, _ in popularity), default=-1)
-        head: list[int | str | bytes] = [len(offsets), hashes, len(popularity), len(sessions),
-                                         latest, self.prefix, len(live), events,
-                                         self.session_ttl_ms, LIVE_SESSIONS]
-        applied, index, stored = self._apply(keys=keys, args=head + body)
+        args: list[int | str | bytes] = [len(offsets), len(sessions), latest, self.prefix,
+                                         events, self.session_ttl_ms, LIVE_SESSIONS, cells,
+                                         counts, _fields(live),
+                                         ",".join(str(j.epoch) for j in journals)]
+        for start, end in offsets.values():
+            args += [start, end]
+        args += list(sessions.values())
+        applied, index, stored = self._apply(keys=keys, args=args)
         if applied:
             return True
         (topic, partition), (start, end) = list(offsets.items())[index - 1]
@@ -225,11 +234,30 @@ class RedisStore:
     def rows(self, wanted: Iterable[tuple[str, int]]) -> dict[tuple[str, int], dict[int, int]]:
         """Several matrix rows in one round trip: (matrix, aid) → {neighbour: weight}."""
         wanted = list(dict.fromkeys(wanted))
-        pipe = self.client.pipeline(transaction=False)
+        if not wanted:
+            return {}
+        while True:
+            epochs = self._epochs
+            pipe = self.client.pipeline(transaction=False)
+            pipe.smembers(f"{self.prefix}cv:epochs")
+            for matrix, aid in wanted:
+                for epoch in (epochs if matrix == "clicks" else (0,)):
+                    pipe.hgetall(self._row_key(matrix, aid, epoch))
+            replies = pipe.execute()
+            self._epochs = sorted(int(e) for e in replies[0])
+            if self._epochs == epochs:  # else a new epoch began since last read: again
+                break
+        out: dict[tuple[str, int], dict[int, int]] = {}
+        position = 1
         for matrix, aid in wanted:
-            pipe.hgetall(self._row_key(matrix, aid))
-        return {key: {int(b): int(w) for b, w in raw.items()}
-                for key, raw in zip(wanted, pipe.execute(), strict=True)}
+            if matrix != "clicks":
+                out[(matrix, aid)] = _ints(replies[position])
+                position += 1
+                continue
+            per_epoch = {e: _ints(replies[position + i]) for i, e in enumerate(epochs)}
+            position += len(epochs)
+            out[(matrix, aid)] = fold_epochs(per_epoch, self.epoch_shift)
+        return out
 
     def row(self, matrix: str, aid: int) -> dict[int, int]:
         return self.rows([(matrix, aid)])[(matrix, aid)]
@@ -240,10 +268,17 @@ class RedisStore:
 
     def popular(self, kind: int, k: int) -> list[int]:
         """The same top list as :meth:`Popularity.top` over the same events, read from Redis."""
+        if self.popularity_max_age_s:
+            read, size, cached = self._popular.get(kind, (0.0, 0, []))
+            if size >= k and time.monotonic() - read < self.popularity_max_age_s:
+                return cached[:k]
         epoch = self.popularity_epoch()
         if epoch < 0:
             return []
-        return merged_top(k, self._side(epoch, kind), self._side(epoch - 1, kind))
+        top = merged_top(k, self._side(epoch, kind), self._side(epoch - 1, kind))
+        if self.popularity_max_age_s:
+            self._popular[kind] = (time.monotonic(), k, top)
+        return top
 
     def _side(self, epoch: int, kind: int) -> TopSide:
         key, client = self._pop_key(epoch, kind), cast(Any, self.client)
@@ -324,9 +359,9 @@ class RedisStore:
     # -- dump ------------------------------------------------------------------------------------
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix (for dumps and tests)."""
-        pattern = f"{self.prefix}cv:{name}:*"
-        aids = [int(key.rsplit(b":", 1)[1])
-                for key in self.client.scan_iter(match=pattern, count=1000)]
+        pattern = f"{self.prefix}cv:{self._row_suffix(name, 0).split(':')[0]}:*"
+        aids = sorted({int(key.rsplit(b":", 1)[1])
+                       for key in self.client.scan_iter(match=pattern, count=1000)})
         out: dict[int, dict[int, int]] = {}
         for i in range(0, len(aids), 1000):
             rows = self.rows((name, aid) for aid in aids[i:i + 1000])

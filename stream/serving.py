@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from online_models.covisitation import MATRICES, top_items
+from online_models.covisitation import top_items
+from online_models.recommend import rows_needed
 from online_models.redis_store import RedisStore
 from online_models.sessions import SessionState
 from stream.pipeline import Recommendations, session_lists
@@ -27,10 +28,10 @@ class StoreView:
         self._rows: dict[tuple[str, int], dict[int, int]] = {}
         self._popular: dict[int, list[int]] = {}
 
-    def prefetch(self, states: Iterable[SessionState]) -> None:
-        """Fetch the rows the recipe may read for these sessions, in one round trip."""
-        wanted = [(matrix, aid) for state in states for aid in {a for a, _, _ in state.recent}
-                  for matrix in MATRICES if (matrix, aid) not in self._rows]
+    def prefetch(self, states: Iterable[SessionState], k: int = 20) -> None:
+        """Fetch the rows the recipe will read for these sessions, in one round trip."""
+        wanted = [row for state in states for row in rows_needed(state.recent, k)
+                  if row not in self._rows]
         if wanted:
             self._rows.update(self.store.rows(wanted))
 
@@ -62,7 +63,7 @@ def lists_from_store(store: RedisStore, states: Mapping[int, SessionState | None
                      k: int = 20) -> dict[int, Recommendations]:
     """Lists of several sessions whose states the caller holds (a worker: its own)."""
     view = StoreView(store)
-    view.prefetch(s for s in states.values() if s is not None)
+    view.prefetch((s for s in states.values() if s is not None), k)
     popularity = _PopularView(view)
     return {session: session_lists(session, state, view, popularity, k)
             for session, state in states.items()}

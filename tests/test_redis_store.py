@@ -40,11 +40,18 @@ def partitioned(events: list[Event], partitions: int) -> dict[int, list[tuple[in
     return out
 
 
-@pytest.mark.parametrize("source", ["otto-sample", "generated"])
+@pytest.mark.parametrize("source", ["otto-sample", "generated", "one-day-epochs"])
 def test_two_workers_on_four_partitions_sum_to_one_process(
     store: RedisStore, shared_data: Path, source: str
 ) -> None:
-    """Matrices equal the batch definition; popularity and lists equal the embedded path's."""
+    """Matrices equal the batch definition; popularity and lists equal the embedded path's.
+
+    ``one-day-epochs``: the OTTO sample with a clicks epoch every day (one bit each), so the
+    workers cross some 28 epochs at different moments, and Redis folds per-epoch sums."""
+    covis = CovisConfig(max_neighbors=200)
+    if source == "one-day-epochs":
+        covis = CovisConfig(max_neighbors=200, half_life_ms=DAY_MS, epoch_half_lives=1)
+        store.epoch_shift = 1
     if source == "generated":
         config_ = GeneratorConfig(sessions=400, items=300, seed=3)
         flat = (e for _, session in generate_sessions(config_) for e in session)
@@ -54,7 +61,7 @@ def test_two_workers_on_four_partitions_sum_to_one_process(
     parts = partitioned(events, 4)
     # The served configuration (row bound included), but sessions kept for the whole log: in
     # Redis they expire in wall-clock time, in memory in event time.
-    config = PipelineConfig(session_ttl_ms=10_000 * DAY_MS)
+    config = PipelineConfig(covis=covis, session_ttl_ms=10_000 * DAY_MS)
     workers = {0: SessionPipeline(config), 1: SessionPipeline(config)}
     for pipeline in workers.values():
         pipeline.covis.take_journal()

@@ -1,0 +1,118 @@
+"""Events per second through one ``liverec worker``: Kafka in, Redis out.
+
+    python benchmarks/worker_throughput.py [--sessions 20000] [--repeat 3] [--workers 1]
+
+Needs the local Kafka and Redis (``deploy/local/services.sh up``). Generates synthetic
+sessions, then per run publishes them to a fresh topic (4 partitions) with ``liverec replay --to
+kafka://``, starts ``--workers`` worker processes on a fresh consumer group and key prefix, and
+times them from the first batch stored in Redis until every event is (offsets in Redis cover
+the topic). Group joining and start-up are outside the timed span; everything a worker does
+per event (Faust consumption, decoding, the pipeline, the Redis script) is inside. Prints each
+run and the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import redis
+
+
+def liverec(*args: str, env: dict[str, str]) -> str:
+    return subprocess.run([sys.executable, "-m", "liverec", *args], env=env, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def applied(client: redis.Redis, prefix: str, topic: str, partitions: int) -> int:
+    keys = [f"{prefix}offset:{topic}:{p}" for p in range(partitions)]
+    return sum(int(v) for v in client.mget(keys) if v is not None)
+
+
+def worker_phases(port: int) -> dict[str, float]:
+    """Seconds a worker spent per phase of its batches, from its /metrics."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {line.split('"')[1]: round(float(line.split()[-1]), 2) for line in body.splitlines()
+            if line.startswith("liverec_worker_seconds_total{")}
+
+
+def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: int) -> float:
+    """Workers on the topic ``{prefix}events`` (state under the same prefix in Redis)."""
+    client = redis.Redis.from_url(args.redis)
+    run_env = {**env, "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-")}
+    ports = [args.metrics_port + i for i in range(args.workers)]
+    workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"],
+                                env={**run_env, "LIVEREC_METRICS_PORT": str(port)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for port in ports]
+    topic = f"{prefix}events"
+    try:
+        deadline = time.monotonic() + 120
+        while applied(client, prefix, topic, args.partitions) == 0:
+            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.01)
+        started, first = time.perf_counter(), applied(client, prefix, topic,
+                                                      args.partitions)
+        while (done := applied(client, prefix, topic, args.partitions)) < total:
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError("a worker exited")
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        for port in ports:
+            print(f"  worker on :{port}, seconds per phase: {worker_phases(port)}")
+        return (done - first) / elapsed
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(20)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=10_000))
+        for i in range(0, len(keys), 10_000):
+            client.delete(*keys[i:i + 10_000])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--metrics-port", type=int, default=9190,
+                        help="first worker's /metrics port (the next ones follow)")
+    parser.add_argument("--kafka", default=f"kafka://127.0.0.1:"
+                                           f"{os.environ.get('LIVEREC_KAFKA_PORT', '9092')}")
+    parser.add_argument("--redis", default=f"redis://127.0.0.1:"
+                                           f"{os.environ.get('LIVEREC_REDIS_PORT', '6379')}/0")
+    args = parser.parse_args()
+    env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
+           "LIVEREC_PARTITIONS": str(args.partitions)}
+    rates = []
+    with tempfile.TemporaryDirectory() as workdir:
+        data = Path(workdir) / "sessions.jsonl"
+        liverec("generate", "--sessions", str(args.sessions), "--items", str(args.items),
+                "--out", str(data), env=env)
+        for run in range(args.repeat):
+            topic_prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+            out = liverec("replay", str(data), "--to", args.kafka, "--quiet",
+                          env={**env, "LIVEREC_TOPIC_PREFIX": topic_prefix})
+            total = int(out.split("published ")[1].split(" events")[0].replace(",", ""))
+            rate = run_once(args, env, topic_prefix, total)
+            rates.append(rate)
+            print(f"run {run + 1}: {total:,} events, {rate:,.0f} events/s with "
+                  f"{args.workers} worker(s)", flush=True)
+    print(f"median {statistics.median(rates):,.0f} events/s over {args.repeat} runs "
+          f"(range {min(rates):,.0f}-{max(rates):,.0f}); {args.workers} worker(s), "
+          f"{args.partitions} partitions, cpus {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
