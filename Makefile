@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint bench browser up down clean
+.PHONY: setup demo test test-fast lint bench bench-distributed browser up down clean
 
 $(BIN)/liverec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: setup                      ## ruff and mypy
 bench: setup                     ## the benchmarks of docs/benchmarks.md
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/push_latency.py
+
+bench-distributed: setup up      ## the Kafka + Redis benchmarks of docs/benchmarks.md
+	$(BIN)/python benchmarks/worker_throughput.py
+	$(BIN)/python benchmarks/push_latency.py --distributed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -163,17 +163,19 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
             "missed": len(sent), "server": server_side}
 
 
-def start_embedded(args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+def start_embedded(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> None:
+    """The demo, warm; ``procs`` gets the process at once, so a failure still stops it."""
     server = subprocess.Popen(
         [sys.executable, "-m", "liverec", "demo", "--port", str(args.port), "--speed", "max",
          "--sessions", str(args.warm_sessions), "--items", "20000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", [server]))
-    return [server]
+    procs.append(server)
+    asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs))
 
 
-def start_distributed(args: argparse.Namespace, workdir: Path,
-                      prefix: str) -> list[subprocess.Popen[bytes]]:
+def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
+                      procs: list[subprocess.Popen[bytes]]) -> None:
+    """A worker and a web node, warm; ``procs`` gets them at once."""
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
            "LIVEREC_PARTITIONS": "4", "LIVEREC_METRICS_PORT": str(args.metrics_port)}
@@ -181,15 +183,14 @@ def start_distributed(args: argparse.Namespace, workdir: Path,
     subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
                     str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
                    check=True, stdout=subprocess.DEVNULL, env=env)
-    procs = [subprocess.Popen([sys.executable, "-m", "liverec", *command], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for command in (["worker"], ["web", "--port", str(args.port)])]
+    procs += [subprocess.Popen([sys.executable, "-m", "liverec", *command], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for command in (["worker"], ["web", "--port", str(args.port)])]
     replay = subprocess.run([sys.executable, "-m", "liverec", "replay", str(warm), "--to",
                              args.kafka, "--quiet"], check=True, capture_output=True, text=True,
                             env=env)
     total = int(replay.stdout.split("published ")[1].split(" events")[0].replace(",", ""))
     asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs, events=total))
-    return procs
 
 
 def worker_phases(port: int) -> dict[str, float]:
@@ -229,8 +230,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            procs = (start_distributed(args, Path(workdir), prefix) if args.distributed
-                     else start_embedded(args))
+            if args.distributed:
+                start_distributed(args, Path(workdir), prefix, procs)
+            else:
+                start_embedded(args, procs)
             result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds,
                                          args.sessions))
             if args.distributed:

@@ -40,8 +40,11 @@ def applied(client: redis.Redis, prefix: str, topic: str, partitions: int) -> in
 def worker_phases(port: int) -> dict[str, float]:
     """Seconds a worker spent per phase of its batches, from its /metrics."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {line.split('"')[1]: round(float(line.split()[-1]), 2) for line in body.splitlines()
-            if line.startswith("liverec_worker_seconds_total{")}
+    phases = {line.split('"')[1]: round(float(line.split()[-1]), 2)
+              for line in body.splitlines() if line.startswith("liverec_worker_seconds_total{")}
+    batches = [float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith("liverec_worker_batches_total ")]
+    return {**phases, "batches": batches[0] if batches else 0}
 
 
 def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: int) -> float:

@@ -190,6 +190,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
             raise OSError(f"metrics port {settings.metrics_port}: {exc.strerror}; give each "
                           "worker on a host its own LIVEREC_METRICS_PORT (0 = no metrics)"
                           ) from None
+    from liverec.collector import keep_collections_short
+
+    async def collector() -> None:
+        # The worker holds millions of objects too: full collections would stall its loop.
+        await keep_collections_short()
+
+    app.task(collector)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -75,6 +75,8 @@ class WorkerMetrics:
                                   "Invalid events sent to the dead-letter topic", value=s.rejected)
         yield CounterMetricFamily("liverec_events_skipped",
                                   "Redelivered events already applied", value=s.skipped)
+        yield CounterMetricFamily("liverec_worker_batches", "Batches stored in Redis",
+                                  value=s.batches)
         yield CounterMetricFamily("liverec_lists_published",
                                   "Watched sessions' lists announced to web nodes",
                                   value=s.lists_published)
