@@ -1,13 +1,13 @@
 """Event → WebSocket push latency, with real clients, at a fixed event rate.
 
     python benchmarks/push_latency.py [--rate 1000] [--seconds 20] [--sessions 200]
-    python benchmarks/push_latency.py --distributed [--kafka kafka://…] [--redis redis://…]
+    python benchmarks/push_latency.py --distributed [--workers N] [--kafka …] [--redis …]
 
 Embedded (default): starts ``liverec demo`` in its own process (synthetic sessions replayed at
-max speed, so the state is warm) and waits for the replay to finish. Distributed: starts one
-``liverec worker`` and one ``liverec web`` node on the local Kafka and Redis
-(``deploy/local/services.sh up``), replays the same synthetic sessions into Kafka and waits
-until the worker has applied them; every measured event then goes POST → web node → Kafka →
+max speed, so the state is warm) and waits for the replay to finish. Distributed: starts
+``--workers`` ``liverec worker`` processes and one ``liverec web`` node on the local Kafka and
+Redis (``deploy/local/services.sh up``), replays the same synthetic sessions into Kafka and
+waits until the workers have applied them; every measured event then goes POST → web node → Kafka →
 worker → Redis → lists channel → web node → WebSocket. Then, from this process:
 
 * opens one WebSocket per watched session (``--sessions``),
@@ -178,14 +178,18 @@ def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
     """A worker and a web node, warm; ``procs`` gets them at once."""
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
-           "LIVEREC_PARTITIONS": "4", "LIVEREC_METRICS_PORT": str(args.metrics_port)}
+           "LIVEREC_PARTITIONS": "4"}
     warm = workdir / "warm.jsonl"
     subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
                     str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
                    check=True, stdout=subprocess.DEVNULL, env=env)
-    procs += [subprocess.Popen([sys.executable, "-m", "liverec", *command], env=env,
+    procs += [subprocess.Popen([sys.executable, "-m", "liverec", "worker"],
+                               env={**env, "LIVEREC_METRICS_PORT": str(args.metrics_port + i)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-              for command in (["worker"], ["web", "--port", str(args.port)])]
+              for i in range(args.workers)]
+    procs.append(subprocess.Popen([sys.executable, "-m", "liverec", "web", "--port",
+                                   str(args.port)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL))
     replay = subprocess.run([sys.executable, "-m", "liverec", "replay", str(warm), "--to",
                              args.kafka, "--quiet"], check=True, capture_output=True, text=True,
                             env=env)
@@ -216,8 +220,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--warm-sessions", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--workers", type=int, default=1, help="workers (distributed)")
     parser.add_argument("--metrics-port", type=int, default=9199,
-                        help="the worker's /metrics (distributed)")
+                        help="the first worker's /metrics (distributed; the next ones follow)")
     parser.add_argument("--distributed", action="store_true",
                         help="through a worker and a web node on Kafka and Redis")
     parser.add_argument("--kafka", default=f"kafka://127.0.0.1:"
@@ -237,7 +242,8 @@ def main() -> None:
             result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds,
                                          args.sessions))
             if args.distributed:
-                result["phases"] = worker_phases(args.metrics_port)
+                result["phases"] = [worker_phases(args.metrics_port + i)
+                                    for i in range(args.workers)]
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGINT)
@@ -257,7 +263,8 @@ def main() -> None:
     print(f"  pushes received {len(lat):,}, missed {result['missed']:,}; server side (batch "
           f"start to send, last 2,048 pushes): {result['server']}")
     if "phases" in result:
-        print(f"  worker seconds per phase, warm-up included: {result['phases']}")
+        for phases in result["phases"]:
+            print(f"  worker seconds per phase, warm-up included: {phases}")
     if lat:
         print(f"  p50 {statistics.median(lat):.2f} ms   p90 {percentile(lat, 0.9):.2f} ms   "
               f"p99 {percentile(lat, 0.99):.2f} ms   max {max(lat):.2f} ms")
