@@ -44,6 +44,23 @@ def open_pipeline(settings: Settings) -> SessionPipeline:
     return SessionPipeline(pipeline_config(settings))
 
 
+class RateMeter:
+    """Events per second over about the last five seconds, from a growing counter read at
+    whatever moments someone asks (the page polls ``/stats``)."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def rate(self, count: int) -> float:
+        now = time.monotonic()
+        samples = self._samples
+        samples.append((now, count))
+        while len(samples) > 2 and now - samples[1][0] > 5.0:
+            samples.popleft()
+        t0, c0 = samples[0]
+        return round((count - c0) / (now - t0), 1) if now - t0 > 0.2 else 0.0
+
+
 class EmbeddedRuntime:
     """One process: a bus feeding the pipeline, the hub pushing its changes, the web app."""
 
@@ -57,7 +74,7 @@ class EmbeddedRuntime:
         self.app: FastAPI = create_app(self, self.hub, catalog)
         self.replay: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
-        self._rate_samples: deque[tuple[float, int]] = deque(maxlen=64)
+        self._rate = RateMeter()
         self._clock: tuple[int, float, float | None] | None = None
 
     def replay_clock(self, first_ts: int, speed: float | None) -> None:
@@ -112,13 +129,6 @@ class EmbeddedRuntime:
         return self._task is not None and not self._task.done()
 
     async def stats(self) -> dict[str, Any]:
-        events = self.pipeline.events_applied
-        now = time.monotonic()
-        samples = self._rate_samples
-        samples.append((now, events))
-        while len(samples) > 2 and now - samples[1][0] > 5.0:
-            samples.popleft()  # keep about 5 s of history for the rate
-        t0, e0 = samples[0]
-        rate = (events - e0) / (now - t0) if now - t0 > 0.2 else 0.0
-        return {**self.pipeline.stats(), "events_per_s": round(rate, 1),
+        rate = self._rate.rate(self.pipeline.events_applied)
+        return {**self.pipeline.stats(), "events_per_s": rate,
                 "batches": self.runner.stats.batches, "replay": self.replay}

@@ -30,6 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from liverec.collector import keep_collections_short
 from liverec.demo import bind, page_url
+from liverec.runtime import RateMeter
 from liverec.server import make_server
 from liverec.settings import Settings
 from online_models.popularity import ALL_TYPES
@@ -59,6 +60,7 @@ class StoreBackend:
         self.listening = False
         self.announced = 0
         self._now: tuple[float, int | None] = (0.0, None)
+        self._rate = RateMeter()
 
     # -- Backend protocol -------------------------------------------------------------------------
     async def recommendations(self, session: int) -> Recommendations:
@@ -87,7 +89,8 @@ class StoreBackend:
 
     async def stats(self) -> dict[str, Any]:
         events = await asyncio.to_thread(self.store.events)
-        return {"events": events, "lists_announced": self.announced, "node": "web"}
+        return {"events": events, "events_per_s": self._rate.rate(events),
+                "lists_announced": self.announced, "node": "web"}
 
     def ready(self) -> bool:
         return self.listening
