@@ -20,8 +20,9 @@ import orjson
 from liverec import __version__
 from liverec.settings import Settings
 from liverec.sources import generated_catalog, generated_events, ordered_file_events
-from online_models.covisitation import CovisConfig, export_rows
+from online_models.covisitation import CovisConfig
 from online_models.covisitation_batch import batch_covisitation
+from online_models.rows import export_rows
 from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
 from producers.readers import BadInput, read_sessions
 from producers.replay import parse_speed, replay_events

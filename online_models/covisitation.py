@@ -31,19 +31,29 @@ result equal to :func:`online_models.covisitation_batch.batch_covisitation` bit 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Final
 
+from online_models.rows import (
+    CO_BITS,
+    CO_MASK,
+    MATRICES,
+    CellJournal,
+    decode,
+    export_rows,
+    journal_add,
+    matrix_of,
+    top_items,
+    top_packed,
+)
 from online_models.sessions import SessionState
 from online_models.types import CLICKS
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
 
-#: Matrix names, in the order of ``liverec covis`` output.
-MATRICES: Final = ("clicks", "carts_orders", "buy2buy")
 #: carts_orders weight by the type of the occurrence's target event (clicks, carts, orders).
 TYPE_WEIGHTS: Final = (1, 6, 3)
 #: clicks weights are fixed point: 1.0 == 1024.
@@ -103,62 +113,7 @@ class TimeWeight:
 
 
 _aid_of = itemgetter(0)
-#: Packed cell of the ``all`` family: clicks weight in the high bits, carts_orders in the low 32.
-_CO_BITS: Final = 32
-_CO_MASK: Final = (1 << _CO_BITS) - 1
 _PAIR_SHIFT: Final = 64
-
-
-class CellJournal:
-    """The cell increments of one batch, for a store that sums them elsewhere.
-
-    Every cell is a sum of integer run weights, so increments from different workers commute:
-    a shared store (Redis ``HINCRBY``) ends with the same matrices whatever order the workers'
-    batches arrive in. ``pairs`` is packed like :attr:`CoVisitation.pairs`; its clicks weights
-    are in the scale of clicks epoch ``epoch``. A store keeps clicks sums per epoch and folds
-    them when read (:func:`fold_epochs`), which is exactly what renormalisation does in memory.
-    """
-
-    __slots__ = ("pairs", "buys", "epoch")
-
-    def __init__(self, epoch: int = 0) -> None:
-        self.epoch = epoch
-        self.pairs: dict[int, dict[int, int]] = {}
-        self.buys: dict[int, dict[int, int]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.pairs or self.buys)
-
-    def matrix(self, name: str) -> dict[int, dict[int, int]]:
-        """One matrix's increments, decoded (``clicks``, ``carts_orders`` or ``buy2buy``)."""
-        return _matrix(self.pairs, self.buys, name)
-
-
-def fold_epochs(rows: dict[int, dict[int, int]], shift: int) -> dict[int, int]:
-    """One clicks row from its per-epoch sums: oldest first, shift right ``shift`` bits per
-    epoch crossed, add the next. The same floors, in the same places, as renormalising the
-    in-memory matrix when the stream enters a new epoch (for time-ordered streams).
-
-    >>> fold_epochs({3: {7: 5 << 32, 8: 1}, 4: {7: 2}}, 32)
-    {7: 7, 8: 0}
-    """
-    out: dict[int, int] = {}
-    previous: int | None = None
-    for epoch in sorted(rows):
-        if previous is not None:
-            bits = shift * (epoch - previous)
-            out = {b: v >> bits for b, v in out.items()}
-        for b, v in rows[epoch].items():
-            out[b] = out.get(b, 0) + v
-        previous = epoch
-    return out
-
-
-def _journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> None:
-    row = table.get(x)
-    if row is None:
-        row = table[x] = {}
-    row[y] = row.get(y, 0) + inc
 
 
 class CoVisitation:
@@ -279,7 +234,7 @@ class CoVisitation:
             return
         pairs = self.pairs
         top = self._top_pairs
-        inc = (w_time << _CO_BITS) + 1
+        inc = (w_time << CO_BITS) + 1
         journal = self.journal
         row_b = pairs.get(b)
         if row_b is None:
@@ -294,8 +249,8 @@ class CoVisitation:
             row_a[b] = row_a.get(b, 0) + inc
             row_b[a] = row_b.get(a, 0) + inc
             if journal is not None:
-                _journal_add(journal.pairs, a, b, inc)
-                _journal_add(journal.pairs, b, a, inc)
+                journal_add(journal.pairs, a, b, inc)
+                journal_add(journal.pairs, b, a, inc)
             top.pop(a, None)
             if len(row_a) > limit:
                 self._prune_pairs(a, cap)
@@ -322,7 +277,7 @@ class CoVisitation:
         pairs = self.pairs
         top = self._top_pairs
         weights = TYPE_WEIGHTS
-        start = w_time << 32  # _CO_BITS; literals below keep the hot loop free of globals
+        start = w_time << 32  # CO_BITS; literals below keep the hot loop free of globals
         grown: list[int] = []
         row_b: dict[int, int] | None = None
         for a, ta, type_a in state.recent:
@@ -361,11 +316,11 @@ class CoVisitation:
             if inc_ab:
                 row_a[b] = row_a.get(b, 0) + inc_ab
                 if self.journal is not None:
-                    _journal_add(self.journal.pairs, a, b, inc_ab)
+                    journal_add(self.journal.pairs, a, b, inc_ab)
             if inc_ba:
                 row_b[a] = row_b.get(a, 0) + inc_ba
                 if self.journal is not None:
-                    _journal_add(self.journal.pairs, b, a, inc_ba)
+                    journal_add(self.journal.pairs, b, a, inc_ba)
             top.pop(a, None)
         cap = self.config.max_neighbors
         if cap and grown:
@@ -398,8 +353,8 @@ class CoVisitation:
             row_a[b] = row_a.get(b, 0) + 1
             row_b[a] = row_b.get(a, 0) + 1
             if self.journal is not None:
-                _journal_add(self.journal.buys, a, b, 1)
-                _journal_add(self.journal.buys, b, a, 1)
+                journal_add(self.journal.buys, a, b, 1)
+                journal_add(self.journal.buys, b, a, 1)
             top.pop(a, None)
             grew = True
         top.pop(b, None)
@@ -418,7 +373,7 @@ class CoVisitation:
         """
         row = self.pairs[x]
         keep = set(heapq.nlargest(cap, row, key=row.__getitem__))  # by clicks (high bits)
-        co = {b: v & _CO_MASK for b, v in row.items()}
+        co = {b: v & CO_MASK for b, v in row.items()}
         keep.update(heapq.nlargest(cap, co, key=co.__getitem__))
         self.pairs[x] = {b: row[b] for b in keep}
         self.pruned_rows += 1
@@ -432,7 +387,7 @@ class CoVisitation:
         bits = self.time_weight.shift * (epoch - self.epoch)
         for row in self.pairs.values():
             for y, v in row.items():
-                row[y] = (v >> _CO_BITS >> bits) << _CO_BITS | (v & _CO_MASK)
+                row[y] = (v >> CO_BITS >> bits) << CO_BITS | (v & CO_MASK)
         self.epoch = epoch
         self._top_pairs.clear()
 
@@ -443,7 +398,7 @@ class CoVisitation:
             return dict(self.buy2buy.get(aid, {}))
         if matrix not in MATRICES:
             raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-        return _decode(self.pairs.get(aid, {}), matrix == "clicks")
+        return decode(self.pairs.get(aid, {}), matrix == "clicks")
 
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
         """The ``k`` heaviest neighbours of ``aid``: weight descending, then aid ascending."""
@@ -459,12 +414,12 @@ class CoVisitation:
         if cached is None or len(cached) < k:
             if matrix not in MATRICES:
                 raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-            cached = entry[matrix] = _top_packed(self.pairs.get(aid, {}), k, matrix == "clicks")
+            cached = entry[matrix] = top_packed(self.pairs.get(aid, {}), k, matrix == "clicks")
         return cached[:k]
 
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix, decoded (for export and tests; not for the hot path)."""
-        return _matrix(self.pairs, self.buy2buy, name)
+        return matrix_of(self.pairs, self.buy2buy, name)
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
         """Rows in the ``liverec covis`` format, one per aid ascending."""
@@ -474,83 +429,3 @@ class CoVisitation:
     def cell_count(self) -> int:
         """Stored cells (a packed clicks/carts_orders cell counts once)."""
         return sum(len(r) for m in (self.pairs, self.buy2buy) for r in m.values())
-
-
-def _matrix(pairs: dict[int, dict[int, int]], buys: dict[int, dict[int, int]],
-            name: str) -> dict[int, dict[int, int]]:
-    """One matrix out of packed ``all``-family rows and buy2buy rows, as new dicts."""
-    if name == "buy2buy":
-        return {x: dict(row) for x, row in buys.items() if row}
-    if name not in MATRICES:
-        raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
-    clicks = name == "clicks"
-    return {x: _decode(row, clicks) for x, row in pairs.items() if row}
-
-
-def _decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
-    if clicks:
-        return {b: v >> _CO_BITS for b, v in row.items()}
-    return {b: v & _CO_MASK for b, v in row.items()}
-
-
-def _top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int]]:
-    """:func:`top_items` of one half of a packed row, without decoding the whole row first.
-
-    This runs for every history item of every list a client sees, right after the event that
-    changed the row: it is the serving path's hot spot.
-    """
-    if clicks:
-        if len(row) > k:
-            # Packed values order by clicks first, so the k-th largest packed value bounds the
-            # k-th largest clicks weight from above; keep everything with that clicks weight.
-            floor = heapq.nlargest(k, row.values())[-1] >> _CO_BITS << _CO_BITS
-            items = [(b, v >> _CO_BITS) for b, v in row.items() if v >= floor]
-        else:
-            items = [(b, v >> _CO_BITS) for b, v in row.items()]
-    else:
-        mask = _CO_MASK
-        if len(row) > k:
-            threshold = heapq.nlargest(k, [v & mask for v in row.values()])[-1]
-            items = [(b, v & mask) for b, v in row.items() if v & mask >= threshold]
-        else:
-            items = [(b, v & mask) for b, v in row.items()]
-    items.sort(key=lambda kv: (-kv[1], kv[0]))
-    return items[:k]
-
-
-def top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
-    """``k`` heaviest (aid, weight), weight descending then aid ascending.
-
-    ``heapq.nlargest`` over the bare weights runs in C; only entries at or above the k-th
-    weight are then sorted with the tie-break, which is far cheaper than a keyed sort.
-    """
-    if len(row) > k:
-        threshold = heapq.nlargest(k, row.values())[-1]
-        items = [(b, w) for b, w in row.items() if w >= threshold]
-    else:
-        items = list(row.items())
-    items.sort(key=lambda kv: (-kv[1], kv[0]))
-    return items[:k]
-
-
-def top_k(row: dict[int, int], k: int) -> list[list[int]]:
-    """``k`` heaviest entries as ``[[aid, weight], …]``, weight descending then aid ascending."""
-    return [[b, w] for b, w in top_items(row, k)]
-
-
-def export_rows(
-    clicks: dict[int, dict[int, int]],
-    carts_orders: dict[int, dict[int, int]],
-    buy2buy: dict[int, dict[int, int]],
-    k: int = 20,
-) -> Iterator[dict[str, object]]:
-    """The shared output format of stream and batch: one object per aid, aid ascending."""
-    aids: Iterable[int] = sorted(set(clicks) | set(carts_orders) | set(buy2buy))
-    empty: dict[int, int] = {}
-    for aid in aids:
-        yield {
-            "aid": aid,
-            "clicks": top_k(clicks.get(aid, empty), k),
-            "carts_orders": top_k(carts_orders.get(aid, empty), k),
-            "buy2buy": top_k(buy2buy.get(aid, empty), k),
-        }

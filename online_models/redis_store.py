@@ -36,8 +36,8 @@ from typing import Any, cast
 
 import redis
 
-from online_models.covisitation import MATRICES, CellJournal, export_rows, fold_epochs
 from online_models.popularity import TopSide, merged_top
+from online_models.rows import MATRICES, CellJournal, export_rows, fold_epochs
 
 #: Recently active sessions kept in ``{p}live``.
 LIVE_SESSIONS = 1000

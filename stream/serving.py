@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from online_models.covisitation import top_items
 from online_models.recommend import rows_needed
 from online_models.redis_store import RedisStore
+from online_models.rows import top_items
 from online_models.sessions import SessionState
 from stream.pipeline import Recommendations, session_lists
 

@@ -1,0 +1,152 @@
+"""Matrix rows as the algorithms share them: packing, top-k, export, and batch journals.
+
+``clicks`` and ``carts_orders`` come from the same occurrences, so the live matrices store them
+in one packed int per cell (clicks weight << :data:`CO_BITS` | carts_orders weight). Everything
+here reads or moves such rows without knowing how they were computed: the incremental
+matrices (:mod:`online_models.covisitation`), the shared store
+(:mod:`online_models.redis_store`) and the ``covis`` output all use it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+#: Matrix names, in the order of ``liverec covis`` output.
+MATRICES: Final = ("clicks", "carts_orders", "buy2buy")
+#: Packed cell of the ``all`` family: clicks weight in the high bits, carts_orders in the low 32.
+CO_BITS: Final = 32
+CO_MASK: Final = (1 << CO_BITS) - 1
+
+
+class CellJournal:
+    """The cell increments of one batch, for a store that sums them elsewhere.
+
+    Every cell is a sum of integer run weights, so increments from different workers commute:
+    a shared store (Redis ``HINCRBY``) ends with the same matrices whatever order the workers'
+    batches arrive in. ``pairs`` is packed like the live matrices' rows; its clicks weights are
+    in the scale of clicks epoch ``epoch``. A store keeps clicks sums per epoch and folds
+    them when read (:func:`fold_epochs`), which is exactly what renormalisation does in memory.
+    """
+
+    __slots__ = ("pairs", "buys", "epoch")
+
+    def __init__(self, epoch: int = 0) -> None:
+        self.epoch = epoch
+        self.pairs: dict[int, dict[int, int]] = {}
+        self.buys: dict[int, dict[int, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.buys)
+
+    def matrix(self, name: str) -> dict[int, dict[int, int]]:
+        """One matrix's increments, decoded (``clicks``, ``carts_orders`` or ``buy2buy``)."""
+        return matrix_of(self.pairs, self.buys, name)
+
+
+def fold_epochs(rows: dict[int, dict[int, int]], shift: int) -> dict[int, int]:
+    """One clicks row from its per-epoch sums: oldest first, shift right ``shift`` bits per
+    epoch crossed, add the next. The same floors, in the same places, as renormalising the
+    in-memory matrix when the stream enters a new epoch (for time-ordered streams).
+
+    >>> fold_epochs({3: {7: 5 << 32, 8: 1}, 4: {7: 2}}, 32)
+    {7: 7, 8: 0}
+    """
+    out: dict[int, int] = {}
+    previous: int | None = None
+    for epoch in sorted(rows):
+        if previous is not None:
+            bits = shift * (epoch - previous)
+            out = {b: v >> bits for b, v in out.items()}
+        for b, v in rows[epoch].items():
+            out[b] = out.get(b, 0) + v
+        previous = epoch
+    return out
+
+
+def journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> None:
+    row = table.get(x)
+    if row is None:
+        row = table[x] = {}
+    row[y] = row.get(y, 0) + inc
+
+
+def matrix_of(pairs: dict[int, dict[int, int]], buys: dict[int, dict[int, int]],
+            name: str) -> dict[int, dict[int, int]]:
+    """One matrix out of packed ``all``-family rows and buy2buy rows, as new dicts."""
+    if name == "buy2buy":
+        return {x: dict(row) for x, row in buys.items() if row}
+    if name not in MATRICES:
+        raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
+    clicks = name == "clicks"
+    return {x: decode(row, clicks) for x, row in pairs.items() if row}
+
+
+def decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
+    if clicks:
+        return {b: v >> CO_BITS for b, v in row.items()}
+    return {b: v & CO_MASK for b, v in row.items()}
+
+
+def top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int]]:
+    """:func:`top_items` of one half of a packed row, without decoding the whole row first.
+
+    This runs for every history item of every list a client sees, right after the event that
+    changed the row: it is the serving path's hot spot.
+    """
+    if clicks:
+        if len(row) > k:
+            # Packed values order by clicks first, so the k-th largest packed value bounds the
+            # k-th largest clicks weight from above; keep everything with that clicks weight.
+            floor = heapq.nlargest(k, row.values())[-1] >> CO_BITS << CO_BITS
+            items = [(b, v >> CO_BITS) for b, v in row.items() if v >= floor]
+        else:
+            items = [(b, v >> CO_BITS) for b, v in row.items()]
+    else:
+        mask = CO_MASK
+        if len(row) > k:
+            threshold = heapq.nlargest(k, [v & mask for v in row.values()])[-1]
+            items = [(b, v & mask) for b, v in row.items() if v & mask >= threshold]
+        else:
+            items = [(b, v & mask) for b, v in row.items()]
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items[:k]
+
+
+def top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
+    """``k`` heaviest (aid, weight), weight descending then aid ascending.
+
+    ``heapq.nlargest`` over the bare weights runs in C; only entries at or above the k-th
+    weight are then sorted with the tie-break, which is far cheaper than a keyed sort.
+    """
+    if len(row) > k:
+        threshold = heapq.nlargest(k, row.values())[-1]
+        items = [(b, w) for b, w in row.items() if w >= threshold]
+    else:
+        items = list(row.items())
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items[:k]
+
+
+def top_k(row: dict[int, int], k: int) -> list[list[int]]:
+    """``k`` heaviest entries as ``[[aid, weight], …]``, weight descending then aid ascending."""
+    return [[b, w] for b, w in top_items(row, k)]
+
+
+def export_rows(
+    clicks: dict[int, dict[int, int]],
+    carts_orders: dict[int, dict[int, int]],
+    buy2buy: dict[int, dict[int, int]],
+    k: int = 20,
+) -> Iterator[dict[str, object]]:
+    """The shared output format of stream and batch: one object per aid, aid ascending."""
+    aids: Iterable[int] = sorted(set(clicks) | set(carts_orders) | set(buy2buy))
+    empty: dict[int, int] = {}
+    for aid in aids:
+        yield {
+            "aid": aid,
+            "clicks": top_k(clicks.get(aid, empty), k),
+            "carts_orders": top_k(carts_orders.get(aid, empty), k),
+            "buy2buy": top_k(buy2buy.get(aid, empty), k),
+        }
