@@ -114,7 +114,11 @@ class StoreBackend:
                 await pubsub.subscribe(self.store.lists_channel)
                 self.listening, delay = True, 0.2
                 async for message in pubsub.listen():
-                    recs = Recommendations.from_json(orjson.loads(message["data"]))
+                    try:
+                        recs = Recommendations.from_json(orjson.loads(message["data"]))
+                    except (ValueError, KeyError, TypeError) as exc:  # not ours: skip it
+                        log.warning("ignoring a malformed lists announcement: %s", exc)
+                        continue
                     self.announced += 1
                     self.hub.offer(recs)
             except (RedisConnectionError, OSError) as exc:
