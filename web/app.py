@@ -190,9 +190,14 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
         """Push the session's lists now and on every change, latest value only."""
         await websocket.accept()
         sub = hub.subscribe(session)
-        await backend.watch(session)
-        if sub.latest is None:  # a hub fed from elsewhere: seed it with the current lists
-            hub.offer(await backend.recommendations(session))
+        try:
+            await backend.watch(session)
+            if sub.latest is None:  # a hub fed from elsewhere: seed it with the current lists
+                hub.offer(await backend.recommendations(session))
+        except Exception:  # the store is unreachable: tell the client, keep no subscription
+            hub.unsubscribe(sub)
+            await websocket.close(code=1011, reason="recommendations unavailable")
+            raise
 
         async def send() -> None:
             while True:
