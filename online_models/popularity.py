@@ -139,7 +139,12 @@ class Popularity:
         self.journal: dict[tuple[int, int], dict[int, int]] | None = None
         """``(epoch, kind) → {aid: increment}`` since the last :meth:`take_journal`, when on."""
         self._start = self._end = 0  # the latest epoch's time range: the fast path
-        self._tops: dict[int, list[int]] = {}
+        self._tops: dict[int, tuple[list[int], set[int], int, bool]] = {}
+        """Per kind: the cached top list, its members, the last one's score, and whether it
+        is full (else every item is in it). Counts only grow, so an update changes the list
+        only for a member or an item now scoring at least the last: that one is placed and the
+        list re-sorted, instead of read again from the boards."""
+        self._top_size = 40
 
     def take_journal(self) -> dict[tuple[int, int], dict[int, int]]:
         """The increments since the last call; the first call switches journaling on."""
@@ -168,8 +173,11 @@ class Popularity:
             board = boards[kind]
             if score > board.floor:
                 board.offer(aid, score)
-            if kind in tops:
-                del tops[kind]  # any count can move a merged score; recomputing is cheap
+            cached = tops.get(kind)
+            if cached is not None:  # keep the cached top list exact, in O(its length)
+                listed, members, last, full = cached
+                if aid in members or not full or self._merged(kind, aid) >= last:
+                    tops[kind] = self._rerank(kind, listed, aid)
         if self.journal is not None:
             journal = self.journal
             for kind in (etype, ALL_TYPES):
@@ -195,13 +203,33 @@ class Popularity:
         """The ``k`` most popular aids of a type (or :data:`ALL_TYPES`), by score descending
         then aid ascending (``k`` up to the board size is cheap; beyond, exact but slow)."""
         cached = self._tops.get(etype)
-        if cached is not None and len(cached) >= k:
-            return cached[:k]
+        if cached is not None and (len(cached[0]) >= k or not cached[3]):
+            return cached[0][:k]
         if self.epoch < 0:
             return []
+        self._top_size = max(self._top_size, k)
         sides = [self._side(self.epoch, etype), self._side(self.epoch - 1, etype)]
-        cached = self._tops[etype] = merged_top(max(k, 40), *sides)
-        return cached[:k]
+        listed = merged_top(self._top_size, *sides)
+        self._tops[etype] = self._cached(etype, listed)
+        return listed[:k]
+
+    def _cached(self, kind: int, listed: list[int]) -> tuple[list[int], set[int], int, bool]:
+        last = self._merged(kind, listed[-1]) if listed else 0
+        return listed, set(listed), last, len(listed) >= self._top_size
+
+    def _rerank(self, kind: int, listed: list[int],
+                aid: int) -> tuple[list[int], set[int], int, bool]:
+        """The cached list after ``aid``'s score grew: every other item kept its score, so
+        placing ``aid`` (and dropping the last if it no longer fits) keeps it exact."""
+        candidates = listed if aid in listed else [*listed, aid]
+        merged = self._merged
+        ranked = sorted(candidates, key=lambda a: (-merged(kind, a), a))[:self._top_size]
+        return self._cached(kind, ranked)
+
+    def _merged(self, kind: int, aid: int) -> int:
+        """An item's score now: its count in the latest epoch plus the previous one's, shifted."""
+        now, before = self.counts[self.epoch][kind], self.counts[self.epoch - 1][kind]
+        return now.get(aid, 0) + (before.get(aid, 0) >> EPOCH_HALF_LIVES)
 
     def _side(self, epoch: int, kind: int) -> TopSide:
         table, board = self.counts[epoch][kind], self.boards[epoch][kind]
