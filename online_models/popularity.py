@@ -125,7 +125,8 @@ class Popularity:
     [2, 1]
     """
 
-    def __init__(self, half_life_ms: int = 24 * 3_600_000, board_size: int = 200) -> None:
+    def __init__(self, half_life_ms: int = 24 * 3_600_000, board_size: int = 200,
+                 cached_top: int = 40) -> None:
         if half_life_ms <= 0:
             raise ValueError("half_life_ms must be positive")
         self.half_life = half_life_ms
@@ -144,7 +145,7 @@ class Popularity:
         is full (else every item is in it). Counts only grow, so an update changes the list
         only for a member or an item now scoring at least the last: that one is placed and the
         list re-sorted, instead of read again from the boards."""
-        self._top_size = 40
+        self._top_size = cached_top
 
     def take_journal(self) -> dict[tuple[int, int], dict[int, int]]:
         """The increments since the last call; the first call switches journaling on."""
