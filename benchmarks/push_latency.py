@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 import orjson
 import websockets
+from bench_distributed import add_service_args, drop_state, worker_phases
 
 BASE_SESSION = 7_000_000_000
 
@@ -197,22 +198,6 @@ def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
     asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs, events=total))
 
 
-def worker_phases(port: int) -> dict[str, float]:
-    """Seconds the worker spent per phase of its batches, from its /metrics."""
-    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {line.split('"')[1]: round(float(line.split()[-1]), 2) for line in body.splitlines()
-            if line.startswith("liverec_worker_seconds_total{")}
-
-
-def drop_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for i in range(0, len(keys), 10_000):
-        client.delete(*keys[i:i + 10_000])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0)
@@ -225,10 +210,7 @@ def main() -> None:
                         help="the first worker's /metrics (distributed; the next ones follow)")
     parser.add_argument("--distributed", action="store_true",
                         help="through a worker and a web node on Kafka and Redis")
-    parser.add_argument("--kafka", default=f"kafka://127.0.0.1:"
-                                           f"{os.environ.get('LIVEREC_KAFKA_PORT', '9092')}")
-    parser.add_argument("--redis", default=f"redis://127.0.0.1:"
-                                           f"{os.environ.get('LIVEREC_REDIS_PORT', '6379')}/0")
+    add_service_args(parser)
     args = parser.parse_args()
     ws_base = f"ws://127.0.0.1:{args.port}"
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
@@ -253,7 +235,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             if args.distributed:
-                drop_keys(args.redis, prefix)
+                drop_state(args.redis, prefix)
     lat = result["latencies"]
     path = ("POST -> web node -> Kafka -> worker -> Redis -> web node" if args.distributed
             else "POST -> embedded pipeline")

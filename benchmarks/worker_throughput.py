@@ -20,11 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import redis
+from bench_distributed import add_service_args, drop_state, worker_phases
 
 
 def liverec(*args: str, env: dict[str, str]) -> str:
@@ -35,16 +35,6 @@ def liverec(*args: str, env: dict[str, str]) -> str:
 def applied(client: redis.Redis, prefix: str, topic: str, partitions: int) -> int:
     keys = [f"{prefix}offset:{topic}:{p}" for p in range(partitions)]
     return sum(int(v) for v in client.mget(keys) if v is not None)
-
-
-def worker_phases(port: int) -> dict[str, float]:
-    """Seconds a worker spent per phase of its batches, from its /metrics."""
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    phases = {line.split('"')[1]: round(float(line.split()[-1]), 2)
-              for line in body.splitlines() if line.startswith("liverec_worker_seconds_total{")}
-    batches = [float(line.split()[-1]) for line in body.splitlines()
-               if line.startswith("liverec_worker_batches_total ")]
-    return {**phases, "batches": batches[0] if batches else 0}
 
 
 def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: int) -> float:
@@ -77,9 +67,7 @@ def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: 
         for worker in workers:
             worker.kill()
             worker.wait(20)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            client.delete(*keys[i:i + 10_000])
+        drop_state(args.redis, prefix)
 
 
 def main() -> None:
@@ -91,10 +79,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--metrics-port", type=int, default=9190,
                         help="first worker's /metrics port (the next ones follow)")
-    parser.add_argument("--kafka", default=f"kafka://127.0.0.1:"
-                                           f"{os.environ.get('LIVEREC_KAFKA_PORT', '9092')}")
-    parser.add_argument("--redis", default=f"redis://127.0.0.1:"
-                                           f"{os.environ.get('LIVEREC_REDIS_PORT', '6379')}/0")
+    add_service_args(parser)
     args = parser.parse_args()
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
            "LIVEREC_PARTITIONS": str(args.partitions)}

@@ -146,6 +146,7 @@ class Popularity:
         only for a member or an item now scoring at least the last: that one is placed and the
         list re-sorted, instead of read again from the boards."""
         self._top_size = cached_top
+        self._items = 0  # distinct items in the two epochs, kept up per update (see items())
 
     def take_journal(self) -> dict[tuple[int, int], dict[int, int]]:
         """The increments since the last call; the first call switches journaling on."""
@@ -179,6 +180,10 @@ class Popularity:
                 listed, members, last, full = cached
                 if aid in members or not full or self._merged(kind, aid) >= last:
                     tops[kind] = self._rerank(kind, listed, aid)
+        if score == weight:  # the aid's first count of the epoch (score is ALL_TYPES's)
+            other = self.counts[epoch - 1 if epoch == self.epoch else self.epoch][ALL_TYPES]
+            if aid not in other:
+                self._items += 1
         if self.journal is not None:
             journal = self.journal
             for kind in (etype, ALL_TYPES):
@@ -199,6 +204,7 @@ class Popularity:
         self.epoch = epoch
         self._start, self._end = epoch * self.epoch_ms, (epoch + 1) * self.epoch_ms
         self._tops.clear()
+        self._items = len(self.counts[epoch - 1][ALL_TYPES])  # the new epoch is empty
 
     def top(self, etype: int, k: int = 20) -> list[int]:
         """The ``k`` most popular aids of a type (or :data:`ALL_TYPES`), by score descending
@@ -250,10 +256,7 @@ class Popularity:
 
     def items(self) -> int:
         """Distinct items in the current and the previous epoch."""
-        if self.epoch < 0:
-            return 0
-        now, before = (self.counts[e][ALL_TYPES] for e in (self.epoch, self.epoch - 1))
-        return len(now) + sum(1 for a in before if a not in now)
+        return self._items
 
 
 class TopSide:

@@ -356,6 +356,14 @@ class RedisStore:
         top = cast(Any, self.client).zrevrange(f"{self.prefix}live", 0, 0, withscores=True)
         return int(top[0][1]) if top else None
 
+    def clear(self) -> int:
+        """Delete every key under the prefix (a test's or a benchmark's run, or a deployment
+        being reset); return how many. Nothing else may be writing under it meanwhile."""
+        keys = list(self.client.scan_iter(match=f"{self.prefix}*", count=10_000))
+        for i in range(0, len(keys), 10_000):
+            self.client.delete(*keys[i:i + 10_000])
+        return len(keys)
+
     # -- dump ------------------------------------------------------------------------------------
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix (for dumps and tests)."""

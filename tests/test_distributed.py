@@ -33,6 +33,13 @@ def liverec(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
                           capture_output=True, timeout=120, check=True)
 
 
+def distributed_env(kafka_url: str, redis_url: str, prefix: str) -> dict[str, str]:
+    """The environment of a test's own deployment: its topics, group and keys, 4 partitions."""
+    return {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
+            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
+            "LIVEREC_PARTITIONS": "4"}
+
+
 def replay_through_two_workers(
     kafka_url: str, redis_url: str, prefix: str, data: Path, tmp_path: Path,
     incident: Callable[[list[subprocess.Popen[bytes]]], int | None] | None = None,
@@ -42,9 +49,8 @@ def replay_through_two_workers(
     until every event is applied, and compare the Redis dump with the batch result and the
     sessions' lists with the embedded pipeline's. ``incident`` returns how many messages it
     added to the topic, if any. Returns the workers' metrics (when both survived)."""
-    env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
-           "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
-           "LIVEREC_PARTITIONS": "4", "LIVEREC_MAX_NEIGHBORS": "0", "LIVEREC_MAX_BATCH": "50",
+    env = {**distributed_env(kafka_url, redis_url, prefix), "LIVEREC_MAX_NEIGHBORS": "0",
+           "LIVEREC_MAX_BATCH": "50",
            # Sessions live through the whole log, so that every one has lists to compare.
            "LIVEREC_SESSION_TTL_DAYS": "10000"}
     ports = [free_port(), free_port()]
@@ -85,9 +91,7 @@ def replay_through_two_workers(
         for worker in workers:
             worker.kill()
             worker.wait(20)
-        keys = list(store.client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            store.client.delete(*keys)
+        store.clear()
 
 
 def assert_lists_equal_embedded(store: RedisStore, data: Path, env: dict[str, str]) -> None:
@@ -235,9 +239,8 @@ def test_a_web_node_pushes_what_the_workers_announce(
     import orjson
     from websockets.sync.client import connect
 
-    env = {**os.environ, "LIVEREC_BUS": kafka_url, "LIVEREC_STORE": redis_url,
-           "LIVEREC_TOPIC_PREFIX": unique_prefix, "LIVEREC_APP_ID": unique_prefix.rstrip("-"),
-           "LIVEREC_PARTITIONS": "4", "LIVEREC_METRICS_PORT": str(free_port())}
+    env = {**distributed_env(kafka_url, redis_url, unique_prefix),
+           "LIVEREC_METRICS_PORT": str(free_port())}
     web_port = free_port()
     worker = subprocess.Popen([sys.executable, "-m", "liverec", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -274,6 +277,4 @@ def test_a_web_node_pushes_what_the_workers_announce(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(20)
             proc.kill()
-        keys = list(store.client.scan_iter(match=f"{unique_prefix}*", count=1000))
-        if keys:
-            store.client.delete(*keys)
+        store.clear()

@@ -133,6 +133,9 @@ def test_popularity_top_is_exact_in_any_arrival_order(
                                                               etype)[:3]
         for kind in range(4):
             assert pop.top(kind, 10) == _merged_reference(events, half_life, kind)[:10]
+        latest = max(pop.weight(ts)[0] for _, ts, _ in events)
+        assert pop.items() == len({aid for aid, ts, _ in events
+                                   if pop.weight(ts)[0] >= latest - 1})
 
 
 def test_popularity_cached_top_list_stays_exact_between_reads() -> None:

@@ -26,9 +26,7 @@ TOPIC = "events"
 def store(redis_url: str, unique_prefix: str) -> Iterator[RedisStore]:
     store = RedisStore.from_url(redis_url, unique_prefix)
     yield store
-    keys = list(store.client.scan_iter(match=f"{unique_prefix}*", count=1000))
-    if keys:
-        store.client.delete(*keys)
+    store.clear()
 
 
 def partitioned(events: list[Event], partitions: int) -> dict[int, list[tuple[int, Event]]]:

@@ -1,0 +1,33 @@
+"""What the distributed benchmarks share: where the local services are, a worker's phase
+timings, and removing a run's state."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import urllib.request
+
+from online_models.redis_store import RedisStore
+
+
+def add_service_args(parser: argparse.ArgumentParser) -> None:
+    """``--kafka`` and ``--redis``, defaulting to ``deploy/local/services.sh``'s ports."""
+    parser.add_argument("--kafka", default=f"kafka://127.0.0.1:"
+                                           f"{os.environ.get('LIVEREC_KAFKA_PORT', '9092')}")
+    parser.add_argument("--redis", default=f"redis://127.0.0.1:"
+                                           f"{os.environ.get('LIVEREC_REDIS_PORT', '6379')}/0")
+
+
+def worker_phases(port: int) -> dict[str, float]:
+    """Seconds a worker spent per phase of its batches, and its batch count, from /metrics."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    phases = {line.split('"')[1]: round(float(line.split()[-1]), 2)
+              for line in body.splitlines() if line.startswith("liverec_worker_seconds_total{")}
+    batches = [float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith("liverec_worker_batches_total ")]
+    return {**phases, "batches": batches[0] if batches else 0}
+
+
+def drop_state(redis_url: str, prefix: str) -> None:
+    """Delete a run's keys from Redis."""
+    RedisStore.from_url(redis_url, prefix).clear()
