@@ -1,4 +1,4 @@
-"""``liverec`` commands: demo, worker, web, generate, replay, covis, stats.
+"""``liverec`` commands: demo, worker, web, generate, replay, covis, evaluate, predict, stats.
 
 Each command is a thin shell over the packages below it: parse flags, open sources, call the
 library, print a result a person can read (or JSON a program can).
@@ -154,6 +154,20 @@ def _covis_from_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score methods under a protocol, or score a submission file against labels."""
+    from liverec.quality import run_evaluate
+
+    return run_evaluate(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Write a Kaggle-format submission for test sessions."""
+    from liverec.quality import run_predict
+
+    return run_predict(args)
+
+
 def _distributed_settings(command: str) -> Settings:
     settings = Settings()
     if urlsplit(settings.bus).scheme != "kafka" or urlsplit(settings.store).scheme != "redis":
@@ -296,6 +310,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream mode row bound (default 0 = exact; the server uses 200)")
     p.add_argument("--strict", action="store_true")
     p.set_defaults(func=cmd_covis)
+
+    p = sub.add_parser("evaluate", help="measure recommendation quality (otto or next-item)")
+    p.add_argument("--protocol", choices=("otto", "next-item"), required=True)
+    p.add_argument("--data", type=_existing_file, help="otto: the log to split by time")
+    p.add_argument("--test-days", type=float, default=7.0,
+                   help="otto: the last this many days are the test period (default 7)")
+    p.add_argument("--seed", type=int, default=0, help="otto: seed of the session cuts")
+    p.add_argument("--train", type=_existing_file, help="next-item: training sessions")
+    p.add_argument("--test", type=_existing_file, help="next-item: test sessions")
+    p.add_argument("--method", default="rerank",
+                   help="comma-separated: popular, recent-popular, history, covis-batch, covis, "
+                        "rerank (default), or all")
+    p.add_argument("--online", action="store_true",
+                   help="keep learning from test events after judging each (test-then-train)")
+    p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
+                   help="rerank: judge and learn from this percentage of sessions (default "
+                        "100; lower it on millions of events: each learned event costs a list)")
+    p.add_argument("--json", action="store_true", help="one JSON object keyed by method")
+    p.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots")
+    p.add_argument("--write-split", type=Path, metavar="DIR",
+                   help="otto: write train.jsonl, test.jsonl, test_labels.jsonl and stop")
+    p.add_argument("--labels", type=_existing_file, help="otto: score --predictions against "
+                                                         "this test_labels.jsonl")
+    p.add_argument("--predictions", type=_existing_file, help="otto: a submission.csv to score")
+    p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="write a Kaggle-format submission.csv for test sessions")
+    p.add_argument("--train", type=_existing_file, required=True)
+    p.add_argument("--test", type=_existing_file, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--method", default="rerank", help="one method (default rerank)")
+    p.add_argument("--online", action="store_true", help="learn from the test events too")
+    p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
+                   help="rerank: learn from this percentage of sessions (default 100)")
+    p.add_argument("--strict", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("stats", help="session statistics of a file, beside OTTO's")
     p.add_argument("file", type=_existing_file)

@@ -212,6 +212,21 @@ class CoVisitation:
             self._pair_buys(state, aid, ts)
             state.recent_buys.append((aid, ts))
 
+    def observe(self, state: SessionState, aid: int, ts: int, etype: int) -> None:
+        """Extend the session's history with one event and leave the matrices as they are
+        (an evaluation whose models learn from the training part only)."""
+        if ts > state.max_ts:
+            state.max_ts = ts
+        elif ts < state.max_ts:
+            state.ordered = False
+        recent = state.recent
+        if len(recent) == recent.maxlen and recent[0][2] != CLICKS:
+            state.window_buys -= 1
+        recent.append((aid, ts, etype))
+        if etype != CLICKS:
+            state.window_buys += 1
+            state.recent_buys.append((aid, ts))
+
     def _pair_clicks(self, state: SessionState, b: int, t: int, w_time: int) -> None:
         """:meth:`_pair_all` for the most common case, a click in an all-click window.
 

@@ -233,6 +233,11 @@ class Popularity:
         ranked = sorted(candidates, key=lambda a: (-merged(kind, a), a))[:self._top_size]
         return self._cached(kind, ranked)
 
+    def score(self, etype: int, aid: int) -> int:
+        """An item's score of a type (or :data:`ALL_TYPES`) now, in the latest epoch's scale
+        (:data:`WEIGHT_ONE` per event at its start); 0 before any event."""
+        return self._merged(etype, aid) if self.epoch >= 0 else 0
+
     def _merged(self, kind: int, aid: int) -> int:
         """An item's score now: its count in the latest epoch plus the previous one's, shifted."""
         now, before = self.counts[self.epoch][kind], self.counts[self.epoch - 1][kind]

@@ -1,13 +1,16 @@
 """Readers that turn every supported session file into the same stream of :class:`Event`.
 
-Three on-disk shapes reach us: OTTO's jsonl (one session per line, ts in ms, type names, often
-gzipped), the Kaggle parquet variant (one row per event, ts in *seconds*, type codes) and the
+Five on-disk shapes reach us: OTTO's jsonl (one session per line, ts in ms, type names, often
+gzipped), the Kaggle parquet variant (one row per event, ts in *seconds*, type codes), the
 session TSV of the session-based literature (``SessionId, ItemId, Time`` in seconds, all
-clicks). Everything downstream (replay, evaluation, stats) must not care which one it was given,
-so each reader yields ``(session, [Event, ...])`` groups with ts in ms and type codes.
+clicks), and two CSV benchmarks read by :mod:`producers.session_csv`: Diginetica's item views
+(day + ms into the session) and RetailRocket's visitor events (sessions cut by 30-minute gaps).
+Everything downstream (replay, evaluation, stats) must not care which one it was given, so each
+reader yields ``(session, [Event, ...])`` groups with ts in ms and type codes.
 
-Files are streamed: jsonl and TSV line by line, parquet batch by batch, so a 10 GB training file
-is read in constant memory. A bad line or row is never fatal by default: it is logged as
+Files are streamed: jsonl, TSV and Diginetica line by line, parquet batch by batch, so a 10 GB
+training file is read in constant memory; only RetailRocket, whose visitors' rows are scattered
+over the file, is held whole. A bad line or row is never fatal by default: it is logged as
 ``FILE:LINE: field: reason`` on the ``liverec.producers`` logger, counted in a
 :class:`ReadReport` and skipped whole (a session line with one bad event is dropped entirely,
 because a session with a hole in it would teach the models a sequence that never happened).
@@ -35,7 +38,7 @@ from stream.events import CLICKS, MAX_ID, MAX_TS_MS, TYPE_CODES, Event, EventErr
 __all__ = ["FORMATS", "MAX_REPORTED_ERRORS", "BadInput", "ReadReport", "detect_format",
            "read_events", "read_sessions"]
 
-FORMATS = ("otto-jsonl", "otto-parquet", "session-tsv")
+FORMATS = ("otto-jsonl", "otto-parquet", "session-tsv", "diginetica", "retailrocket")
 #: A report keeps this many messages; the count in ``bad`` goes on past it.
 MAX_REPORTED_ERRORS = 20
 #: Parquet rows converted to Python objects at a time: big enough to amortise numpy calls,
@@ -43,6 +46,13 @@ MAX_REPORTED_ERRORS = 20
 PARQUET_BATCH_ROWS = 65_536
 #: Columns of the TSV header we need; any others are ignored.
 TSV_COLUMNS = ("SessionId", "ItemId", "Time")
+#: Columns of Diginetica's ``;``-separated header we need (``user_id`` is ignored).
+DIGINETICA_COLUMNS = ("session_id", "item_id", "timeframe", "eventdate")
+#: Columns of RetailRocket's ``events.csv`` header we need (``transactionid`` is ignored).
+RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid")
+#: Header-detected formats: name, separator, columns that must all be in the first line.
+_HEADERS = (("session-tsv", b"\t", TSV_COLUMNS), ("diginetica", b";", DIGINETICA_COLUMNS),
+            ("retailrocket", b",", RETAILROCKET_COLUMNS))
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
@@ -67,8 +77,8 @@ class BadInput(ValueError):
 class ReadReport:
     """What a read saw; pass one in and read it afterwards (the reader fills it in as it goes).
 
-    ``lines`` counts data lines (jsonl, TSV, without header and blank lines) or rows (parquet),
-    ``bad`` those skipped, ``errors`` the first :data:`MAX_REPORTED_ERRORS` messages.
+    ``lines`` counts data lines (jsonl, TSV, CSV; without header and blank lines) or rows
+    (parquet), ``bad`` those skipped, ``errors`` the first :data:`MAX_REPORTED_ERRORS` messages.
     """
 
     path: Path | None = None
@@ -110,8 +120,9 @@ def detect_format(path: Path) -> str:
     """Name the format of ``path`` (one of :data:`FORMATS`) from its content, else its suffix.
 
     Content wins because downloaded files are often renamed: parquet by its ``PAR1`` magic,
-    jsonl by a leading ``{``, session TSV by its tab-separated ``SessionId ... ItemId`` header;
-    gzip is looked through. Raises :class:`FileNotFoundError` or :class:`ValueError`.
+    jsonl by a leading ``{``, the TSV and the two CSVs by their header (see ``_HEADERS``), so a
+    ``.csv`` suffix, which both CSVs share, is never needed; gzip is looked through. Raises
+    :class:`FileNotFoundError` or :class:`ValueError`.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,16 +133,18 @@ def detect_format(path: Path) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"{"):
         return "otto-jsonl"
-    first_line = text.split(b"\n", 1)[0].rstrip(b"\r").split(b"\t")
-    if all(column.encode() in first_line for column in TSV_COLUMNS):
-        return "session-tsv"
+    first_line = text.split(b"\n", 1)[0].rstrip(b"\r")
+    for fmt, separator, columns in _HEADERS:
+        if all(column.encode() in first_line.split(separator) for column in columns):
+            return fmt
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] in _SUFFIX_FORMATS:
         return _SUFFIX_FORMATS[suffixes[-1]]
     raise ValueError(
         f"{path}: unknown event file format; expected one of {', '.join(FORMATS)} "
-        "(OTTO jsonl sessions, Kaggle parquet with session/aid/ts/type columns, or a "
-        "tab-separated file with a SessionId, ItemId, Time header)"
+        "(OTTO jsonl sessions, Kaggle parquet with session/aid/ts/type columns, a "
+        "tab-separated file with a SessionId, ItemId, Time header, Diginetica's "
+        "train-item-views.csv or RetailRocket's events.csv)"
     )
 
 
@@ -139,8 +152,10 @@ def read_sessions(path: Path | str, fmt: str | None = None, *, strict: bool = Fa
                   report: ReadReport | None = None) -> Iterator[tuple[int, list[Event]]]:
     """Yield ``(session, events)`` from ``path`` in file order, ts in ms, types as codes.
 
-    Row-per-event formats (TSV, parquet) are grouped by runs of *consecutive* rows with the same
-    session id; a session split across the file comes out as two groups. The file and format are
+    Row-per-event formats (TSV, parquet, Diginetica) are grouped by runs of *consecutive* rows
+    with the same session id; a session split across the file comes out as two groups, and
+    Diginetica's groups are sorted by ts. RetailRocket's sessions are built per visitor and come
+    out in order of their first event (:mod:`producers.session_csv`). The file and format are
     checked now, so a missing file fails at the call, not at the first ``next``.
     """
     path = Path(path)
@@ -156,6 +171,12 @@ def read_sessions(path: Path | str, fmt: str | None = None, *, strict: bool = Fa
         return _counted(_jsonl_sessions(path, sink), report)
     if fmt == "otto-parquet":
         return _counted(_group_runs(_parquet_batches(path, sink)), report)
+    if fmt in ("diginetica", "retailrocket"):
+        # Imported here: session_csv builds on this module's _Sink, BadInput and row helpers.
+        from producers.session_csv import diginetica_sessions, retailrocket_sessions
+
+        reader = diginetica_sessions if fmt == "diginetica" else retailrocket_sessions
+        return _counted(reader(path, sink), report)
     return _counted(_group_runs(_tsv_batches(path, sink)), report)
 
 

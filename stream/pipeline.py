@@ -13,15 +13,21 @@ site, not for every event of every session ever seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
+from online_models.metrics import PrequentialRecall
 from online_models.popularity import Popularity
-from online_models.recommend import Neighbours, Popular, recommend
+from online_models.recommend import Lists, Neighbours, Popular, recommend
+from online_models.rerank import RerankConfig, Reranker, build_candidates
 from online_models.sessions import SessionState, SessionStore
+from online_models.successors import Successors
 from stream.events import Event
+
+#: Called with each judged event and the lists that were live just before it.
+Judge = Callable[[Event, Lists], None]
 
 #: Sweep expired sessions every this many events.
 EXPIRE_EVERY = 10_000
@@ -35,6 +41,8 @@ class PipelineConfig:
     session_ttl_ms: int = 14 * DAY_MS
     popularity_half_life_ms: int = DAY_MS
     list_size: int = 20
+    rerank: RerankConfig | None = None
+    """River re-rankers per objective (``online_models.rerank``); None serves the recipe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +96,27 @@ class SessionPipeline:
         self.sessions = SessionStore(covis.window, covis.max_gap_ms,
                                      max(self.config.session_ttl_ms, covis.buy_max_gap_ms))
         self.popularity = Popularity(self.config.popularity_half_life_ms)
+        rerank = self.config.rerank
+        self.reranker = Reranker(rerank) if rerank is not None else None
+        self.successors = Successors(covis.max_neighbors) if rerank is not None else None
+        self.prequential = PrequentialRecall(self.config.list_size)
+        """Each judged event against the lists live just before it (test, then train)."""
+        self.judges: list[Judge] = []
+        """Extra observers of judged events (an evaluation); with one, every event is judged."""
         self.events_applied = 0
         self.sessions_expired = 0
         self._until_expire = EXPIRE_EVERY
 
-    def apply(self, events: Iterable[Event]) -> set[int]:
-        """Apply a batch in order; return the sessions it touched."""
+    def apply(self, events: Iterable[Event], *, learn: bool = True) -> set[int]:
+        """Apply a batch in order; return the sessions it touched.
+
+        With a re-ranker (or a judge), an event of a session with history is first judged
+        against the lists live before it and the re-rankers learn from it; then the state
+        takes it in. ``learn=False`` updates the sessions' histories only: the models stay as
+        they are (an evaluation that learns from its training part only).
+        """
+        if self.reranker is not None or self.judges or not learn:
+            return self._apply_judged(events, learn)
         touched: set[int] = set()
         touch = self.sessions.touch
         update_covis = self.covis.update
@@ -106,17 +129,63 @@ class SessionPipeline:
             state.events += 1
             touched.add(session)
             count += 1
+        self._count(count)
+        return touched
+
+    def _apply_judged(self, events: Iterable[Event], learn: bool) -> set[int]:
+        touched: set[int] = set()
+        reranker, successors, judges = self.reranker, self.successors, self.judges
+        k = self.config.list_size
+        count = 0
+        for event in events:
+            session, aid, ts, etype = event
+            state = self.sessions.touch(session, ts)
+            recent = state.recent
+            if recent and (judges or (reranker is not None and reranker.sampled(session))):
+                if reranker is not None:
+                    candidates = build_candidates(list(recent), self.covis, self.popularity,
+                                                  successors, reranker.config, k)
+                    lists, scores = reranker.lists(candidates, k)
+                    if learn:
+                        reranker.learn(candidates, scores, etype, aid)
+                else:
+                    lists = recommend(list(recent), self.covis, self.popularity, k)
+                self.prequential.add(etype, (lists.clicks, lists.carts, lists.orders), aid)
+                for judge in judges:
+                    judge(event, lists)
+            if learn:
+                if successors is not None and recent:
+                    successors.add(recent[-1][0], aid)
+                self.covis.update(state, aid, ts, etype)
+                self.popularity.update(aid, ts, etype)
+            else:
+                self.covis.observe(state, aid, ts, etype)
+            state.events += 1
+            touched.add(session)
+            count += 1
+        self._count(count)
+        return touched
+
+    def _count(self, count: int) -> None:
         self.events_applied += count
         self._until_expire -= count
         if self._until_expire <= 0:
             self._until_expire = EXPIRE_EVERY
             self.sessions_expired += self.sessions.expire()
-        return touched
 
     def recommendations(self, session: int) -> Recommendations:
         """The session's three lists now; a session never seen gets popular items."""
-        return session_lists(session, self.sessions.get(session), self.covis, self.popularity,
-                             self.config.list_size)
+        state = self.sessions.get(session)
+        if self.reranker is None or state is None or not state.recent:
+            return session_lists(session, state, self.covis, self.popularity,
+                                 self.config.list_size)
+        k = self.config.list_size
+        candidates = build_candidates(list(state.recent), self.covis, self.popularity,
+                                      self.successors, self.reranker.config, k)
+        lists, _ = self.reranker.lists(candidates, k)
+        return Recommendations(session=session, clicks=lists.clicks, carts=lists.carts,
+                               orders=lists.orders, version=state.events,
+                               event_ts=state.max_ts)
 
     def covisitation_rows(self, k: int = 20) -> Iterator[dict[str, object]]:
         """The matrices in ``liverec covis`` format."""
@@ -130,4 +199,6 @@ class SessionPipeline:
             "items": self.popularity.items(),
             "covis_cells": self.covis.cell_count(),
             "covis_pruned_rows": self.covis.pruned_rows,
+            **self.prequential.stats(),
+            **(self.reranker.stats() if self.reranker is not None else {}),
         }

@@ -1,0 +1,1 @@
+"""Offline evaluation: protocols, methods, metrics reports."""

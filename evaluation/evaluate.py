@@ -1,0 +1,143 @@
+"""Run methods through a protocol and score them: what ``liverec evaluate`` prints.
+
+Each method trains on the training part in time order (the re-rankers learning test-then-train
+as they would live), then replays the test part in time order: for next item, every event
+after a session's first is judged against the lists live just before it; for OTTO, the given
+part of each test session is fed and the lists at its end are scored against the labels.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from evaluation.methods import Method, make_method
+from evaluation.protocols import OttoSplit, time_ordered, truth_sets
+from online_models.metrics import NextItemScores, OttoScores
+from online_models.recommend import Lists
+from online_models.rerank import RerankConfig
+from stream.events import Event
+from stream.pipeline import PipelineConfig
+
+Result = dict[str, float | int]
+Progress = Callable[[str], None]
+
+
+def stderr_progress(stream: TextIO = sys.stderr) -> Progress:
+    def say(message: str) -> None:
+        print(message, file=stream, flush=True)
+    return say
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _train(method: Method, train: Sequence[Event], say: Progress) -> float:
+    started = time.perf_counter()
+    method.train(train)
+    seconds = time.perf_counter() - started
+    say(f"  {method.name}: trained on {len(train):,} events in {seconds:.1f} s")
+    return seconds
+
+
+def evaluate_next_item(names: Sequence[str], train: Sequence[Event], test: Sequence[Event], *,
+                       online: bool = False, config: PipelineConfig | None = None,
+                       rerank: RerankConfig | None = None,
+                       progress: Progress = _quiet) -> dict[str, Result]:
+    """HR@20, MRR@20 and NDCG@20 of each method over every position of every test session."""
+    train, test = time_ordered(train), time_ordered(test)
+    test_sessions = {e.session for e in test}
+    overlap = test_sessions & {e.session for e in train}
+    if overlap:
+        raise ValueError(f"{len(overlap):,} session ids appear in both the training and the test "
+                         f"file (e.g. {min(overlap)}); next-item evaluation needs disjoint "
+                         "sessions")
+    results: dict[str, Result] = {}
+    for name in names:
+        started = time.perf_counter()
+        method = make_method(name, config, rerank)
+        _train(method, train, progress)
+        scores = NextItemScores()
+        seen: set[int] = set()
+
+        def judge(event: Event, lists: Lists, scores: NextItemScores = scores,
+                  seen: set[int] = seen) -> None:
+            if event.session in seen:
+                scores.add(lists.clicks, event.aid)
+
+        for event in test:
+            method.feed((event,), learn=online, judge=judge)
+            seen.add(event.session)
+        results[name] = {**scores.as_dict(), "seconds": time.perf_counter() - started}
+        progress(f"  {name}: {_summary(results[name])}")
+    return results
+
+
+def evaluate_otto(names: Sequence[str], split: OttoSplit, *, online: bool = False,
+                  config: PipelineConfig | None = None, rerank: RerankConfig | None = None,
+                  progress: Progress = _quiet) -> dict[str, Result]:
+    """Recall@20 per objective, the weighted score and NDCG@20 of each method."""
+    results: dict[str, Result] = {}
+    for name in names:
+        started = time.perf_counter()
+        method = make_method(name, config, rerank)
+        _train(method, split.train, progress)
+        method.feed(split.test, learn=online)
+        scores = score_predictions(
+            {session: method.lists(session) for session in split.labels}, split)
+        results[name] = {**scores.as_dict(), "seconds": time.perf_counter() - started}
+        progress(f"  {name}: {_summary(results[name])}")
+    return results
+
+
+def score_predictions(predictions: dict[int, Lists], split: OttoSplit) -> OttoScores:
+    """Score lists against the split's labels; a labelled session without lists scores 0."""
+    scores = OttoScores()
+    empty = Lists([], [], [])
+    for session, labels in split.labels.items():
+        lists = predictions.get(session, empty)
+        scores.add({"clicks": lists.clicks, "carts": lists.carts, "orders": lists.orders},
+                   truth_sets(labels))
+    return scores
+
+
+def predict(name: str, train: Sequence[Event], test: Sequence[Event], *, online: bool = False,
+            config: PipelineConfig | None = None, rerank: RerankConfig | None = None,
+            progress: Progress = _quiet) -> dict[int, Lists]:
+    """Each test session's lists after its given events (``liverec predict``)."""
+    method = make_method(name, config, rerank)
+    _train(method, time_ordered(train), progress)
+    ordered = time_ordered(test)
+    method.feed(ordered, learn=online)
+    return {session: method.lists(session) for session in dict.fromkeys(e.session
+                                                                         for e in ordered)}
+
+
+def _summary(result: Result) -> str:
+    shown = [f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and k != "seconds"]
+    return ", ".join(shown) + f" ({result['seconds']:.1f} s)"
+
+
+def format_table(results: dict[str, Result]) -> str:
+    """A readable table: one row per method, one column per figure."""
+    columns = list(dict.fromkeys(k for r in results.values() for k in r))
+    width = max(len("method"), *(len(n) for n in results))
+    cells = [[f"{'method':<{width}}", *(f"{c:>16}" for c in columns)]]
+    for name, result in results.items():
+        row = [f"{name:<{width}}"]
+        for c in columns:
+            value = result.get(c)
+            if value is None:
+                text = "–"
+            elif c == "seconds":
+                text = f"{value:.1f}"
+            elif isinstance(value, int):
+                text = f"{value:,}"
+            else:
+                text = f"{value:.4f}"
+            row.append(f"{text:>16}")
+        cells.append(row)
+    return "\n".join("  ".join(row) for row in cells)

@@ -1,0 +1,168 @@
+"""What ``liverec evaluate --method`` compares: baselines and the streaming pipeline itself.
+
+Every method is the live :class:`~stream.pipeline.SessionPipeline` with a different way to
+turn state into lists, so the figures measure the code that serves, not a re-implementation:
+
+* ``popular``: the most popular items of all time (per objective, then the other types);
+* ``recent-popular``: time-decayed popularity with a one-day half-life (the pipeline's fill);
+* ``history``: the session's own items, recency- and type-weighted, nothing else;
+* ``covis-batch``: the co-visitation recipe over matrices computed in batch from the training
+  part (``liverec covis --mode batch``) and never updated after;
+* ``covis``: the streaming pipeline serving the recipe;
+* ``rerank``: the streaming pipeline with the River re-rankers (the default).
+
+``learn=False`` (no ``--online``) feeds test events to the sessions only; with it, test events
+also update every model after they were judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from online_models.covisitation import DAY_MS
+from online_models.covisitation_batch import batch_covisitation
+from online_models.recommend import Lists, _most_common, _weighted_history, recommend
+from online_models.rerank import RerankConfig
+from online_models.rows import top_items
+from online_models.sessions import SessionState
+from stream.events import Event
+from stream.pipeline import Judge, PipelineConfig, SessionPipeline
+
+METHODS: Final = ("popular", "recent-popular", "history", "covis-batch", "covis", "rerank")
+DEFAULT_METHOD: Final = "rerank"
+#: ``popular``'s half-life: long enough that every event of any dataset weighs the same.
+ALL_TIME_MS: Final = 3650 * DAY_MS
+
+ListFunction = Callable[[SessionPipeline, SessionState | None], Lists]
+
+
+class BatchNeighbours:
+    """Matrices computed once, in batch, read like the live ones."""
+
+    def __init__(self, events: list[Event], pipeline_config: PipelineConfig) -> None:
+        clicks, carts_orders, buy2buy = batch_covisitation(events, pipeline_config.covis)
+        self._rows = {"clicks": clicks, "carts_orders": carts_orders, "buy2buy": buy2buy}
+        self._top: dict[tuple[str, int], list[tuple[int, int]]] = {}
+
+    def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
+        cached = self._top.get((matrix, aid))
+        if cached is None or len(cached) < k:
+            cached = self._top[(matrix, aid)] = top_items(self._rows[matrix].get(aid, {}), k)
+        return cached[:k]
+
+
+class Method:
+    """A method under evaluation: a pipeline, and how it turns a session's state into lists.
+
+    ``lists_of=None`` means the pipeline's own lists (the recipe, or the re-rankers), judged
+    inside :meth:`SessionPipeline.apply` so the re-rankers learn from the very lists judged.
+    """
+
+    def __init__(self, name: str, config: PipelineConfig,
+                 lists_of: ListFunction | None = None) -> None:
+        self.name = name
+        self.pipeline = SessionPipeline(config)
+        self.lists_of = lists_of
+        self._batch_events: list[Event] | None = [] if name == "covis-batch" else None
+
+    def train(self, events: Iterable[Event]) -> None:
+        """Learn from the training part, in time order."""
+        if self._batch_events is not None:
+            events = list(events)
+            self._batch_events.extend(events)
+        batch: list[Event] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= 1000:
+                self.pipeline.apply(batch)
+                batch = []
+        self.pipeline.apply(batch)
+        if self._batch_events is not None:
+            neighbours = BatchNeighbours(self._batch_events, self.pipeline.config)
+            self.lists_of = _recipe_over(neighbours)
+            self._batch_events = None
+
+    def feed(self, events: Iterable[Event], *, learn: bool, judge: Judge | None = None) -> None:
+        """Replay test events; ``judge`` sees each one with the lists live before it."""
+        pipeline = self.pipeline
+        if self.lists_of is None:
+            pipeline.judges = [judge] if judge is not None else []
+            try:
+                pipeline.apply(events, learn=learn)
+            finally:
+                pipeline.judges = []
+            return
+        for event in events:
+            if judge is not None:
+                state = pipeline.sessions.get(event.session)
+                if state is not None and state.recent:
+                    judge(event, self.lists_of(pipeline, state))
+            pipeline.apply((event,), learn=learn)
+
+    def lists(self, session: int) -> Lists:
+        """The session's lists now."""
+        pipeline = self.pipeline
+        if self.lists_of is None:
+            recs = pipeline.recommendations(session)
+            return Lists(recs.clicks, recs.carts, recs.orders)
+        return self.lists_of(pipeline, pipeline.sessions.get(session))
+
+
+def _events(state: SessionState | None) -> list[tuple[int, int, int]]:
+    return list(state.recent) if state is not None else []
+
+
+def _popular_lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+    return recommend([], pipeline.covis, pipeline.popularity, pipeline.config.list_size)
+
+
+def _history_lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+    own = _most_common(_weighted_history(_events(state)), pipeline.config.list_size)
+    return Lists(own, list(own), list(own))
+
+
+def _recipe_over(neighbours: BatchNeighbours) -> ListFunction:
+    def lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+        return recommend(_events(state), neighbours, pipeline.popularity,
+                         pipeline.config.list_size)
+    return lists
+
+
+def make_method(name: str, base: PipelineConfig | None = None,
+                rerank: RerankConfig | None = None) -> Method:
+    """A fresh, untrained method by name (one of :data:`METHODS`)."""
+    base = base or PipelineConfig()
+    no_rerank = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
+                               popularity_half_life_ms=base.popularity_half_life_ms,
+                               list_size=base.list_size)
+    if name == "popular":
+        config = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
+                                popularity_half_life_ms=ALL_TIME_MS, list_size=base.list_size)
+        return Method(name, config, _popular_lists)
+    if name == "recent-popular":
+        return Method(name, no_rerank, _popular_lists)
+    if name == "history":
+        return Method(name, no_rerank, _history_lists)
+    if name == "covis-batch":
+        return Method(name, no_rerank)  # lists_of is set once trained
+    if name == "covis":
+        return Method(name, no_rerank)
+    if name == "rerank":
+        config = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
+                                popularity_half_life_ms=base.popularity_half_life_ms,
+                                list_size=base.list_size, rerank=rerank or RerankConfig())
+        return Method(name, config)
+    raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"covis,rerank"`` → names, checked; ``"all"`` → every method."""
+    if text.strip() == "all":
+        return list(METHODS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none)'}; expected a "
+                         f"comma-separated list of {', '.join(METHODS)}, or all")
+    return list(dict.fromkeys(names))

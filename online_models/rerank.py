@@ -1,0 +1,343 @@
+"""Candidates, features and one River re-ranker per objective, learned test-then-train.
+
+The co-visitation recipe (:mod:`online_models.recommend`) ranks by fixed rules. Here the same
+signals and a few more (successors, popularity, conversion, time) become features of each
+candidate, and one logistic regression per objective (clicks, carts, orders) learns, from what
+shoppers do next, how much each is worth:
+
+1. **Candidates**: the session's own items, the rows of its most recent items in the three
+   matrices and in :class:`~online_models.successors.Successors`, and the popular items.
+2. **Prior**: each objective's candidates are first ranked by a hand-made score (own items
+   first, most recent first for clicks and by recency- and type-weighted history for carts and
+   orders; then neighbours weighted by how recent the item they came from is). The log of that
+   rank is the feature ``prior``.
+3. **Features**: sparse indicators of bucketed values (the rank of the candidate in the
+   session, in the last item's rows, its neighbour scores, popularity, conversion, session
+   length, the shopper's pace and their useful crosses): a linear model over indicators is a
+   generalised additive model, which ranks far better than the raw values would.
+4. **Learning**: when an event of type ``t`` arrives, the candidates built just before it are
+   labelled by it (the aid is the positive, a uniform sample of the other shortlisted
+   candidates are negatives) and objective ``t``'s model learns from them: test, then train.
+5. **Serving** reads a *snapshot* of each model's weights, taken every ``snapshot_every``
+   learned events and swapped in whole: serving never sees a half-updated model, and a
+   snapshot is a plain dict that a store can save and another process load
+   (:meth:`Reranker.snapshot_bytes`).
+
+The model starts from the prior (its weight is 1, the others 0), so an untrained re-ranker
+serves the hand-made ranking and learning only moves it where the data says so.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import orjson
+from river import linear_model, optim
+
+from online_models.recommend import TYPE_MULTIPLIERS, Lists, Neighbours, _recency_weights
+from online_models.types import CARTS, CLICKS, ORDERS, TYPE_NAMES
+
+OBJECTIVES: Final = TYPE_NAMES
+#: A candidate's own items come before every neighbour in the prior.
+_OWN: Final = 1e6
+_RANKS: Final = (1, 2, 3, 5, 8, 12, 20, 40)
+_RATIOS: Final = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5)
+_LENGTHS: Final = (2, 3, 4, 6, 9, 14, 20, 30)
+_PACE_S: Final = (10, 30, 60, 180, 600, 3600, 86_400)
+_POP: Final = tuple(2.0**i for i in range(0, 16, 2))
+#: Per prior rank: the ``prior`` feature and the rank's indicator (precomputed: hot path).
+_PRIOR: Final = [-math.log1p(r) for r in range(1024)]
+_RANK_KEYS: Final = [f"rank={bisect_right(_RANKS, r)}" for r in range(1024)]
+
+
+class Successors(Protocol):
+    def top(self, aid: int, k: int = 20) -> list[tuple[int, int]]: ...
+
+
+class PopularityScores(Protocol):
+    def top(self, etype: int, k: int = 20) -> list[int]: ...
+
+    def score(self, etype: int, aid: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """What the re-ranker reads and how it learns."""
+
+    neighbours: int = 20
+    """Entries read from each matrix row."""
+    depth: int = 30
+    """Candidates per objective the model re-ranks (the prior's best); deeper ones follow in
+    the prior's order."""
+    history: int = 10
+    """The most recent distinct items whose rows are read."""
+    successor_items: int = 3
+    """The most recent distinct items whose successors are read."""
+    negatives: int = 8
+    """Negatives per learned event, drawn uniformly from the shortlist. Not the model's own
+    best wrong candidates ("hard" negatives): those sit at the top of the prior, so the
+    sample would teach the model that a good prior rank predicts *no* click."""
+    learning_rate: float = 0.005
+    snapshot_every: int = 100
+    """Learned events of an objective between two snapshots of its model."""
+    sample_percent: int = 100
+    """Share of sessions (by a hash of the id, so every process picks the same ones) whose
+    events are judged and learned from: the rest only update the matrices."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sample_percent <= 100:
+            raise ValueError("sample_percent must be in 0..100")
+        if min(self.neighbours, self.history) < 1:
+            raise ValueError("neighbours and history must be at least 1")
+        if not 1 <= self.depth <= 1000:
+            raise ValueError("depth must be in 1..1000")
+
+
+def _bucket(value: float, edges: Sequence[float]) -> int:
+    return bisect_right(edges, value)
+
+
+@dataclass(slots=True)
+class Candidates:
+    """Everything the three models need about one session's candidates.
+
+    Only each objective's ``depth`` best candidates under the prior (the *shortlist*) get
+    features and a model score; the rest keep the prior's order below them.
+    """
+
+    aids: list[int]
+    """The shortlist: the union of the objectives' top ``depth``."""
+    keys: list[list[str]]
+    """Per shortlisted candidate, its active indicator features (shared by the objectives)."""
+    tops: tuple[list[int], list[int], list[int]]
+    """Per objective, its top ``depth`` under the prior as indices into ``aids``, best first."""
+    prior: tuple[list[int], list[int]]
+    """The prior's order of all candidates (clicks; carts and orders), for the tail."""
+
+
+def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
+                     popularity: PopularityScores, successors: Successors | None,
+                     config: RerankConfig, k: int = 20) -> Candidates:
+    """The candidates of a session whose recent events are ``events`` (oldest first).
+
+    They depend on the session's state only, never on the clock or on when the next event
+    comes, so the lists a client was served are exactly the lists the next event judges.
+    """
+    n = len(events)
+    unique = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))
+    own_rank = {aid: r for r, aid in enumerate(unique)}
+    counts = Counter(aid for aid, _, _ in events)
+    carted = {aid for aid, _, t in events if t == CARTS}
+    ordered = {aid for aid, _, t in events if t == ORDERS}
+    history: dict[int, float] = {}
+    for (aid, _, etype), w in zip(events, _recency_weights(n), strict=True):
+        history[aid] = history.get(aid, 0.0) + w * TYPE_MULTIPLIERS[etype]
+
+    size = config.neighbours
+    clicks_nb: dict[int, float] = {}
+    buys_nb: dict[int, float] = {}
+    successor_nb: dict[int, float] = {}
+    last_clicks: dict[int, int] = {}
+    last_successor: dict[int, int] = {}
+    for j, a in enumerate(unique[:config.history]):
+        w = 1.0 / (j + 1)
+        _add_row(clicks_nb, covis.top("clicks", a, size), w, last_clicks if j == 0 else None)
+        _add_row(buys_nb, covis.top("carts_orders", a, size), w, None)
+        if successors is not None and j < config.successor_items:
+            _add_row(successor_nb, successors.top(a, size), w,
+                     last_successor if j == 0 else None)
+    for a in dict.fromkeys(aid for aid, _, t in reversed(events) if t != CLICKS):
+        _add_row(buys_nb, covis.top("buy2buy", a, size), 1.0, None)
+
+    popular = {t: popularity.top(t, k) for t in (CLICKS, CARTS, ORDERS)}
+    pool = dict.fromkeys(unique)
+    for source in (clicks_nb, successor_nb, buys_nb, *popular.values()):
+        pool.update(dict.fromkeys(source))
+    aids = list(pool)
+
+    # The priors: own items first, then neighbours; popularity only breaks ties.
+    pop_rank = {aid: r for r, aid in enumerate(popular[CLICKS])}
+    click_prior = [
+        _OWN - own_rank[a] if a in own_rank
+        else clicks_nb.get(a, 0.0) + successor_nb.get(a, 0.0) + 1e-3 / (2 + pop_rank.get(a, k))
+        for a in aids]
+    buy_pop = {aid: r for r, aid in enumerate(popular[CARTS] + popular[ORDERS])}
+    buy_prior = [
+        _OWN + history[a] if a in history
+        else buys_nb.get(a, 0.0) + 0.5 * clicks_nb.get(a, 0.0) + 1e-3 / (2 + buy_pop.get(a, k))
+        for a in aids]
+    click_order = _order(click_prior)
+    buy_order = _order(buy_prior)
+    depth = config.depth
+    shortlist = list(dict.fromkeys([*click_order[:depth], *buy_order[:depth]]))
+    position = {i: j for j, i in enumerate(shortlist)}
+    tops = tuple([position[i] for i in order[:depth]] for order in (click_order, buy_order))
+
+    length = _bucket(n, _LENGTHS)
+    # The shopper's pace: the time between the last two events (known when serving).
+    pace = _bucket((events[-1][1] - events[-2][1]) / 1000, _PACE_S) if n > 1 else 0
+    last = events[-1][0] if events else None
+    keys: list[list[str]] = []
+    for i in shortlist:
+        a = aids[i]
+        r = own_rank.get(a)
+        if r is None:
+            own = "own=none"
+            row = [own, f"{own}|len={length}"]
+        else:
+            own = f"own={_bucket(r, _RANKS)}"
+            row = [own, f"{own}|len={length}", f"count={_bucket(counts[a], _RANKS)}"]
+            if a == last:
+                row.append(f"last|pace={pace}")
+            if a in carted:
+                row.append("carted")
+            if a in ordered:
+                row.append("ordered")
+        lc = last_clicks.get(a)
+        row.append(f"last_clicks={_bucket(lc, _RANKS) if lc is not None else 'none'}")
+        ls = last_successor.get(a)
+        row.append(f"last_successor={_bucket(ls, _RANKS) if ls is not None else 'none'}")
+        row.append(f"clicks_nb={_bucket(clicks_nb.get(a, 0.0), _RATIOS)}")
+        row.append(f"successor_nb={_bucket(successor_nb.get(a, 0.0), _RATIOS)}")
+        row.append(f"buys_nb={_bucket(buys_nb.get(a, 0.0), _RATIOS)}")
+        clicks_pop = popularity.score(CLICKS, a)
+        row.append(f"pop={_bucket(clicks_pop / 4096, _POP)}")
+        if clicks_pop:
+            conversion = popularity.score(CARTS, a) / clicks_pop
+            row.append(f"conversion={_bucket(conversion, _RATIOS)}")
+        keys.append(row)
+    fill = max(k, depth) + k
+    return Candidates([aids[i] for i in shortlist], keys, (tops[0], tops[1], tops[1]),
+                      ([aids[i] for i in click_order[:fill]], [aids[i] for i in buy_order[:fill]]))
+
+
+def _add_row(scores: dict[int, float], row: list[tuple[int, int]], weight: float,
+             ranks: dict[int, int] | None) -> None:
+    if not row:
+        return
+    scale = weight / row[0][1]
+    for r, (b, v) in enumerate(row):
+        scores[b] = scores.get(b, 0.0) + v * scale
+        if ranks is not None:
+            ranks[b] = r
+
+
+def _order(scores: list[float]) -> list[int]:
+    """Indices by score descending (ties: first seen first)."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+class ObjectiveRanker:
+    """One objective's River model and the snapshot of it that serves."""
+
+    def __init__(self, config: RerankConfig) -> None:
+        self.config = config
+        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(config.learning_rate))
+        self.model._weights["prior"] = 1.0  # start from the hand-made ranking (module doc)
+        self.serving: dict[str, float] = dict(self.model.weights)
+        self.learned = 0
+        self.swaps = 0
+        self._rng = random.Random(config.seed)
+
+    def scores(self, candidates: Candidates, objective: int) -> list[float]:
+        """Model scores of the objective's shortlist, in the order of ``tops[objective]``."""
+        get = self.serving.get
+        prior = get("prior", 0.0)
+        keys = candidates.keys
+        return [prior * _PRIOR[rank] + get(_RANK_KEYS[rank], 0.0)
+                + sum(get(key, 0.0) for key in keys[i])
+                for rank, i in enumerate(candidates.tops[objective])]
+
+    def learn(self, candidates: Candidates, objective: int, positive: int,
+              scores: list[float]) -> bool:
+        """Learn from one event; False when its aid was not shortlisted (nothing to learn)."""
+        top = candidates.tops[objective]
+        aids = candidates.aids
+        try:
+            index = next(r for r, i in enumerate(top) if aids[i] == positive)
+        except StopIteration:
+            return False
+        config = self.config
+        negatives = self._rng.sample(range(len(scores)), min(config.negatives, len(scores)))
+        learn_one = self.model.learn_one
+        learn_one(self._example(candidates, top, index), True)
+        for r in negatives:
+            if r != index:
+                learn_one(self._example(candidates, top, r), False)
+        self.learned += 1
+        if self.learned % config.snapshot_every == 0:
+            self.swap()
+        return True
+
+    @staticmethod
+    def _example(candidates: Candidates, top: list[int], rank: int) -> dict[str, float]:
+        x = dict.fromkeys(candidates.keys[top[rank]], 1.0)
+        x[_RANK_KEYS[rank]] = 1.0
+        x["prior"] = _PRIOR[rank]
+        return x
+
+    def swap(self) -> None:
+        """Serve the model as it is now."""
+        self.serving = dict(self.model.weights)
+        self.swaps += 1
+
+
+class Reranker:
+    """Three objective rankers: lists from candidates, and learning from the next event."""
+
+    def __init__(self, config: RerankConfig | None = None) -> None:
+        self.config = config or RerankConfig()
+        self.rankers = tuple(ObjectiveRanker(self.config) for _ in OBJECTIVES)
+        self._sample = self.config.sample_percent
+
+    def sampled(self, session: int) -> bool:
+        """Whether this session's events are judged and learned from (same in every process)."""
+        if self._sample >= 100:
+            return True
+        return (session * 0x9E3779B97F4A7C15 >> 17) % 100 < self._sample
+
+    def lists(self, candidates: Candidates, k: int = 20) -> tuple[Lists, list[list[float]]]:
+        """The three lists, and each objective's scores (learning reuses them)."""
+        aids = candidates.aids
+        all_scores: list[list[float]] = []
+        lists: list[list[int]] = []
+        for objective, ranker in enumerate(self.rankers):
+            scores = ranker.scores(candidates, objective)
+            all_scores.append(scores)
+            top = candidates.tops[objective]
+            order = sorted(range(len(top)), key=lambda r: (-scores[r], r))
+            ranked = [aids[top[r]] for r in order[:k]]
+            if len(ranked) < k:
+                taken = set(ranked)
+                tail = candidates.prior[min(objective, 1)]
+                ranked += [a for a in tail[len(top):] if a not in taken][:k - len(ranked)]
+            lists.append(ranked)
+        return Lists(*lists), all_scores
+
+    def learn(self, candidates: Candidates, scores: list[list[float]], etype: int,
+              aid: int) -> bool:
+        return self.rankers[etype].learn(candidates, etype, aid, scores[etype])
+
+    def stats(self) -> dict[str, int]:
+        return {f"rerank_learned_{name}": r.learned for name, r in zip(OBJECTIVES, self.rankers,
+                                                                       strict=True)}
+
+    def snapshot_bytes(self) -> bytes:
+        """The serving weights of the three models, for a store."""
+        return orjson.dumps({name: r.serving for name, r in zip(OBJECTIVES, self.rankers,
+                                                                strict=True)})
+
+    def load_snapshot(self, data: bytes) -> None:
+        """Serve weights saved by another process (its models keep learning on their own)."""
+        obj = orjson.loads(data)
+        for name, ranker in zip(OBJECTIVES, self.rankers, strict=True):
+            if name in obj:
+                ranker.serving = {str(k): float(v) for k, v in obj[name].items()}
+                ranker.swaps += 1
