@@ -190,7 +190,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = create_worker_app(broker=settings.bus, store=settings.store,
                             topic_prefix=settings.topic_prefix, app_id=settings.app_id,
                             partitions=settings.partitions, max_batch=settings.max_batch,
-                            config=pipeline_config(settings),
+                            config=pipeline_config(settings, rerank=False),
                             batch_window_s=settings.batch_window_ms / 1000)
     if settings.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
@@ -225,7 +225,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _distributed_settings("web")
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=updates)
-    return asyncio.run(run_web(settings, pipeline_config(settings)))
+    return asyncio.run(run_web(settings, pipeline_config(settings, rerank=False)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: judge and learn from this percentage of sessions (default "
                         "100; lower it on millions of events: each learned event costs a list)")
+    p.add_argument("--max-neighbors", type=int, default=0,
+                   help="co-visitation row bound (default 0 = exact, as covis-batch; the "
+                        "server bounds rows at 200)")
     p.add_argument("--json", action="store_true", help="one JSON object keyed by method")
     p.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots")
     p.add_argument("--write-split", type=Path, metavar="DIR",

@@ -26,9 +26,11 @@ from evaluation.evaluate import (
 from evaluation.methods import parse_methods
 from evaluation.protocols import OttoSplit, otto_split, read_labels, write_split
 from evaluation.submission import read_submission, write_submission
+from online_models.covisitation import CovisConfig
 from online_models.rerank import RerankConfig
 from producers.readers import ReadReport, read_events, read_sessions
 from stream.events import Event
+from stream.pipeline import PipelineConfig
 
 
 def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -47,6 +49,10 @@ def _read(path: Path, strict: bool, say) -> list[Event]:  # type: ignore[no-unty
 
 def _rerank(args: argparse.Namespace) -> RerankConfig:
     return RerankConfig(sample_percent=args.learn_sample)
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    return PipelineConfig(covis=CovisConfig(max_neighbors=getattr(args, "max_neighbors", 0)))
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
@@ -78,8 +84,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             paths = write_split(split, args.write_split)
             print("wrote " + ", ".join(str(p) for p in paths.values()))
             return 0
-        results = evaluate_otto(methods, split, online=args.online, rerank=_rerank(args),
-                                progress=say)
+        results = evaluate_otto(methods, split, online=args.online, config=_config(args),
+                                rerank=_rerank(args), progress=say)
         details = (f"{len(split.labels):,} test sessions of {args.data.name}, last "
                    f"{args.test_days:g} days, seed {args.seed}")
         return _output(args, results, "otto", details)
@@ -88,7 +94,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--write-split writes an OTTO split: use --protocol otto --data FILE")
     train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
     results = evaluate_next_item(methods, train, test, online=args.online,
-                                 rerank=_rerank(args), progress=say)
+                                 config=_config(args), rerank=_rerank(args), progress=say)
     details = f"{args.train.name} → {args.test.name}"
     return _output(args, results, "next-item", details)
 
@@ -119,8 +125,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise ValueError("predict takes one --method")
     train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
-    predictions = predict(methods[0], train, test, online=args.online, rerank=_rerank(args),
-                          progress=say)
+    predictions = predict(methods[0], train, test, online=args.online, config=_config(args),
+                          rerank=_rerank(args), progress=say)
     rows = write_submission(predictions, args.out)
     print(f"wrote {rows:,} rows ({len(predictions):,} sessions × clicks, carts, orders) "
           f"to {args.out}")

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from liverec.settings import Settings
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.popularity import ALL_TYPES
+from online_models.rerank import RerankConfig
 from stream.bus import Bus, open_bus
 from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
@@ -27,10 +28,17 @@ from web.catalog import Catalog
 from web.hub import RecommendationHub
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
+def pipeline_config(settings: Settings, *, rerank: bool | None = None) -> PipelineConfig:
+    """The pipeline the settings describe; ``rerank`` overrides ``settings.rerank``.
+
+    The distributed runtime passes ``rerank=False``: its workers sum state in Redis, and
+    re-rankers learned per worker would serve different lists on different nodes.
+    """
+    use_rerank = settings.rerank if rerank is None else rerank
     return PipelineConfig(
         covis=CovisConfig(max_neighbors=settings.max_neighbors),
         session_ttl_ms=int(settings.session_ttl_days * DAY_MS),
+        rerank=RerankConfig() if use_rerank else None,
     )
 
 
@@ -130,5 +138,7 @@ class EmbeddedRuntime:
 
     async def stats(self) -> dict[str, Any]:
         rate = self._rate.rate(self.pipeline.events_applied)
+        recall = self.pipeline.prequential.recall()
         return {**self.pipeline.stats(), "events_per_s": rate,
+                "recall": recall if any(v is not None for v in recall.values()) else None,
                 "batches": self.runner.stats.batches, "replay": self.replay}

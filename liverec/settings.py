@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     """Most events the pipeline applies in one batch."""
     batch_window_ms: float = Field(10.0, gt=0)
     """``liverec worker``: wait at most this long to fill a batch (latency against overhead)."""
+    rerank: bool = True
+    """Embedded runtime: serve the River re-rankers' lists and learn them from every event
+    (``false``: the co-visitation recipe). The distributed runtime serves the recipe."""
     max_neighbors: int = Field(200, ge=0)
     """Co-visitation row bound for serving (0 = unbounded, exact)."""
     session_ttl_days: float = Field(14.0, gt=0)

@@ -56,6 +56,25 @@ _PRIOR: Final = [-math.log1p(r) for r in range(1024)]
 _RANK_KEYS: Final = [f"rank={bisect_right(_RANKS, r)}" for r in range(1024)]
 
 
+def _keys(name: str, edges: Sequence[float], none: bool = False) -> list[str]:
+    """Indicator names per bucket (index ``-1``: absent), built once: the hot path indexes."""
+    return [f"{name}={b}" for b in range(len(edges) + 1)] + ([f"{name}=none"] if none else [])
+
+
+# Own-rank buckets are 1-based in the keys below; 0 is "not in the session".
+_OWN_KEYS: Final = ["own=none"] + [f"own={b}" for b in range(len(_RANKS) + 1)]
+_OWN_LEN: Final = [[f"{own}|len={n}" for own in _OWN_KEYS] for n in range(len(_LENGTHS) + 1)]
+_LAST_PACE: Final = [f"last|pace={b}" for b in range(len(_PACE_S) + 1)]
+_COUNT_KEYS: Final = _keys("count", _RANKS)
+_LAST_CLICKS: Final = _keys("last_clicks", _RANKS, none=True)
+_LAST_SUCCESSOR: Final = _keys("last_successor", _RANKS, none=True)
+_CLICKS_NB: Final = _keys("clicks_nb", _RATIOS)
+_SUCCESSOR_NB: Final = _keys("successor_nb", _RATIOS)
+_BUYS_NB: Final = _keys("buys_nb", _RATIOS)
+_POP_KEYS: Final = _keys("pop", _POP)
+_CONVERSION: Final = _keys("conversion", _RATIOS)
+
+
 class Successors(Protocol):
     def top(self, aid: int, k: int = 20) -> list[tuple[int, int]]: ...
 
@@ -181,37 +200,38 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     tops = tuple([position[i] for i in order[:depth]] for order in (click_order, buy_order))
 
     length = _bucket(n, _LENGTHS)
+    own_len = _OWN_LEN[length]
     # The shopper's pace: the time between the last two events (known when serving).
-    pace = _bucket((events[-1][1] - events[-2][1]) / 1000, _PACE_S) if n > 1 else 0
+    last_key = _LAST_PACE[_bucket((events[-1][1] - events[-2][1]) / 1000, _PACE_S)
+                          if n > 1 else 0]
     last = events[-1][0] if events else None
+    score = popularity.score
     keys: list[list[str]] = []
     for i in shortlist:
         a = aids[i]
         r = own_rank.get(a)
         if r is None:
-            own = "own=none"
-            row = [own, f"{own}|len={length}"]
+            row = ["own=none", own_len[0]]
         else:
-            own = f"own={_bucket(r, _RANKS)}"
-            row = [own, f"{own}|len={length}", f"count={_bucket(counts[a], _RANKS)}"]
+            b = bisect_right(_RANKS, r) + 1
+            row = [_OWN_KEYS[b], own_len[b], _COUNT_KEYS[bisect_right(_RANKS, counts[a])]]
             if a == last:
-                row.append(f"last|pace={pace}")
+                row.append(last_key)
             if a in carted:
                 row.append("carted")
             if a in ordered:
                 row.append("ordered")
         lc = last_clicks.get(a)
-        row.append(f"last_clicks={_bucket(lc, _RANKS) if lc is not None else 'none'}")
         ls = last_successor.get(a)
-        row.append(f"last_successor={_bucket(ls, _RANKS) if ls is not None else 'none'}")
-        row.append(f"clicks_nb={_bucket(clicks_nb.get(a, 0.0), _RATIOS)}")
-        row.append(f"successor_nb={_bucket(successor_nb.get(a, 0.0), _RATIOS)}")
-        row.append(f"buys_nb={_bucket(buys_nb.get(a, 0.0), _RATIOS)}")
-        clicks_pop = popularity.score(CLICKS, a)
-        row.append(f"pop={_bucket(clicks_pop / 4096, _POP)}")
+        clicks_pop = score(CLICKS, a)
+        row += (_LAST_CLICKS[bisect_right(_RANKS, lc) if lc is not None else -1],
+                _LAST_SUCCESSOR[bisect_right(_RANKS, ls) if ls is not None else -1],
+                _CLICKS_NB[bisect_right(_RATIOS, clicks_nb.get(a, 0.0))],
+                _SUCCESSOR_NB[bisect_right(_RATIOS, successor_nb.get(a, 0.0))],
+                _BUYS_NB[bisect_right(_RATIOS, buys_nb.get(a, 0.0))],
+                _POP_KEYS[bisect_right(_POP, clicks_pop / 4096)])
         if clicks_pop:
-            conversion = popularity.score(CARTS, a) / clicks_pop
-            row.append(f"conversion={_bucket(conversion, _RATIOS)}")
+            row.append(_CONVERSION[bisect_right(_RATIOS, score(CARTS, a) / clicks_pop)])
         keys.append(row)
     fill = max(k, depth) + k
     return Candidates([aids[i] for i in shortlist], keys, (tops[0], tops[1], tops[1]),
@@ -303,12 +323,18 @@ class Reranker:
             return True
         return (session * 0x9E3779B97F4A7C15 >> 17) % 100 < self._sample
 
-    def lists(self, candidates: Candidates, k: int = 20) -> tuple[Lists, list[list[float]]]:
-        """The three lists, and each objective's scores (learning reuses them)."""
+    def lists(self, candidates: Candidates, k: int = 20,
+              only: int | None = None) -> tuple[Lists, list[list[float]]]:
+        """The three lists, and each objective's scores (learning reuses them); with
+        ``only``, just that objective's (the others empty): judging an event needs one."""
         aids = candidates.aids
         all_scores: list[list[float]] = []
         lists: list[list[int]] = []
         for objective, ranker in enumerate(self.rankers):
+            if only is not None and objective != only:
+                all_scores.append([])
+                lists.append([])
+                continue
             scores = ranker.scores(candidates, objective)
             all_scores.append(scores)
             top = candidates.tops[objective]

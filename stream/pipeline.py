@@ -145,7 +145,8 @@ class SessionPipeline:
                 if reranker is not None:
                     candidates = build_candidates(list(recent), self.covis, self.popularity,
                                                   successors, reranker.config, k)
-                    lists, scores = reranker.lists(candidates, k)
+                    lists, scores = reranker.lists(candidates, k,
+                                                   None if judges else etype)
                     if learn:
                         reranker.learn(candidates, scores, etype, aid)
                 else:

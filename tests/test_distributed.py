@@ -98,7 +98,7 @@ def assert_lists_equal_embedded(store: RedisStore, data: Path, env: dict[str, st
     """Every session gets the same lists from Redis as from the embedded pipeline."""
     settings = Settings(**{k[len("LIVEREC_"):].lower(): v for k, v in env.items()
                            if k.startswith("LIVEREC_") and k != "LIVEREC_METRICS_PORT"})
-    embedded = SessionPipeline(pipeline_config(settings))
+    embedded = SessionPipeline(pipeline_config(settings, rerank=False))
     events = list(time_ordered(read_events(data)))
     embedded.apply(events)
     sessions = sorted({e.session for e in events})

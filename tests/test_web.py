@@ -83,6 +83,22 @@ def test_metrics_count_processed_and_rejected_events(live_server, client: httpx.
     assert "liverec_events_rejected_total 1.0" in text
 
 
+def test_metrics_and_stats_show_prequential_recall(live_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    """Each event with history is judged against the lists live before it: a shopper going
+    back to the item before is a hit (own items lead the lists), a brand-new item a miss."""
+    events = [Event(7, 1, T0, 0), Event(7, 2, T0 + 1000, 0), Event(7, 1, T0 + 2000, 0),
+              Event(7, 99, T0 + 3000, 0)]
+    live_server.call(live_server.runtime.publish(events))
+    wait_applied(live_server, 4)
+    text = client.get("/metrics").text
+    assert 'liverec_prequential_judged_total{objective="clicks"} 3.0' in text
+    assert 'liverec_prequential_hits_total{objective="clicks"} 1.0' in text
+    assert 'liverec_prequential_recall{objective="clicks"} 0.333' in text
+    recall = client.get("/stats").json()["recall"]
+    assert recall["clicks"] == pytest.approx(1 / 3)
+    assert recall["carts"] is None
+
+
 def test_catalog_gives_stable_readable_items(client: httpx.Client) -> None:
     first = client.get("/catalog/items", params={"aids": "1,2,3"}).json()
     assert [i["aid"] for i in first] == [1, 2, 3]

@@ -1,0 +1,79 @@
+"""What the River re-rankers add to the pipeline, per event: p50/p99 with and without them.
+
+    python benchmarks/rerank_latency.py [--warm 200000] [--events 20000]
+
+Two pipelines learn from the same ``--warm`` synthetic events (time order), one serving the
+co-visitation recipe, one with the re-rankers. Then each applies the next ``--events`` events
+one at a time and every ``apply`` is timed: with re-rankers an event is first judged against
+the lists live before it (candidates, features, three model scores) and learned from, then
+applied. The difference of the percentiles is what re-ranking adds per event. Lists served on
+demand (a push to a watching client) are timed too, for the sessions the timed events touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    return {"p50": statistics.median(samples) * 1e3,
+            "p99": samples[int(0.99 * (len(samples) - 1))] * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from liverec.sources import generated_events
+    from online_models.covisitation import CovisConfig
+    from online_models.rerank import RerankConfig
+    from stream.pipeline import PipelineConfig, SessionPipeline
+
+    total = args.warm + args.events
+    events = generated_events(total // 16 + 1, args.items, args.seed)[:total]
+    warm, timed = events[:args.warm], events[args.warm:]
+    covis = CovisConfig(max_neighbors=200)
+    results: dict[str, dict[str, float]] = {}
+    for name, rerank in (("recipe", None), ("rerank", RerankConfig())):
+        pipeline = SessionPipeline(PipelineConfig(covis=covis, rerank=rerank))
+        for i in range(0, len(warm), 1000):
+            pipeline.apply(warm[i:i + 1000])
+        gc.collect()
+        gc.freeze()  # the warm state is long-lived: keep it out of the timed collections
+        apply_s: list[float] = []
+        for event in timed:
+            started = time.perf_counter()
+            pipeline.apply((event,))
+            apply_s.append(time.perf_counter() - started)
+        lists_s: list[float] = []
+        for session in list(dict.fromkeys(e.session for e in timed))[:5000]:
+            started = time.perf_counter()
+            pipeline.recommendations(session)
+            lists_s.append(time.perf_counter() - started)
+        gc.unfreeze()
+        results[name] = {**{f"apply_{k}_ms": v for k, v in _percentiles(apply_s).items()},
+                         **{f"lists_{k}_ms": v for k, v in _percentiles(lists_s).items()}}
+    added = {k: results["rerank"][k] - results["recipe"][k] for k in results["recipe"]}
+    if args.json:
+        print(json.dumps({**results, "added": added}, indent=2))
+        return
+    print(f"{args.warm:,} warm events, {args.events:,} timed events, one at a time")
+    print(f"{'':10}{'apply p50':>12}{'apply p99':>12}{'lists p50':>12}{'lists p99':>12}  (ms)")
+    for name, row in (*results.items(), ("added", added)):
+        print(f"{name:10}" + "".join(f"{row[k]:12.3f}" for k in
+                                     ("apply_p50_ms", "apply_p99_ms", "lists_p50_ms",
+                                      "lists_p99_ms")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The re-rankers: what they serve before learning, when learning reaches serving, snapshots."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from online_models.rerank import RerankConfig, Reranker, build_candidates
+from producers.generator import GeneratorConfig, generate_sessions
+from stream.events import CARTS, CLICKS, Event
+from stream.pipeline import PipelineConfig, SessionPipeline
+
+T0 = 1_659_304_800_000
+
+
+def _trained(rerank: RerankConfig, sessions: int = 400) -> SessionPipeline:
+    pipeline = SessionPipeline(PipelineConfig(rerank=rerank))
+    events = sorted((e for _, es in generate_sessions(
+        GeneratorConfig(sessions=sessions, items=150, seed=5, days=3)) for e in es),
+        key=lambda e: e.ts)
+    pipeline.apply(events)
+    return pipeline
+
+
+def test_an_untrained_reranker_serves_the_prior_own_items_most_recent_first() -> None:
+    pipeline = SessionPipeline(PipelineConfig(rerank=RerankConfig(learning_rate=0.0)))
+    pipeline.apply([Event(9, 10 + i, T0 + i * 1000, CLICKS) for i in range(5)])
+    pipeline.apply([Event(1, 3, T0 + 10_000, CLICKS), Event(1, 4, T0 + 11_000, CLICKS),
+                    Event(1, 5, T0 + 12_000, CARTS), Event(1, 4, T0 + 13_000, CLICKS)])
+    lists = pipeline.recommendations(1)
+    assert lists.clicks[:3] == [4, 5, 3]
+    assert set(lists.carts[:3]) == {3, 4, 5}
+    assert lists.carts[0] == 5  # the cart weighs most in the carts prior
+    assert len(lists.clicks) == len(set(lists.clicks))
+
+
+def test_learning_reaches_serving_only_at_a_snapshot() -> None:
+    config = RerankConfig(snapshot_every=10_000)
+    pipeline = _trained(config)
+    ranker = pipeline.reranker.rankers[CLICKS]  # type: ignore[union-attr]
+    assert ranker.learned > 100
+    assert ranker.swaps == 0
+    assert ranker.serving == {"prior": 1.0}  # still the starting weights
+    assert dict(ranker.model.weights) != ranker.serving  # the model itself has learned
+    ranker.swap()
+    assert ranker.serving == dict(ranker.model.weights)
+
+
+def test_a_loaded_snapshot_serves_the_same_lists() -> None:
+    pipeline = _trained(RerankConfig(snapshot_every=50))
+    assert pipeline.reranker is not None
+    other = Reranker(RerankConfig())
+    other.load_snapshot(pipeline.reranker.snapshot_bytes())
+    state = pipeline.sessions.get(pipeline.sessions.recent_sessions(1)[0])
+    assert state is not None
+    candidates = build_candidates(list(state.recent), pipeline.covis, pipeline.popularity,
+                                  pipeline.successors, pipeline.reranker.config)
+    assert other.lists(candidates)[0] == pipeline.reranker.lists(candidates)[0]
+
+
+def test_without_learning_only_the_sessions_move() -> None:
+    pipeline = _trained(RerankConfig())
+    cells, items = pipeline.covis.cell_count(), pipeline.popularity.items()
+    learned = pipeline.reranker.stats()  # type: ignore[union-attr]
+    pipeline.apply([Event(10**6, 1, T0 + 9 * 86_400_000, CLICKS),
+                    Event(10**6, 2, T0 + 9 * 86_400_000 + 1, CLICKS)], learn=False)
+    assert pipeline.covis.cell_count() == cells
+    assert pipeline.popularity.items() == items
+    assert pipeline.reranker.stats() == learned  # type: ignore[union-attr]
+    state = pipeline.sessions.get(10**6)
+    assert state is not None and [a for a, _, _ in state.recent] == [1, 2]
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(0, 100))
+def test_session_sampling_is_a_function_of_the_id(session: int, percent: int) -> None:
+    reranker = Reranker(RerankConfig(sample_percent=percent))
+    assert reranker.sampled(session) == Reranker(RerankConfig(sample_percent=percent)).sampled(
+        session)
+    if percent == 0:
+        assert not reranker.sampled(session)
+    if percent == 100:
+        assert reranker.sampled(session)
+
+
+def test_sampling_takes_about_the_asked_share() -> None:
+    reranker = Reranker(RerankConfig(sample_percent=25))
+    share = sum(reranker.sampled(s) for s in range(20_000)) / 20_000
+    assert 0.22 < share < 0.28
