@@ -85,12 +85,25 @@ def evaluate_otto(names: Sequence[str], split: OttoSplit, *, online: bool = Fals
         started = time.perf_counter()
         method = make_method(name, config, rerank)
         _train(method, split.train, progress)
-        method.feed(split.test, learn=online)
-        scores = score_predictions(
-            {session: method.lists(session) for session in split.labels}, split)
+        scores = score_predictions(final_lists(method, split.test, learn=online), split)
         results[name] = {**scores.as_dict(), "seconds": time.perf_counter() - started}
         progress(f"  {name}: {_summary(results[name])}")
     return results
+
+
+def final_lists(method: Method, events: Sequence[Event], *, learn: bool) -> dict[int, Lists]:
+    """Feed events in order and take each session's lists right after its last event.
+
+    Right after, not at the end of the feed: a session's lists are what it was served then,
+    and by the end of the test period an idle session may have expired (TTL) from state.
+    """
+    last = {event.session: i for i, event in enumerate(events)}
+    lists: dict[int, Lists] = {}
+    for i, event in enumerate(events):
+        method.feed((event,), learn=learn)
+        if last[event.session] == i:
+            lists[event.session] = method.lists(event.session)
+    return lists
 
 
 def score_predictions(predictions: dict[int, Lists], split: OttoSplit) -> OttoScores:
@@ -110,10 +123,7 @@ def predict(name: str, train: Sequence[Event], test: Sequence[Event], *, online:
     """Each test session's lists after its given events (``liverec predict``)."""
     method = make_method(name, config, rerank)
     _train(method, time_ordered(train), progress)
-    ordered = time_ordered(test)
-    method.feed(ordered, learn=online)
-    return {session: method.lists(session) for session in dict.fromkeys(e.session
-                                                                         for e in ordered)}
+    return final_lists(method, time_ordered(test), learn=online)
 
 
 def _summary(result: Result) -> str:

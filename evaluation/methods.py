@@ -9,6 +9,7 @@ turn state into lists, so the figures measure the code that serves, not a re-imp
 * ``covis-batch``: the co-visitation recipe over matrices computed in batch from the training
   part (``liverec covis --mode batch``) and never updated after;
 * ``covis``: the streaming pipeline serving the recipe;
+* ``mf``: River matrix factorisation alone (``online_models.factors``), then popular items;
 * ``rerank``: the streaming pipeline with the River re-rankers (the default).
 
 ``learn=False`` (no ``--online``) feeds test events to the sessions only; with it, test events
@@ -22,6 +23,7 @@ from typing import Final
 
 from online_models.covisitation import DAY_MS
 from online_models.covisitation_batch import batch_covisitation
+from online_models.factors import FactorsConfig
 from online_models.recommend import Lists, _most_common, _weighted_history, recommend
 from online_models.rerank import RerankConfig
 from online_models.rows import top_items
@@ -29,7 +31,8 @@ from online_models.sessions import SessionState
 from stream.events import Event
 from stream.pipeline import Judge, PipelineConfig, SessionPipeline
 
-METHODS: Final = ("popular", "recent-popular", "history", "covis-batch", "covis", "rerank")
+METHODS: Final = ("popular", "recent-popular", "history", "covis-batch", "covis", "mf",
+                   "rerank")
 DEFAULT_METHOD: Final = "rerank"
 #: ``popular``'s half-life: long enough that every event of any dataset weighs the same.
 ALL_TIME_MS: Final = 3650 * DAY_MS
@@ -122,6 +125,16 @@ def _history_lists(pipeline: SessionPipeline, state: SessionState | None) -> Lis
     return Lists(own, list(own), list(own))
 
 
+def _factor_lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+    assert pipeline.factors is not None
+    k = pipeline.config.list_size
+    ranked = [aid for aid, _ in pipeline.factors.top([a for a, _, _ in _events(state)], k)]
+    fill = recommend([], pipeline.covis, pipeline.popularity, k)
+    seen = set(ranked)
+    ranked += [a for a in fill.clicks if a not in seen][:k - len(ranked)]
+    return Lists(ranked, list(ranked), list(ranked))
+
+
 def _recipe_over(neighbours: BatchNeighbours) -> ListFunction:
     def lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
         return recommend(_events(state), neighbours, pipeline.popularity,
@@ -148,10 +161,16 @@ def make_method(name: str, base: PipelineConfig | None = None,
         return Method(name, no_rerank)  # lists_of is set once trained
     if name == "covis":
         return Method(name, no_rerank)
+    if name == "mf":
+        config = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
+                                popularity_half_life_ms=base.popularity_half_life_ms,
+                                list_size=base.list_size, factors=base.factors or FactorsConfig())
+        return Method(name, config, _factor_lists)
     if name == "rerank":
         config = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
                                 popularity_half_life_ms=base.popularity_half_life_ms,
-                                list_size=base.list_size, rerank=rerank or RerankConfig())
+                                list_size=base.list_size, rerank=rerank or RerankConfig(),
+                                factors=base.factors)
         return Method(name, config)
     raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from evaluation.evaluate import (
+    Progress,
     Result,
     evaluate_next_item,
     evaluate_otto,
@@ -33,11 +34,11 @@ from stream.events import Event
 from stream.pipeline import PipelineConfig
 
 
-def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _progress(args: argparse.Namespace) -> Progress:
     return (lambda message: None) if args.quiet else stderr_progress()
 
 
-def _read(path: Path, strict: bool, say) -> list[Event]:  # type: ignore[no-untyped-def]
+def _read(path: Path, strict: bool, say: Progress) -> list[Event]:
     report = ReadReport()
     started = time.perf_counter()
     events = list(read_events(path, strict=strict, report=report))

@@ -38,7 +38,8 @@ def pipeline_config(settings: Settings, *, rerank: bool | None = None) -> Pipeli
     return PipelineConfig(
         covis=CovisConfig(max_neighbors=settings.max_neighbors),
         session_ttl_ms=int(settings.session_ttl_days * DAY_MS),
-        rerank=RerankConfig() if use_rerank else None,
+        rerank=(RerankConfig(sample_percent=settings.rerank_sample_percent)
+                if use_rerank else None),
     )
 
 

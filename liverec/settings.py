@@ -32,8 +32,11 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(10.0, gt=0)
     """``liverec worker``: wait at most this long to fill a batch (latency against overhead)."""
     rerank: bool = True
-    """Embedded runtime: serve the River re-rankers' lists and learn them from every event
+    """Embedded runtime: serve the River re-rankers' lists and learn them from events
     (``false``: the co-visitation recipe). The distributed runtime serves the recipe."""
+    rerank_sample_percent: int = Field(10, ge=0, le=100)
+    """Share of sessions whose events are judged (prequential recall) and learned from: each
+    costs a list computation, so 100 % would cap one core near 1,000 events/s."""
     max_neighbors: int = Field(200, ge=0)
     """Co-visitation row bound for serving (0 = unbounded, exact)."""
     session_ttl_days: float = Field(14.0, gt=0)

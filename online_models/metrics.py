@@ -18,7 +18,7 @@ so a list cannot earn a hit twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -123,8 +123,8 @@ class OttoScores:
     objectives: dict[str, RecallCounter] = field(
         default_factory=lambda: {name: RecallCounter() for name in OBJECTIVE_WEIGHTS})
 
-    def add(self, predictions: dict[str, Sequence[int]], labels: dict[str, Collection[int]]
-            ) -> None:
+    def add(self, predictions: Mapping[str, Sequence[int]],
+            labels: Mapping[str, Collection[int]]) -> None:
         """Judge one session: ``labels`` maps objective → truth (an empty truth is skipped,
         as OTTO skips a session without a click label for clicks)."""
         self.sessions += 1

@@ -33,7 +33,7 @@ import math
 import random
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -73,10 +73,18 @@ _SUCCESSOR_NB: Final = _keys("successor_nb", _RATIOS)
 _BUYS_NB: Final = _keys("buys_nb", _RATIOS)
 _POP_KEYS: Final = _keys("pop", _POP)
 _CONVERSION: Final = _keys("conversion", _RATIOS)
+_FACTOR_KEYS: Final = _keys("factors", _RANKS)
+#: A factorisation candidate's prior: below any co-visitation neighbour's usual score, so it
+#: fills where the matrices know nothing and the model learns how much more it is worth.
+_FACTOR_PRIOR: Final = 0.05
 
 
 class Successors(Protocol):
     def top(self, aid: int, k: int = 20) -> list[tuple[int, int]]: ...
+
+
+class Factors(Protocol):
+    def top(self, recent: Sequence[int], k: int = 20) -> list[tuple[int, float]]: ...
 
 
 class PopularityScores(Protocol):
@@ -143,7 +151,8 @@ class Candidates:
 
 def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                      popularity: PopularityScores, successors: Successors | None,
-                     config: RerankConfig, k: int = 20) -> Candidates:
+                     config: RerankConfig, k: int = 20,
+                     factors: Factors | None = None) -> Candidates:
     """The candidates of a session whose recent events are ``events`` (oldest first).
 
     They depend on the session's state only, never on the clock or on when the next event
@@ -175,9 +184,15 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     for a in dict.fromkeys(aid for aid, _, t in reversed(events) if t != CLICKS):
         _add_row(buys_nb, covis.top("buy2buy", a, size), 1.0, None)
 
+    factor_rank: dict[int, int] = {}
+    if factors is not None:
+        top = factors.top([aid for aid, _, _ in events], size)
+        factor_rank = {aid: r for r, (aid, _) in enumerate(top)}
     popular = {t: popularity.top(t, k) for t in (CLICKS, CARTS, ORDERS)}
     pool = dict.fromkeys(unique)
-    for source in (clicks_nb, successor_nb, buys_nb, *popular.values()):
+    sources: list[Iterable[int]] = [clicks_nb, successor_nb, buys_nb, factor_rank,
+                                    *popular.values()]
+    for source in sources:
         pool.update(dict.fromkeys(source))
     aids = list(pool)
 
@@ -186,11 +201,13 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     click_prior = [
         _OWN - own_rank[a] if a in own_rank
         else clicks_nb.get(a, 0.0) + successor_nb.get(a, 0.0) + 1e-3 / (2 + pop_rank.get(a, k))
+        + _FACTOR_PRIOR / (1 + factor_rank.get(a, 1 << 20))
         for a in aids]
     buy_pop = {aid: r for r, aid in enumerate(popular[CARTS] + popular[ORDERS])}
     buy_prior = [
         _OWN + history[a] if a in history
         else buys_nb.get(a, 0.0) + 0.5 * clicks_nb.get(a, 0.0) + 1e-3 / (2 + buy_pop.get(a, k))
+        + _FACTOR_PRIOR / (1 + factor_rank.get(a, 1 << 20))
         for a in aids]
     click_order = _order(click_prior)
     buy_order = _order(buy_prior)
@@ -230,6 +247,9 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                 _SUCCESSOR_NB[bisect_right(_RATIOS, successor_nb.get(a, 0.0))],
                 _BUYS_NB[bisect_right(_RATIOS, buys_nb.get(a, 0.0))],
                 _POP_KEYS[bisect_right(_POP, clicks_pop / 4096)])
+        fr = factor_rank.get(a)
+        if fr is not None:
+            row.append(_FACTOR_KEYS[bisect_right(_RANKS, fr)])
         if clicks_pop:
             row.append(_CONVERSION[bisect_right(_RATIOS, score(CARTS, a) / clicks_pop)])
         keys.append(row)

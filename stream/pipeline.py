@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
+from online_models.factors import FactorsConfig, SessionFactors
 from online_models.metrics import PrequentialRecall
 from online_models.popularity import Popularity
 from online_models.recommend import Lists, Neighbours, Popular, recommend
@@ -43,6 +44,9 @@ class PipelineConfig:
     list_size: int = 20
     rerank: RerankConfig | None = None
     """River re-rankers per objective (``online_models.rerank``); None serves the recipe."""
+    factors: FactorsConfig | None = None
+    """River matrix factorisation (``online_models.factors``), a candidate source of the
+    re-rankers and a method of its own in evaluation; None: not learned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,8 @@ class SessionPipeline:
         rerank = self.config.rerank
         self.reranker = Reranker(rerank) if rerank is not None else None
         self.successors = Successors(covis.max_neighbors) if rerank is not None else None
+        factors = self.config.factors
+        self.factors = SessionFactors(factors) if factors is not None else None
         self.prequential = PrequentialRecall(self.config.list_size)
         """Each judged event against the lists live just before it (test, then train)."""
         self.judges: list[Judge] = []
@@ -115,7 +121,7 @@ class SessionPipeline:
         takes it in. ``learn=False`` updates the sessions' histories only: the models stay as
         they are (an evaluation that learns from its training part only).
         """
-        if self.reranker is not None or self.judges or not learn:
+        if self.reranker is not None or self.factors is not None or self.judges or not learn:
             return self._apply_judged(events, learn)
         touched: set[int] = set()
         touch = self.sessions.touch
@@ -135,6 +141,7 @@ class SessionPipeline:
     def _apply_judged(self, events: Iterable[Event], learn: bool) -> set[int]:
         touched: set[int] = set()
         reranker, successors, judges = self.reranker, self.successors, self.judges
+        factors = self.factors
         k = self.config.list_size
         count = 0
         for event in events:
@@ -144,7 +151,7 @@ class SessionPipeline:
             if recent and (judges or (reranker is not None and reranker.sampled(session))):
                 if reranker is not None:
                     candidates = build_candidates(list(recent), self.covis, self.popularity,
-                                                  successors, reranker.config, k)
+                                                  successors, reranker.config, k, factors)
                     lists, scores = reranker.lists(candidates, k,
                                                    None if judges else etype)
                     if learn:
@@ -157,6 +164,8 @@ class SessionPipeline:
             if learn:
                 if successors is not None and recent:
                     successors.add(recent[-1][0], aid)
+                if factors is not None:
+                    factors.learn(session, aid)
                 self.covis.update(state, aid, ts, etype)
                 self.popularity.update(aid, ts, etype)
             else:
@@ -182,7 +191,7 @@ class SessionPipeline:
                                  self.config.list_size)
         k = self.config.list_size
         candidates = build_candidates(list(state.recent), self.covis, self.popularity,
-                                      self.successors, self.reranker.config, k)
+                                      self.successors, self.reranker.config, k, self.factors)
         lists, _ = self.reranker.lists(candidates, k)
         return Recommendations(session=session, clicks=lists.clicks, carts=lists.carts,
                                orders=lists.orders, version=state.events,

@@ -170,3 +170,16 @@ def test_operations_strip_counts_events(server: LiveServer, page: Any) -> None:
         ".replace(/,/g, '')) > 0")
     shown = int((page.text_content("[data-testid=ops-events]") or "0").replace(",", ""))
     assert 0 < shown <= server.runtime.pipeline.events_applied
+
+
+def test_operations_strip_shows_prequential_recall(server: LiveServer, page: Any) -> None:
+    """Once events of sampled sessions were judged, the page shows recall per objective,
+    the same figure /stats reports."""
+    wait_for(lambda: server.runtime.pipeline.prequential.judged[0] > 0, what="judged clicks")
+    page.goto(server.url)
+    page.wait_for_function(
+        "!document.querySelector('#ops-recall-item').hidden && "
+        "/^[01]\\.\\d{3}$/.test(document.querySelector('#ops-recall-clicks').textContent)")
+    shown = float(page.text_content("#ops-recall-clicks") or "nan")
+    recall = server.runtime.pipeline.prequential.recall()["clicks"]
+    assert recall is not None and abs(shown - recall) < 0.05  # it moves while the page polls

@@ -11,7 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from evaluation.evaluate import evaluate_next_item, evaluate_otto, score_predictions
+from evaluation.evaluate import (
+    evaluate_next_item,
+    evaluate_otto,
+    final_lists,
+    score_predictions,
+)
 from evaluation.methods import METHODS, make_method, parse_methods
 from evaluation.protocols import OttoSplit, otto_split, read_labels, session_labels, write_split
 from evaluation.submission import read_submission, write_submission
@@ -21,6 +26,7 @@ from online_models.recommend import Lists
 from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
 from producers.readers import read_events, read_sessions
 from stream.events import CARTS, CLICKS, ORDERS, Event
+from stream.pipeline import EXPIRE_EVERY
 
 T0 = 1_659_304_800_000
 
@@ -140,6 +146,21 @@ def test_covis_batch_equals_covis_without_online_learning(synthetic: Path) -> No
     results = evaluate_otto(["covis-batch", "covis"], split)
     assert results["covis"]["score"] == results["covis-batch"]["score"]
     assert 0 < results["covis"]["score"] < 1
+
+
+def test_lists_are_taken_when_a_session_ends_not_after_the_whole_feed() -> None:
+    """A session idle past its TTL by the end of the test feed still gets the lists it was
+    served (before this, every such session scored as if it had no history)."""
+    method = make_method("history")
+    method.train([Event(1, 7, T0, CLICKS)])
+    later = T0 + 40 * DAY_MS
+    # enough later events that the pipeline sweeps expired sessions during the feed
+    test = [Event(2, 1, T0 + DAY_MS, CLICKS), Event(2, 2, T0 + DAY_MS + 1, CLICKS),
+            *(Event(3, 5, later + i, CLICKS) for i in range(EXPIRE_EVERY + 1))]
+    lists = final_lists(method, test, learn=False)
+    assert lists[2].clicks == [2, 1]
+    assert lists[3].clicks == [5]
+    assert method.pipeline.sessions.get(2) is None  # swept by the end: too late to ask
 
 
 def test_predict_then_score_equals_evaluate(synthetic: Path, tmp_path: Path,

@@ -86,8 +86,10 @@ def test_metrics_count_processed_and_rejected_events(live_server, client: httpx.
 def test_metrics_and_stats_show_prequential_recall(live_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
     """Each event with history is judged against the lists live before it: a shopper going
     back to the item before is a hit (own items lead the lists), a brand-new item a miss."""
-    events = [Event(7, 1, T0, 0), Event(7, 2, T0 + 1000, 0), Event(7, 1, T0 + 2000, 0),
-              Event(7, 99, T0 + 3000, 0)]
+    reranker = live_server.runtime.pipeline.reranker
+    s = next(s for s in range(1, 10_000) if reranker.sampled(s))  # sessions judged: a share
+    events = [Event(s, 1, T0, 0), Event(s, 2, T0 + 1000, 0), Event(s, 1, T0 + 2000, 0),
+              Event(s, 99, T0 + 3000, 0)]
     live_server.call(live_server.runtime.publish(events))
     wait_applied(live_server, 4)
     text = client.get("/metrics").text
