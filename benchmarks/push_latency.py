@@ -1,10 +1,12 @@
 """Event → WebSocket push latency, with real clients, at a fixed event rate.
 
-    python benchmarks/push_latency.py [--rate 1000] [--seconds 20] [--sessions 200]
+    python benchmarks/push_latency.py [--rate 1000] [--seconds 20] [--sessions 200] [--rerank]
     python benchmarks/push_latency.py --distributed [--workers N] [--kafka …] [--redis …]
 
 Embedded (default): starts ``liverec demo`` in its own process (synthetic sessions replayed at
-max speed, so the state is warm) and waits for the replay to finish. Distributed: starts
+max speed, so the state is warm) and waits for the replay to finish; it serves the
+co-visitation recipe unless ``--rerank`` asks for the River re-rankers (the demo's default),
+whose lists cost about three times as much to compute. Distributed: starts
 ``--workers`` ``liverec worker`` processes and one ``liverec web`` node on the local Kafka and
 Redis (``deploy/local/services.sh up``), replays the same synthetic sessions into Kafka and
 waits until the workers have applied them; every measured event then goes POST → web node → Kafka →
@@ -169,7 +171,8 @@ def start_embedded(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]
     server = subprocess.Popen(
         [sys.executable, "-m", "liverec", "demo", "--port", str(args.port), "--speed", "max",
          "--sessions", str(args.warm_sessions), "--items", "20000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "LIVEREC_RERANK": "true" if args.rerank else "false"})
     procs.append(server)
     asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs))
 
@@ -208,6 +211,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="workers (distributed)")
     parser.add_argument("--metrics-port", type=int, default=9199,
                         help="the first worker's /metrics (distributed; the next ones follow)")
+    parser.add_argument("--rerank", action="store_true",
+                        help="embedded: serve the River re-rankers' lists (default: the recipe)")
     parser.add_argument("--distributed", action="store_true",
                         help="through a worker and a web node on Kafka and Redis")
     add_service_args(parser)

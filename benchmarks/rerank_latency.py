@@ -8,6 +8,11 @@ one at a time and every ``apply`` is timed: with re-rankers an event is first ju
 the lists live before it (candidates, features, three model scores) and learned from, then
 applied. The difference of the percentiles is what re-ranking adds per event. Lists served on
 demand (a push to a watching client) are timed too, for the sessions the timed events touched.
+
+The garbage collector runs as in the serving process (``liverec/collector.py``): young
+generations collected and frozen once a "second" (1,000 events here), outside the timing.
+``--sample`` is the share of sessions whose clicks are judged and learned from (carts and
+orders always are): 100 times every event's worst case, 10 is what the runtime runs.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sample", type=int, default=100, help="percent of sessions judged")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -44,14 +50,17 @@ def main() -> None:
     warm, timed = events[:args.warm], events[args.warm:]
     covis = CovisConfig(max_neighbors=200)
     results: dict[str, dict[str, float]] = {}
-    for name, rerank in (("recipe", None), ("rerank", RerankConfig())):
+    for name, rerank in (("recipe", None), ("rerank", RerankConfig(sample_percent=args.sample))):
         pipeline = SessionPipeline(PipelineConfig(covis=covis, rerank=rerank))
         for i in range(0, len(warm), 1000):
             pipeline.apply(warm[i:i + 1000])
         gc.collect()
         gc.freeze()  # the warm state is long-lived: keep it out of the timed collections
         apply_s: list[float] = []
-        for event in timed:
+        for i, event in enumerate(timed):
+            if i % 1000 == 999:
+                gc.collect(1)
+                gc.freeze()
             started = time.perf_counter()
             pipeline.apply((event,))
             apply_s.append(time.perf_counter() - started)
@@ -67,7 +76,8 @@ def main() -> None:
     if args.json:
         print(json.dumps({**results, "added": added}, indent=2))
         return
-    print(f"{args.warm:,} warm events, {args.events:,} timed events, one at a time")
+    print(f"{args.warm:,} warm events, {args.events:,} timed events, one at a time, "
+          f"{args.sample} % of sessions judged")
     print(f"{'':10}{'apply p50':>12}{'apply p99':>12}{'lists p50':>12}{'lists p99':>12}  (ms)")
     for name, row in (*results.items(), ("added", added)):
         print(f"{name:10}" + "".join(f"{row[k]:12.3f}" for k in

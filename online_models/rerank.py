@@ -15,9 +15,9 @@ shoppers do next, how much each is worth:
    session, in the last item's rows, its neighbour scores, popularity, conversion, session
    length, the shopper's pace and their useful crosses): a linear model over indicators is a
    generalised additive model, which ranks far better than the raw values would.
-4. **Learning**: when an event of type ``t`` arrives, the candidates built just before it are
-   labelled by it (the aid is the positive, a uniform sample of the other shortlisted
-   candidates are negatives) and objective ``t``'s model learns from them: test, then train.
+4. **Learning**, test then train: a click labels the candidates built just before it; a cart
+   or an order labels a state drawn from the session's earlier ones (:meth:`Reranker.learn`
+   says why). The aid is the positive, a uniform sample of the shortlist the negatives.
 5. **Serving** reads a *snapshot* of each model's weights, taken every ``snapshot_every``
    learned events and swapped in whole: serving never sees a half-updated model, and a
    snapshot is a plain dict that a store can save and another process load
@@ -33,7 +33,7 @@ import math
 import random
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -102,8 +102,9 @@ class RerankConfig:
     depth: int = 30
     """Candidates per objective the model re-ranks (the prior's best); deeper ones follow in
     the prior's order."""
-    history: int = 10
-    """The most recent distinct items whose rows are read."""
+    history: int = 5
+    """The most recent distinct items whose rows are read (10 gave the same figures on
+    YOOCHOOSE at twice the cost: the 1/position weights make older rows count little)."""
     successor_items: int = 3
     """The most recent distinct items whose successors are read."""
     negatives: int = 8
@@ -111,11 +112,16 @@ class RerankConfig:
     best wrong candidates ("hard" negatives): those sit at the top of the prior, so the
     sample would teach the model that a good prior rank predicts *no* click."""
     learning_rate: float = 0.005
+    buy_learning_rate: float | None = None
+    """The carts and orders models' rate (None: ``learning_rate``)."""
+    reservoir_sessions: int = 100_000
+    """Sessions whose earlier state is kept for the buying models (least recent dropped)."""
     snapshot_every: int = 100
     """Learned events of an objective between two snapshots of its model."""
     sample_percent: int = 100
     """Share of sessions (by a hash of the id, so every process picks the same ones) whose
-    events are judged and learned from: the rest only update the matrices."""
+    clicks are judged and learned from. Carts and orders are always: they are rare (a tenth
+    of the events), so they cost little, and the buying models need every one of them."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -198,20 +204,26 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
 
     # The priors: own items first, then neighbours; popularity only breaks ties.
     pop_rank = {aid: r for r, aid in enumerate(popular[CLICKS])}
-    click_prior = [
-        _OWN - own_rank[a] if a in own_rank
-        else clicks_nb.get(a, 0.0) + successor_nb.get(a, 0.0) + 1e-3 / (2 + pop_rank.get(a, k))
-        + _FACTOR_PRIOR / (1 + factor_rank.get(a, 1 << 20))
-        for a in aids]
     buy_pop = {aid: r for r, aid in enumerate(popular[CARTS] + popular[ORDERS])}
-    buy_prior = [
-        _OWN + history[a] if a in history
-        else buys_nb.get(a, 0.0) + 0.5 * clicks_nb.get(a, 0.0) + 1e-3 / (2 + buy_pop.get(a, k))
-        + _FACTOR_PRIOR / (1 + factor_rank.get(a, 1 << 20))
-        for a in aids]
-    click_order = _order(click_prior)
-    buy_order = _order(buy_prior)
+    click_prior: list[float] = []
+    buy_prior: list[float] = []
+    clicks_get, successor_get, buys_get = clicks_nb.get, successor_nb.get, buys_nb.get
+    factor_get = factor_rank.get
+    for a in aids:
+        clicks_score = clicks_get(a, 0.0)
+        near = clicks_score + successor_get(a, 0.0)
+        factor = _FACTOR_PRIOR / (1 + factor_get(a, 1 << 20))
+        r = own_rank.get(a)
+        click_prior.append(_OWN - r if r is not None
+                           else near + 1e-3 / (2 + pop_rank.get(a, k)) + factor)
+        h = history.get(a)
+        buy_prior.append(_OWN + h if h is not None
+                         else buys_get(a, 0.0) + clicks_score + successor_get(a, 0.0)
+                         + 1e-3 / (2 + buy_pop.get(a, k)) + factor)
     depth = config.depth
+    fill = max(k, depth) + k
+    click_order = _order(click_prior, fill)
+    buy_order = _order(buy_prior, fill)
     shortlist = list(dict.fromkeys([*click_order[:depth], *buy_order[:depth]]))
     position = {i: j for j, i in enumerate(shortlist)}
     tops = tuple([position[i] for i in order[:depth]] for order in (click_order, buy_order))
@@ -253,7 +265,6 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
         if clicks_pop:
             row.append(_CONVERSION[bisect_right(_RATIOS, score(CARTS, a) / clicks_pop)])
         keys.append(row)
-    fill = max(k, depth) + k
     return Candidates([aids[i] for i in shortlist], keys, (tops[0], tops[1], tops[1]),
                       ([aids[i] for i in click_order[:fill]], [aids[i] for i in buy_order[:fill]]))
 
@@ -269,17 +280,18 @@ def _add_row(scores: dict[int, float], row: list[tuple[int, int]], weight: float
             ranks[b] = r
 
 
-def _order(scores: list[float]) -> list[int]:
-    """Indices by score descending (ties: first seen first)."""
-    return sorted(range(len(scores)), key=lambda i: -scores[i])
+def _order(scores: list[float], n: int) -> list[int]:
+    """The ``n`` best indices by score descending (ties: first seen first). A full sort: for
+    a few hundred candidates it beats ``heapq.nlargest`` of 50."""
+    return sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:n]
 
 
 class ObjectiveRanker:
     """One objective's River model and the snapshot of it that serves."""
 
-    def __init__(self, config: RerankConfig) -> None:
+    def __init__(self, config: RerankConfig, learning_rate: float) -> None:
         self.config = config
-        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(config.learning_rate))
+        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
         self.model._weights["prior"] = 1.0  # start from the hand-made ranking (module doc)
         self.serving: dict[str, float] = dict(self.model.weights)
         self.learned = 0
@@ -295,8 +307,7 @@ class ObjectiveRanker:
                 + sum(get(key, 0.0) for key in keys[i])
                 for rank, i in enumerate(candidates.tops[objective])]
 
-    def learn(self, candidates: Candidates, objective: int, positive: int,
-              scores: list[float]) -> bool:
+    def learn(self, candidates: Candidates, objective: int, positive: int) -> bool:
         """Learn from one event; False when its aid was not shortlisted (nothing to learn)."""
         top = candidates.tops[objective]
         aids = candidates.aids
@@ -305,7 +316,7 @@ class ObjectiveRanker:
         except StopIteration:
             return False
         config = self.config
-        negatives = self._rng.sample(range(len(scores)), min(config.negatives, len(scores)))
+        negatives = self._rng.sample(range(len(top)), min(config.negatives, len(top)))
         learn_one = self.model.learn_one
         learn_one(self._example(candidates, top, index), True)
         for r in negatives:
@@ -334,24 +345,31 @@ class Reranker:
 
     def __init__(self, config: RerankConfig | None = None) -> None:
         self.config = config or RerankConfig()
-        self.rankers = tuple(ObjectiveRanker(self.config) for _ in OBJECTIVES)
+        config = self.config
+        buys = config.learning_rate if config.buy_learning_rate is None else \
+            config.buy_learning_rate
+        self.rankers = tuple(ObjectiveRanker(config, rate)
+                             for rate in (config.learning_rate, buys, buys))
         self._sample = self.config.sample_percent
+        self._kept: dict[int, tuple[int, Candidates]] = {}
+        """Per session: states seen, and one of them drawn uniformly (see :meth:`learn`)."""
+        self._rng = random.Random(self.config.seed)
 
-    def sampled(self, session: int) -> bool:
-        """Whether this session's events are judged and learned from (same in every process)."""
-        if self._sample >= 100:
+    def sampled(self, session: int, etype: int = CLICKS) -> bool:
+        """Whether this event is judged and learned from (the same in every process)."""
+        if self._sample >= 100 or etype != CLICKS:
             return True
         return (session * 0x9E3779B97F4A7C15 >> 17) % 100 < self._sample
 
     def lists(self, candidates: Candidates, k: int = 20,
-              only: int | None = None) -> tuple[Lists, list[list[float]]]:
+              only: Collection[int] | None = None) -> tuple[Lists, list[list[float]]]:
         """The three lists, and each objective's scores (learning reuses them); with
-        ``only``, just that objective's (the others empty): judging an event needs one."""
+        ``only``, just those objectives' (the others empty): judging an event needs few."""
         aids = candidates.aids
         all_scores: list[list[float]] = []
         lists: list[list[int]] = []
         for objective, ranker in enumerate(self.rankers):
-            if only is not None and objective != only:
+            if only is not None and objective not in only:
                 all_scores.append([])
                 lists.append([])
                 continue
@@ -367,9 +385,35 @@ class Reranker:
             lists.append(ranked)
         return Lists(*lists), all_scores
 
-    def learn(self, candidates: Candidates, scores: list[list[float]], etype: int,
-              aid: int) -> bool:
-        return self.rankers[etype].learn(candidates, etype, aid, scores[etype])
+    def learn(self, session: int, candidates: Candidates, etype: int, aid: int) -> bool:
+        """Learn from an event of ``session`` whose state before it gave ``candidates``.
+
+        A click teaches the clicks model from the state just before it: the next click is
+        what the clicks list is for. A cart or an order teaches its model from a state drawn
+        uniformly from the session's earlier ones (a reservoir of one per session), not the
+        one just before: the carts and orders lists are for *everything* bought later, and
+        learning only from the moment just before a cart taught the models that the item
+        clicked last is the one bought, which cost recall.
+        """
+        if etype == CLICKS:
+            learned = self.rankers[CLICKS].learn(candidates, CLICKS, aid)
+            self._keep(session, candidates)
+            return learned
+        kept = self._kept.get(session)
+        learned = kept is not None and self.rankers[etype].learn(kept[1], etype, aid)
+        self._keep(session, candidates)
+        return learned
+
+    def _keep(self, session: int, candidates: Candidates) -> None:
+        kept = self._kept.pop(session, None)
+        seen = 1 if kept is None else kept[0] + 1
+        if kept is None or self._rng.random() * seen < 1:
+            kept = (seen, candidates)
+        else:
+            kept = (seen, kept[1])
+        self._kept[session] = kept  # most recently active last
+        if len(self._kept) > self.config.reservoir_sessions:
+            del self._kept[next(iter(self._kept))]
 
     def stats(self) -> dict[str, int]:
         return {f"rerank_learned_{name}": r.learned for name, r in zip(OBJECTIVES, self.rankers,

@@ -148,14 +148,14 @@ class SessionPipeline:
             session, aid, ts, etype = event
             state = self.sessions.touch(session, ts)
             recent = state.recent
-            if recent and (judges or (reranker is not None and reranker.sampled(session))):
+            if recent and (judges or (reranker is not None
+                                      and reranker.sampled(session, etype))):
                 if reranker is not None:
                     candidates = build_candidates(list(recent), self.covis, self.popularity,
                                                   successors, reranker.config, k, factors)
-                    lists, scores = reranker.lists(candidates, k,
-                                                   None if judges else etype)
+                    lists, _ = reranker.lists(candidates, k, None if judges else (etype,))
                     if learn:
-                        reranker.learn(candidates, scores, etype, aid)
+                        reranker.learn(session, candidates, etype, aid)
                 else:
                     lists = recommend(list(recent), self.covis, self.popularity, k)
                 self.prequential.add(etype, (lists.clicks, lists.carts, lists.orders), aid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from online_models.rerank import RerankConfig, Reranker, build_candidates
+from online_models.rerank import Candidates, RerankConfig, Reranker, build_candidates
 from producers.generator import GeneratorConfig, generate_sessions
 from stream.events import CARTS, CLICKS, Event
 from stream.pipeline import PipelineConfig, SessionPipeline
@@ -86,3 +86,32 @@ def test_sampling_takes_about_the_asked_share() -> None:
     reranker = Reranker(RerankConfig(sample_percent=25))
     share = sum(reranker.sampled(s) for s in range(20_000)) / 20_000
     assert 0.22 < share < 0.28
+
+
+def _candidates(*aids: int) -> Candidates:
+    top = list(range(len(aids)))
+    return Candidates(list(aids), [[] for _ in aids], (top, top, top), (list(aids), list(aids)))
+
+
+def test_a_cart_teaches_from_an_earlier_state_not_the_one_just_before() -> None:
+    """The carts list is for everything carted later, so a cart is learned against a state
+    drawn from the session's earlier ones; the clicks model learns from the latest state."""
+    reranker = Reranker(RerankConfig())
+    earlier, latest = _candidates(5, 6), _candidates(7, 8)
+    assert not reranker.learn(1, earlier, CARTS, 5)  # nothing kept yet for session 1
+    assert reranker.learn(1, earlier, CLICKS, 6)
+    # the state just before the cart lacks 5; the kept earlier one has it
+    assert reranker.learn(1, latest, CARTS, 5)
+    assert reranker.rankers[CARTS].learned == 1
+    assert not reranker.learn(2, latest, CARTS, 5)  # another session's state is not used
+
+
+def test_the_kept_state_is_drawn_uniformly_from_the_session() -> None:
+    reranker = Reranker(RerankConfig(seed=3))
+    counts = {aid: 0 for aid in range(4)}
+    for session in range(4000):
+        for aid in range(4):
+            reranker.learn(session, _candidates(aid), CLICKS, aid)
+        kept = reranker._kept[session][1].aids[0]
+        counts[kept] += 1
+    assert all(800 < n < 1200 for n in counts.values()), counts
