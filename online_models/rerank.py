@@ -40,7 +40,7 @@ from typing import Final, Protocol
 import orjson
 from river import linear_model, optim
 
-from online_models.recommend import TYPE_MULTIPLIERS, Lists, Neighbours, _recency_weights
+from online_models.recommend import Lists, Neighbours, _weighted_history
 from online_models.types import CARTS, CLICKS, ORDERS, TYPE_NAMES
 
 OBJECTIVES: Final = TYPE_NAMES
@@ -79,7 +79,7 @@ _FACTOR_KEYS: Final = _keys("factors", _RANKS)
 _FACTOR_PRIOR: Final = 0.05
 
 
-class Successors(Protocol):
+class SuccessorRows(Protocol):
     def top(self, aid: int, k: int = 20) -> list[tuple[int, int]]: ...
 
 
@@ -156,7 +156,7 @@ class Candidates:
 
 
 def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
-                     popularity: PopularityScores, successors: Successors | None,
+                     popularity: PopularityScores, successors: SuccessorRows | None,
                      config: RerankConfig, k: int = 20,
                      factors: Factors | None = None) -> Candidates:
     """The candidates of a session whose recent events are ``events`` (oldest first).
@@ -170,9 +170,7 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     counts = Counter(aid for aid, _, _ in events)
     carted = {aid for aid, _, t in events if t == CARTS}
     ordered = {aid for aid, _, t in events if t == ORDERS}
-    history: dict[int, float] = {}
-    for (aid, _, etype), w in zip(events, _recency_weights(n), strict=True):
-        history[aid] = history.get(aid, 0.0) + w * TYPE_MULTIPLIERS[etype]
+    history = _weighted_history(events)
 
     size = config.neighbours
     clicks_nb: dict[int, float] = {}
@@ -362,28 +360,26 @@ class Reranker:
         return (session * 0x9E3779B97F4A7C15 >> 17) % 100 < self._sample
 
     def lists(self, candidates: Candidates, k: int = 20,
-              only: Collection[int] | None = None) -> tuple[Lists, list[list[float]]]:
-        """The three lists, and each objective's scores (learning reuses them); with
-        ``only``, just those objectives' (the others empty): judging an event needs few."""
+              only: Collection[int] | None = None) -> Lists:
+        """The three lists; with ``only``, just those objectives' (the others empty):
+        judging an event needs one."""
         aids = candidates.aids
-        all_scores: list[list[float]] = []
         lists: list[list[int]] = []
         for objective, ranker in enumerate(self.rankers):
             if only is not None and objective not in only:
-                all_scores.append([])
                 lists.append([])
                 continue
             scores = ranker.scores(candidates, objective)
-            all_scores.append(scores)
             top = candidates.tops[objective]
-            order = sorted(range(len(top)), key=lambda r: (-scores[r], r))
+            # stable: equal scores keep the prior's order
+            order = sorted(range(len(top)), key=scores.__getitem__, reverse=True)
             ranked = [aids[top[r]] for r in order[:k]]
             if len(ranked) < k:
                 taken = set(ranked)
                 tail = candidates.prior[min(objective, 1)]
                 ranked += [a for a in tail[len(top):] if a not in taken][:k - len(ranked)]
             lists.append(ranked)
-        return Lists(*lists), all_scores
+        return Lists(*lists)
 
     def learn(self, session: int, candidates: Candidates, etype: int, aid: int) -> bool:
         """Learn from an event of ``session`` whose state before it gave ``candidates``.

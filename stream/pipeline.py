@@ -153,7 +153,7 @@ class SessionPipeline:
                 if reranker is not None:
                     candidates = build_candidates(list(recent), self.covis, self.popularity,
                                                   successors, reranker.config, k, factors)
-                    lists, _ = reranker.lists(candidates, k, None if judges else (etype,))
+                    lists = reranker.lists(candidates, k, None if judges else (etype,))
                     if learn:
                         reranker.learn(session, candidates, etype, aid)
                 else:
@@ -192,7 +192,7 @@ class SessionPipeline:
         k = self.config.list_size
         candidates = build_candidates(list(state.recent), self.covis, self.popularity,
                                       self.successors, self.reranker.config, k, self.factors)
-        lists, _ = self.reranker.lists(candidates, k)
+        lists = self.reranker.lists(candidates, k)
         return Recommendations(session=session, clicks=lists.clicks, carts=lists.carts,
                                orders=lists.orders, version=state.events,
                                event_ts=state.max_ts)

@@ -55,7 +55,7 @@ def test_a_loaded_snapshot_serves_the_same_lists() -> None:
     assert state is not None
     candidates = build_candidates(list(state.recent), pipeline.covis, pipeline.popularity,
                                   pipeline.successors, pipeline.reranker.config)
-    assert other.lists(candidates)[0] == pipeline.reranker.lists(candidates)[0]
+    assert other.lists(candidates) == pipeline.reranker.lists(candidates)
 
 
 def test_without_learning_only_the_sessions_move() -> None:
