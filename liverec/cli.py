@@ -190,8 +190,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = create_worker_app(broker=settings.bus, store=settings.store,
                             topic_prefix=settings.topic_prefix, app_id=settings.app_id,
                             partitions=settings.partitions, max_batch=settings.max_batch,
-                            config=pipeline_config(settings, rerank=False),
-                            batch_window_s=settings.batch_window_ms / 1000)
+                            config=pipeline_config(settings, distributed=True),
+                            batch_window_s=settings.batch_window_ms / 1000,
+                            model_sync_s=settings.model_sync_seconds)
     if settings.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
 
@@ -225,7 +226,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _distributed_settings("web")
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=updates)
-    return asyncio.run(run_web(settings, pipeline_config(settings, rerank=False)))
+    return asyncio.run(run_web(settings, pipeline_config(settings, distributed=True)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -23,22 +23,25 @@ from stream.bus import Bus, open_bus
 from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
 from stream.runner import PipelineRunner
+from stream.serving import distributed_rerank
 from web.app import create_app
 from web.catalog import Catalog
 from web.hub import RecommendationHub
 
 
-def pipeline_config(settings: Settings, *, rerank: bool | None = None) -> PipelineConfig:
+def pipeline_config(settings: Settings, *, rerank: bool | None = None,
+                    distributed: bool = False) -> PipelineConfig:
     """The pipeline the settings describe; ``rerank`` overrides ``settings.rerank``.
 
-    The distributed runtime passes ``rerank=False``: its workers sum state in Redis, and
-    re-rankers learned per worker would serve different lists on different nodes.
+    ``distributed``: the re-rankers as workers and web nodes run them
+    (:func:`stream.serving.distributed_rerank`: no successors, snapshots on a clock).
     """
     use_rerank = settings.rerank if rerank is None else rerank
+    config = RerankConfig(sample_percent=settings.rerank_sample_percent)
     return PipelineConfig(
         covis=CovisConfig(max_neighbors=settings.max_neighbors),
         session_ttl_ms=int(settings.session_ttl_days * DAY_MS),
-        rerank=(RerankConfig(sample_percent=settings.rerank_sample_percent)
+        rerank=((distributed_rerank(config) if distributed else config)
                 if use_rerank else None),
     )
 

@@ -32,11 +32,15 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(10.0, gt=0)
     """``liverec worker``: wait at most this long to fill a batch (latency against overhead)."""
     rerank: bool = True
-    """Embedded runtime: serve the River re-rankers' lists and learn them from events
-    (``false``: the co-visitation recipe). The distributed runtime serves the recipe."""
+    """Serve the River re-rankers' lists and learn them from events (``false``: the
+    co-visitation recipe). Distributed: workers learn, mix and save snapshots to Redis, and
+    every worker and web node serves the newest."""
     rerank_sample_percent: int = Field(10, ge=0, le=100)
     """Share of sessions whose events are judged (prequential recall) and learned from: each
     costs a list computation, so 100 % would cap one core near 1,000 events/s."""
+    model_sync_seconds: float = Field(5.0, gt=0)
+    """``liverec worker``: save the re-rankers' snapshot to Redis (mixed with the other
+    workers') this often; web nodes and workers serve a new one within a second."""
     max_neighbors: int = Field(200, ge=0)
     """Co-visitation row bound for serving (0 = unbounded, exact)."""
     session_ttl_days: float = Field(14.0, gt=0)

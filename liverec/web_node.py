@@ -35,11 +35,12 @@ from liverec.server import make_server
 from liverec.settings import Settings
 from online_models.popularity import ALL_TYPES
 from online_models.redis_store import WATCH_TTL_MS, RedisStore
+from online_models.rerank import Reranker
 from online_models.sessions import SessionState
 from stream.events import Event
 from stream.kafka_bus import KafkaBus
 from stream.pipeline import PipelineConfig, Recommendations
-from stream.serving import lists_from_store
+from stream.serving import SharedModels, lists_from_store
 from web.app import create_app
 from web.hub import RecommendationHub
 
@@ -57,6 +58,9 @@ class StoreBackend:
         self.bus = KafkaBus(settings.bus, topic=f"{settings.topic_prefix}events",
                             group_id=settings.app_id)
         self.hub = RecommendationHub()
+        self.models = (SharedModels(self.store, Reranker(config.rerank))
+                       if config.rerank is not None else None)
+        """The re-rankers' newest snapshot from the store, for lists no worker announced."""
         self.listening = False
         self.announced = 0
         self._now: tuple[float, int | None] = (0.0, None)
@@ -73,7 +77,12 @@ class StoreBackend:
             recs = Recommendations.from_json(orjson.loads(stored))
             if state is not None and recs.version == state.events:
                 return recs  # the workers' latest for this version
-        return lists_from_store(self.store, {session: state}, self.config.list_size)[session]
+        reranker = None
+        if self.models is not None:
+            self.models.refresh()
+            reranker = self.models.reranker
+        return lists_from_store(self.store, {session: state}, self.config.list_size,
+                                reranker)[session]
 
     async def publish(self, events: Sequence[Event]) -> None:
         await self.bus.publish(events)

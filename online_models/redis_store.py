@@ -20,6 +20,8 @@ Layout (``{p}`` = key prefix):
 * ``{p}session:{id}``: a session's window and open runs (JSON), with a time to live;
 * ``{p}offset:{topic}:{partition}``: the next offset to apply;
 * ``{p}live``: sorted set of recently active sessions by last event time; ``{p}events``: count;
+* ``{p}model:{name}``: the latest snapshot of a learned model (``rerank``: the re-rankers'
+  serving weights, JSON) and ``{p}model:{name}:version``, incremented with every save;
 * ``{p}watched``: sorted set of sessions some web node's client watches, scored by when the
   watch lapses unless renewed (wall-clock ms); ``{p}lists:{id}``: a watched session's latest
   lists (JSON, expiring with the watch), also published on the channel ``{p}lists``.
@@ -36,7 +38,7 @@ from typing import Any, cast
 
 import redis
 
-from online_models.popularity import TopSide, merged_top
+from online_models.popularity import EPOCH_HALF_LIVES, TopSide, merged_top
 from online_models.rows import MATRICES, CellJournal, export_rows, fold_epochs
 
 #: Recently active sessions kept in ``{p}live``.
@@ -301,6 +303,22 @@ class RedisStore:
 
         return TopSide(head, values)
 
+    def popularity_scores(self, kinds: Sequence[int],
+                          aids: Sequence[int]) -> dict[int, list[int]]:
+        """Per kind, the items' scores as :meth:`Popularity.score` gives them over the same
+        events (0 for an item never seen), in one round trip after the epoch's."""
+        epoch = self.popularity_epoch()
+        if epoch < 0 or not aids:
+            return {kind: [0] * len(aids) for kind in kinds}
+        pipe = cast(Any, self.client.pipeline(transaction=False))
+        for kind in kinds:
+            pipe.zmscore(self._pop_key(epoch, kind), aids)
+            pipe.zmscore(self._pop_key(epoch - 1, kind), aids)
+        replies = pipe.execute()
+        return {kind: [int(now or 0) + (int(before or 0) >> EPOCH_HALF_LIVES)
+                       for now, before in zip(replies[2 * i], replies[2 * i + 1], strict=True)]
+                for i, kind in enumerate(kinds)}
+
     def live_sessions(self, limit: int) -> list[int]:
         """Recently active sessions, most recent first."""
         client = cast(Any, self.client)
@@ -309,6 +327,32 @@ class RedisStore:
     def events(self) -> int:
         """Events applied by all workers together."""
         return int(self.client.get(f"{self.prefix}events") or 0)
+
+    # -- learned models ----------------------------------------------------------------------------
+    def _model_key(self, name: str) -> str:
+        return f"{self.prefix}model:{name}"
+
+    def save_model(self, name: str, snapshot: bytes) -> int:
+        """Store a model's snapshot; return its version (1 for the first save, then +1)."""
+        key = self._model_key(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(f"{key}:version")
+        pipe.set(key, snapshot)
+        version, _ = pipe.execute()
+        return int(version)
+
+    def model_version(self, name: str) -> int:
+        """The version of a model's latest snapshot (0: none saved yet): one cheap read."""
+        return int(self.client.get(f"{self._model_key(name)}:version") or 0)
+
+    def model(self, name: str) -> tuple[int, bytes] | None:
+        """A model's latest snapshot and its version, read together (None: never saved)."""
+        key = self._model_key(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(f"{key}:version")
+        pipe.get(key)
+        version, snapshot = pipe.execute()
+        return None if snapshot is None else (int(version), snapshot)
 
     # -- watched sessions and their lists --------------------------------------------------------
     @property

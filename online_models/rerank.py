@@ -21,7 +21,9 @@ shoppers do next, how much each is worth:
 5. **Serving** reads a *snapshot* of each model's weights, taken every ``snapshot_every``
    learned events and swapped in whole: serving never sees a half-updated model, and a
    snapshot is a plain dict that a store can save and another process load
-   (:meth:`Reranker.snapshot_bytes`).
+   (:meth:`Reranker.snapshot_bytes`). The distributed runtime takes snapshots on a clock
+   instead, saves them to Redis and every worker and web node swaps in the newest
+   (``docs/production.md``).
 
 The model starts from the prior (its weight is 1, the others 0), so an untrained re-ranker
 serves the hand-made ranking and learning only moves it where the data says so.
@@ -117,7 +119,8 @@ class RerankConfig:
     reservoir_sessions: int = 100_000
     """Sessions whose earlier state is kept for the buying models (least recent dropped)."""
     snapshot_every: int = 100
-    """Learned events of an objective between two snapshots of its model."""
+    """Learned events of an objective between two snapshots of its model; 0: only when the
+    owner calls :meth:`Reranker.swap` (the distributed runtime, which swaps on a clock)."""
     sample_percent: int = 100
     """Share of sessions (by a hash of the id, so every process picks the same ones) whose
     clicks are judged and learned from. Carts and orders are always: they are rare (a tenth
@@ -127,6 +130,8 @@ class RerankConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.sample_percent <= 100:
             raise ValueError("sample_percent must be in 0..100")
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be 0 (never by itself) or more")
         if min(self.neighbours, self.history) < 1:
             raise ValueError("neighbours and history must be at least 1")
         if not 1 <= self.depth <= 1000:
@@ -153,6 +158,17 @@ class Candidates:
     """Per objective, its top ``depth`` under the prior as indices into ``aids``, best first."""
     prior: tuple[list[int], list[int]]
     """The prior's order of all candidates (clicks; carts and orders), for the tail."""
+
+
+def candidate_rows(events: Sequence[tuple[int, int, int]],
+                   config: RerankConfig) -> list[tuple[str, int]]:
+    """The (matrix, aid) rows :func:`build_candidates` reads for these events (oldest first),
+    so that a store can fetch them in one round trip."""
+    unique = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))[:config.history]
+    rows = [(matrix, aid) for aid in unique for matrix in ("clicks", "carts_orders")]
+    rows += [("buy2buy", aid) for aid in dict.fromkeys(
+        aid for aid, _, t in reversed(events) if t != CLICKS)]
+    return rows
 
 
 def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
@@ -269,7 +285,7 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
 
 def _add_row(scores: dict[int, float], row: list[tuple[int, int]], weight: float,
              ranks: dict[int, int] | None) -> None:
-    if not row:
+    if not row or row[0][1] <= 0:  # nothing, or weights decayed to zero: no signal left
         return
     scale = weight / row[0][1]
     for r, (b, v) in enumerate(row):
@@ -321,7 +337,7 @@ class ObjectiveRanker:
             if r != index:
                 learn_one(self._example(candidates, top, r), False)
         self.learned += 1
-        if self.learned % config.snapshot_every == 0:
+        if config.snapshot_every and self.learned % config.snapshot_every == 0:
             self.swap()
         return True
 
@@ -420,10 +436,39 @@ class Reranker:
         return orjson.dumps({name: r.serving for name, r in zip(OBJECTIVES, self.rankers,
                                                                 strict=True)})
 
-    def load_snapshot(self, data: bytes) -> None:
-        """Serve weights saved by another process (its models keep learning on their own)."""
+    def swap(self) -> None:
+        """Serve all three models as they are now."""
+        for ranker in self.rankers:
+            ranker.swap()
+
+    def mix(self, data: bytes) -> None:
+        """Learn on from the mean of these models and a snapshot another process learned
+        (iterative parameter mixing): workers that each learn from their own partitions
+        share what they learned, and the next :meth:`swap` serves the mixture."""
+        obj = orjson.loads(data)
+        for name, ranker in zip(OBJECTIVES, self.rankers, strict=True):
+            theirs = obj.get(name)
+            if theirs is None:
+                continue
+            weights = ranker.model._weights
+            mine = dict(ranker.model.weights)
+            for key in mine.keys() | theirs.keys():
+                weights[key] = (mine.get(key, 0.0) + float(theirs.get(key, 0.0))) / 2
+
+    def load_snapshot(self, data: bytes, *, learning: bool = False) -> None:
+        """Serve weights saved by another process; with ``learning``, also learn on from them
+        (a worker that restarts continues from the stored models instead of from the prior).
+
+        Without ``learning`` this process's models keep learning on their own: its next
+        :meth:`swap` serves them again.
+        """
         obj = orjson.loads(data)
         for name, ranker in zip(OBJECTIVES, self.rankers, strict=True):
             if name in obj:
                 ranker.serving = {str(k): float(v) for k, v in obj[name].items()}
                 ranker.swaps += 1
+                if learning:
+                    weights = ranker.model._weights
+                    weights.clear()
+                    for key, value in ranker.serving.items():
+                        weights[key] = value

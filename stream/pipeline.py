@@ -21,8 +21,14 @@ from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
 from online_models.factors import FactorsConfig, SessionFactors
 from online_models.metrics import PrequentialRecall
 from online_models.popularity import Popularity
-from online_models.recommend import Lists, Neighbours, Popular, recommend
-from online_models.rerank import RerankConfig, Reranker, build_candidates
+from online_models.recommend import Lists, Neighbours, recommend
+from online_models.rerank import (
+    PopularityScores,
+    RerankConfig,
+    Reranker,
+    SuccessorRows,
+    build_candidates,
+)
 from online_models.sessions import SessionState, SessionStore
 from online_models.successors import Successors
 from stream.events import Event
@@ -79,15 +85,32 @@ class Recommendations:
 
 
 def session_lists(session: int, state: SessionState | None, covis: Neighbours,
-                  popularity: Popular, k: int) -> Recommendations:
-    """A session's lists from its state and the shared models, wherever those live."""
+                  popularity: PopularityScores, k: int, reranker: Reranker | None = None,
+                  successors: SuccessorRows | None = None,
+                  factors: SessionFactors | None = None) -> Recommendations:
+    """A session's lists from its state and the shared models, wherever those live: the
+    recipe, or with a ``reranker`` its models over the session's candidates."""
     events = list(state.recent) if state is not None else []
-    lists = recommend(events, covis, popularity, k)
+    if reranker is not None and events:
+        candidates = build_candidates(events, covis, popularity, successors, reranker.config,
+                                      k, factors)
+        lists = reranker.lists(candidates, k)
+    else:
+        lists = recommend(events, covis, popularity, k)
     return Recommendations(
         session=session, clicks=lists.clicks, carts=lists.carts, orders=lists.orders,
         version=state.events if state is not None else 0,
         event_ts=state.max_ts if state is not None else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Where the re-rankers read matrices and popularity when they learn: by default the
+    pipeline's own; a distributed worker passes the shared store's (``stream.serving``)."""
+
+    covis: Neighbours
+    popularity: PopularityScores
 
 
 class SessionPipeline:
@@ -102,7 +125,8 @@ class SessionPipeline:
         self.popularity = Popularity(self.config.popularity_half_life_ms)
         rerank = self.config.rerank
         self.reranker = Reranker(rerank) if rerank is not None else None
-        self.successors = Successors(covis.max_neighbors) if rerank is not None else None
+        self.successors = (Successors(covis.max_neighbors)
+                           if rerank is not None and rerank.successor_items else None)
         factors = self.config.factors
         self.factors = SessionFactors(factors) if factors is not None else None
         self.prequential = PrequentialRecall(self.config.list_size)
@@ -113,16 +137,19 @@ class SessionPipeline:
         self.sessions_expired = 0
         self._until_expire = EXPIRE_EVERY
 
-    def apply(self, events: Iterable[Event], *, learn: bool = True) -> set[int]:
+    def apply(self, events: Iterable[Event], *, learn: bool = True,
+              features: Features | None = None) -> set[int]:
         """Apply a batch in order; return the sessions it touched.
 
         With a re-ranker (or a judge), an event of a session with history is first judged
         against the lists live before it and the re-rankers learn from it; then the state
         takes it in. ``learn=False`` updates the sessions' histories only: the models stay as
-        they are (an evaluation that learns from its training part only).
+        they are (an evaluation that learns from its training part only). ``features``: where
+        candidates read matrices and popularity (default: this pipeline's).
         """
         if self.reranker is not None or self.factors is not None or self.judges or not learn:
-            return self._apply_judged(events, learn)
+            return self._apply_judged(events, learn,
+                                      features or Features(self.covis, self.popularity))
         touched: set[int] = set()
         touch = self.sessions.touch
         update_covis = self.covis.update
@@ -138,7 +165,8 @@ class SessionPipeline:
         self._count(count)
         return touched
 
-    def _apply_judged(self, events: Iterable[Event], learn: bool) -> set[int]:
+    def _apply_judged(self, events: Iterable[Event], learn: bool,
+                      features: Features) -> set[int]:
         touched: set[int] = set()
         reranker, successors, judges = self.reranker, self.successors, self.judges
         factors = self.factors
@@ -151,13 +179,14 @@ class SessionPipeline:
             if recent and (judges or (reranker is not None
                                       and reranker.sampled(session, etype))):
                 if reranker is not None:
-                    candidates = build_candidates(list(recent), self.covis, self.popularity,
-                                                  successors, reranker.config, k, factors)
+                    candidates = build_candidates(list(recent), features.covis,
+                                                  features.popularity, successors,
+                                                  reranker.config, k, factors)
                     lists = reranker.lists(candidates, k, None if judges else (etype,))
                     if learn:
                         reranker.learn(session, candidates, etype, aid)
                 else:
-                    lists = recommend(list(recent), self.covis, self.popularity, k)
+                    lists = recommend(list(recent), features.covis, features.popularity, k)
                 self.prequential.add(etype, (lists.clicks, lists.carts, lists.orders), aid)
                 for judge in judges:
                     judge(event, lists)
@@ -185,17 +214,9 @@ class SessionPipeline:
 
     def recommendations(self, session: int) -> Recommendations:
         """The session's three lists now; a session never seen gets popular items."""
-        state = self.sessions.get(session)
-        if self.reranker is None or state is None or not state.recent:
-            return session_lists(session, state, self.covis, self.popularity,
-                                 self.config.list_size)
-        k = self.config.list_size
-        candidates = build_candidates(list(state.recent), self.covis, self.popularity,
-                                      self.successors, self.reranker.config, k, self.factors)
-        lists = self.reranker.lists(candidates, k)
-        return Recommendations(session=session, clicks=lists.clicks, carts=lists.carts,
-                               orders=lists.orders, version=state.events,
-                               event_ts=state.max_ts)
+        return session_lists(session, self.sessions.get(session), self.covis, self.popularity,
+                             self.config.list_size, self.reranker, self.successors,
+                             self.factors)
 
     def covisitation_rows(self, k: int = 20) -> Iterator[dict[str, object]]:
         """The matrices in ``liverec covis`` format."""

@@ -1,23 +1,33 @@
-"""Lists computed from the shared store: what workers push and stateless web nodes serve.
+"""Lists and learned models from the shared store: what workers push and stateless web nodes
+serve.
 
-The same recipe as the embedded pipeline (:func:`stream.pipeline.session_lists`), reading
-co-visitation rows and popularity from Redis instead of memory. Over the same events both give
-the same lists: rows are the same integer sums and popularity the same integer counts, ranked
-by the same rules (see ``docs/production.md``).
+The same code as the embedded pipeline (:func:`stream.pipeline.session_lists`), reading
+co-visitation rows and popularity from Redis instead of memory. Over the same events the recipe
+gives the same lists: rows are the same integer sums and popularity the same integer counts,
+ranked by the same rules (see ``docs/production.md``).
 
-A :class:`StoreView` serves one round of lists (the watched sessions a batch touched, or one
-request): it fetches every row the round needs in one round trip and each popularity list once.
+A :class:`StoreView` serves one round (the watched sessions a batch touched, one request, or
+the candidates a worker's re-rankers learn from in one batch): it fetches every row the round
+needs in one round trip and each popularity list once. :class:`SharedModels` keeps a process's
+re-rankers in step with the snapshots saved in the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping, Sequence
 
 from online_models.recommend import rows_needed
 from online_models.redis_store import RedisStore
+from online_models.rerank import RerankConfig, Reranker, candidate_rows
 from online_models.rows import top_items
 from online_models.sessions import SessionState
-from stream.pipeline import Recommendations, session_lists
+from online_models.types import CARTS, CLICKS, ORDERS
+from stream.pipeline import Features, Recommendations, session_lists
+
+#: The popularity kinds the re-rankers' features read item by item.
+_SCORED_KINDS = (CLICKS, CARTS)
 
 
 class StoreView:
@@ -26,21 +36,55 @@ class StoreView:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self._rows: dict[tuple[str, int], dict[int, int]] = {}
+        self._tops: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
         self._popular: dict[int, list[int]] = {}
+        self._scores: dict[int, dict[int, int]] = {kind: {} for kind in (CLICKS, CARTS, ORDERS)}
+        self.misses = 0
+        """Rows and scores read one at a time because no prefetch asked for them."""
 
     def prefetch(self, states: Iterable[SessionState], k: int = 20) -> None:
         """Fetch the rows the recipe will read for these sessions, in one round trip."""
-        wanted = [row for state in states for row in rows_needed(state.recent, k)
-                  if row not in self._rows]
+        self._fetch_rows(row for state in states for row in rows_needed(state.recent, k))
+
+    def prefetch_candidates(self, histories: Iterable[Sequence[tuple[int, int, int]]],
+                            config: RerankConfig, k: int = 20) -> None:
+        """Fetch what :func:`~online_models.rerank.build_candidates` reads for these
+        histories in two round trips: their rows, then the popularity scores of every item
+        those rows, the popular lists and the histories can make a candidate."""
+        histories = [list(h) for h in histories]
+        if not histories:
+            return
+        self._fetch_rows(row for events in histories for row in candidate_rows(events, config))
+        pool = {aid for events in histories for aid, _, _ in events}
+        for etype in (CLICKS, CARTS, ORDERS):
+            pool.update(self.popular(etype, k))
+        for events in histories:
+            for matrix, aid in candidate_rows(events, config):
+                pool.update(b for b, _ in self.top(matrix, aid, config.neighbours))
+        self._fetch_scores(pool)
+
+    def _fetch_rows(self, rows: Iterable[tuple[str, int]]) -> None:
+        wanted = [row for row in dict.fromkeys(rows) if row not in self._rows]
         if wanted:
             self._rows.update(self.store.rows(wanted))
 
+    def _fetch_scores(self, aids: Iterable[int]) -> None:
+        missing = [a for a in dict.fromkeys(aids) if a not in self._scores[CLICKS]]
+        if missing:
+            for kind, values in self.store.popularity_scores(_SCORED_KINDS, missing).items():
+                self._scores[kind].update(zip(missing, values, strict=True))
+
     # Neighbours
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
+        cached = self._tops.get((matrix, aid, k))
+        if cached is not None:
+            return cached
         row = self._rows.get((matrix, aid))
         if row is None:
+            self.misses += 1
             row = self._rows[(matrix, aid)] = self.store.row(matrix, aid)
-        return top_items(row, k)
+        top = self._tops[(matrix, aid, k)] = top_items(row, k)
+        return top
 
     def popular(self, etype: int, k: int) -> list[int]:
         cached = self._popular.get(etype)
@@ -48,9 +92,20 @@ class StoreView:
             cached = self._popular[etype] = self.store.popular(etype, max(k, 40))
         return cached[:k]
 
+    def score(self, etype: int, aid: int) -> int:
+        scores = self._scores.get(etype)
+        if scores is None:  # a kind the features do not read item by item
+            return self.store.popularity_scores((etype,), [aid])[etype][0]
+        value = scores.get(aid)
+        if value is None:
+            self.misses += 1
+            self._fetch_scores([aid])
+            value = scores[aid]
+        return value
+
 
 class _PopularView:
-    """The view's popularity under the name the recipe calls (``top(etype, k)``)."""
+    """The view's popularity under the names the recipe and the re-rankers call."""
 
     def __init__(self, view: StoreView) -> None:
         self.view = view
@@ -58,14 +113,30 @@ class _PopularView:
     def top(self, etype: int, k: int = 20) -> list[int]:
         return self.view.popular(etype, k)
 
+    def score(self, etype: int, aid: int) -> int:
+        return self.view.score(etype, aid)
+
+
+def store_features(store: RedisStore, histories: Iterable[Sequence[tuple[int, int, int]]],
+                   config: RerankConfig, k: int = 20) -> Features:
+    """The shared matrices and popularity as of now, prefetched for candidates over these
+    histories: what a worker's re-rankers learn from during one batch."""
+    view = StoreView(store)
+    view.prefetch_candidates(histories, config, k)
+    return Features(view, _PopularView(view))
+
 
 def lists_from_store(store: RedisStore, states: Mapping[int, SessionState | None],
-                     k: int = 20) -> dict[int, Recommendations]:
+                     k: int = 20, reranker: Reranker | None = None) -> dict[int, Recommendations]:
     """Lists of several sessions whose states the caller holds (a worker: its own)."""
     view = StoreView(store)
-    view.prefetch((s for s in states.values() if s is not None), k)
+    present = [s for s in states.values() if s is not None]
+    if reranker is None:
+        view.prefetch(present, k)
+    else:
+        view.prefetch_candidates((s.recent for s in present if s.recent), reranker.config, k)
     popularity = _PopularView(view)
-    return {session: session_lists(session, state, view, popularity, k)
+    return {session: session_lists(session, state, view, popularity, k, reranker)
             for session, state in states.items()}
 
 
@@ -76,3 +147,79 @@ def load_states(store: RedisStore, sessions: Iterable[int],
     blobs = store.sessions(sessions)
     return {s: SessionState.from_bytes(blobs[s], window) if s in blobs else None
             for s in sessions}
+
+
+def distributed_rerank(config: RerankConfig) -> RerankConfig:
+    """The re-rankers as the distributed runtime runs them: without successors (they are not
+    in the store) and swapping snapshots only when :class:`SharedModels` saves one."""
+    return dataclasses.replace(config, successor_items=0, snapshot_every=0)
+
+
+class SharedModels:
+    """Keeps a process's re-rankers in step with the snapshots in the store.
+
+    A worker learns and, every ``interval_s``, mixes in the newest snapshot another worker
+    saved (if any), swaps its models in for serving and saves them (:meth:`save_due`). Every
+    process serves the newest saved snapshot, checked at most once per ``check_s``
+    (:meth:`refresh`), so all nodes serve the same model within about a second of a save.
+    """
+
+    NAME = "rerank"
+
+    def __init__(self, store: RedisStore, reranker: Reranker, *, interval_s: float = 5.0,
+                 check_s: float = 1.0) -> None:
+        self.store = store
+        self.reranker = reranker
+        self.interval_s = interval_s
+        self.check_s = check_s
+        self.version = 0
+        """The version of the snapshot this process serves (0: none from the store)."""
+        self._learned = 0  # the newest saved version this process's learning has taken in
+        self.saves = 0
+        self.loads = 0
+        self.started = False
+        self._saved_at = time.monotonic()
+        self._checked_at = float("-inf")
+
+    def start(self) -> None:
+        """Serve and learn on from the newest saved snapshot (a restart continues from it)."""
+        self.started = True
+        stored = self.store.model(self.NAME)
+        if stored is not None:
+            self.version, snapshot = stored
+            self._learned = self.version
+            self.reranker.load_snapshot(snapshot, learning=True)
+            self.loads += 1
+        self._checked_at = time.monotonic()
+
+    def refresh(self) -> bool:
+        """Swap in a newer saved snapshot for serving; True if one was."""
+        now = time.monotonic()
+        if now - self._checked_at < self.check_s:
+            return False
+        self._checked_at = now
+        if self.store.model_version(self.NAME) <= self.version:
+            return False
+        stored = self.store.model(self.NAME)
+        if stored is None:
+            return False
+        self.version, snapshot = stored
+        self.reranker.load_snapshot(snapshot)
+        self.loads += 1
+        return True
+
+    def save_due(self) -> bool:
+        """Every ``interval_s``: mix in the newest other snapshot, swap, save; True if saved."""
+        now = time.monotonic()
+        if now - self._saved_at < self.interval_s:
+            return False
+        self._saved_at = now
+        stored = self.store.model(self.NAME)
+        if stored is not None and stored[0] > self._learned:
+            self.reranker.mix(stored[1])
+        self.reranker.swap()
+        self.version = self._learned = self.store.save_model(self.NAME,
+                                                             self.reranker.snapshot_bytes())
+        self.saves += 1
+        self._checked_at = now
+        return True

@@ -13,11 +13,18 @@ it when partitions are revoked, and loads sessions it does not hold from Redis.
 Lists: after a batch is stored, the worker computes the lists of the touched sessions that some
 web node's client watches (from the shared state, :mod:`stream.serving`), stores them and
 announces them on the ``{prefix}lists`` channel. Web nodes push them to their clients.
+
+Re-rankers (when the pipeline has them): a worker judges and learns test-then-train inside the
+batch like the embedded pipeline, with candidates read from the shared store as of the batch's
+start (:func:`~stream.serving.store_features`), so learning sees the features serving sees.
+Its models are saved to Redis on a clock, mixed with the other workers' (:class:`~stream.
+serving.SharedModels`), and every worker and web node serves the newest saved snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import tempfile
 import time
@@ -36,8 +43,9 @@ from online_models.redis_store import OffsetConflict, RedisStore
 from online_models.sessions import SessionState
 from stream.events import Event, EventError
 from stream.kafka_bus import decode
+from stream.metrics import prequential_families
 from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import lists_from_store
+from stream.serving import SharedModels, lists_from_store, store_features
 
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
@@ -52,6 +60,10 @@ class WorkerStats:
     skipped: int = 0
     batches: int = 0
     lists_published: int = 0
+    model_version: int = 0
+    """The version of the re-rankers' snapshot this worker serves (0: none, or no models)."""
+    judging: dict[str, int] = field(default_factory=dict)
+    """The pipeline's prequential counts (``judged_<objective>``, ``hits_<objective>``)."""
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     """Time spent per phase of a batch, summed."""
     offsets: dict[int, int] = field(default_factory=dict)
@@ -85,6 +97,10 @@ class WorkerMetrics:
         for phase, value in s.seconds.items():
             seconds.add_metric([phase], value)
         yield seconds
+        yield GaugeMetricFamily("liverec_model_version",
+                                "Version of the re-rankers' snapshot served (0: none)",
+                                value=s.model_version)
+        yield from prequential_families(s.judging)
         lag = GaugeMetricFamily("liverec_consumer_lag", "Messages not yet applied",
                                 labels=["partition"])
         for partition, value in sorted(s.lag.items()):
@@ -116,7 +132,7 @@ async def with_retry(call: Callable[..., T], *args: Any, patience_s: float = 300
 
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
                       partitions: int, max_batch: int, config: PipelineConfig,
-                      batch_window_s: float = 0.01) -> faust.App:
+                      batch_window_s: float = 0.01, model_sync_s: float = 5.0) -> faust.App:
     """A Faust app whose agent drives a pipeline; topics must exist before it starts."""
     # Faust wants a data directory even without tables; keep it out of the working tree.
     datadir = Path(tempfile.gettempdir()) / f"liverec-faust-{app_id}"
@@ -137,6 +153,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                         epoch_shift=config.covis.epoch_half_lives, popularity_max_age_s=1.0)
     stats = WorkerStats()
     app.liverec_stats = stats  # type: ignore[attr-defined]
+    reranker = pipeline.reranker
+    models = (SharedModels(shared, reranker, interval_s=model_sync_s)
+              if reranker is not None else None)
 
     @app.agent(events_topic)
     async def apply_events(stream: Any) -> None:
@@ -168,8 +187,13 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 continue
             clock = time.perf_counter()
             await load_sessions({e.session for e in good})
+            features = None
+            if models is not None:
+                if not models.started:
+                    await with_retry(models.start)
+                features = await with_retry(batch_features, good)
             clock = tick(clock, "load")
-            touched = pipeline.apply(good)
+            touched = pipeline.apply(good, features=features)
             journal = pipeline.covis.take_journal()
             counts = pipeline.popularity.take_journal()
             states = {s: state for s in touched
@@ -192,6 +216,11 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     stats.lag[partition] = max(0, highwater - end)
             stats.processed += len(good)
             stats.batches += 1
+            if models is not None:
+                if not await with_retry(models.save_due):
+                    await with_retry(models.refresh)
+                stats.model_version = models.version
+                stats.judging = pipeline.prequential.stats()
             clock = tick(clock, "store")
             await publish_lists(states)
             tick(clock, "lists")
@@ -210,10 +239,30 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         if not watched:
             return
         lists = await with_retry(lists_from_store, shared, {s: states[s] for s in watched},
-                                 config.list_size)
+                                 config.list_size, reranker)
         payloads = {s: orjson.dumps(recs.to_json()) for s, recs in lists.items()}
         await with_retry(shared.publish_lists, payloads)
         stats.lists_published += len(payloads)
+
+    def batch_features(events: list[Event]) -> Any:
+        """The shared store's matrices and popularity, prefetched for the candidates the
+        re-rankers will judge in this batch: per session with a judged event, its history
+        and its events in the batch (a superset of what each judged state reads)."""
+        assert reranker is not None
+        judged = {e.session for e in events if reranker.sampled(e.session, e.type)}
+        histories: dict[int, list[tuple[int, int, int]]] = {}
+        for session in judged:
+            state = pipeline.sessions.get(session)
+            histories[session] = list(state.recent) if state is not None else []
+        added = dict.fromkeys(judged, 0)
+        for e in events:
+            if e.session in judged:
+                histories[e.session].append((e.aid, e.ts, e.type))
+                added[e.session] += 1
+        # The rows of the last `history` distinct items at any point of the batch.
+        wide = dataclasses.replace(reranker.config, history=reranker.config.history
+                                   + max(added.values(), default=0))
+        return store_features(shared, histories.values(), wide, config.list_size)
 
     async def load_sessions(sessions: set[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""

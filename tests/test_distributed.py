@@ -50,7 +50,7 @@ def replay_through_two_workers(
     sessions' lists with the embedded pipeline's. ``incident`` returns how many messages it
     added to the topic, if any. Returns the workers' metrics (when both survived)."""
     env = {**distributed_env(kafka_url, redis_url, prefix), "LIVEREC_MAX_NEIGHBORS": "0",
-           "LIVEREC_MAX_BATCH": "50",
+           "LIVEREC_MAX_BATCH": "50", "LIVEREC_MODEL_SYNC_SECONDS": "1",
            # Sessions live through the whole log, so that every one has lists to compare.
            "LIVEREC_SESSION_TTL_DAYS": "10000"}
     ports = [free_port(), free_port()]
@@ -86,6 +86,11 @@ def replay_through_two_workers(
             metrics = [scrape(port) for port in ports]
             assert sum(m["liverec_events_processed_total"] for m in metrics) == total
             assert sum(m["liverec_events_rejected_total"] for m in metrics) == extra
+            # The re-rankers (on by default) judged events and shared snapshots in Redis.
+            assert sum(m['liverec_prequential_judged_total{objective="clicks"}']
+                       for m in metrics) > 0
+            assert all(m["liverec_model_version"] >= 1 for m in metrics)
+            assert store.model_version("rerank") >= 1
         return metrics
     finally:
         for worker in workers:
@@ -114,10 +119,10 @@ def free_port() -> int:
 
 
 def scrape(port: int) -> dict[str, float]:
-    """A worker's /metrics, unlabelled samples only, name → value."""
+    """A worker's /metrics, sample (with its labels, if any) → value."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {line.split()[0]: float(line.split()[1]) for line in body.splitlines()
-            if line and not line.startswith("#") and "{" not in line}
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+            if line and not line.startswith("#")}
 
 
 def generated(tmp_path: Path) -> Path:
@@ -270,6 +275,7 @@ def test_a_web_node_pushes_what_the_workers_announce(
         assert served == pushed
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert "liverec_events_processed_total 3.0" in metrics
+        assert store.model_version("rerank") >= 1  # the worker's re-rankers, saved
         assert store.live_sessions(5)[0] == 4242
     finally:
         for proc in (web, worker):

@@ -3,6 +3,7 @@ the batch definition, and lists read from Redis equal the embedded pipeline's.""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import pytest
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
 from online_models.redis_store import OffsetConflict, RedisStore
+from online_models.rerank import RerankConfig, Reranker
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
 from producers.readers import read_events
 from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import lists_from_store, load_states
+from stream.serving import SharedModels, distributed_rerank, lists_from_store, load_states
 
 pytestmark = pytest.mark.integration
 TOPIC = "events"
@@ -88,8 +90,24 @@ def test_two_workers_on_four_partitions_sum_to_one_process(
         assert store.popular(kind, 40) == embedded.popularity.top(kind, 40)
     alive = sorted({e.session for e in events})
     assert all(s in embedded.sessions for s in alive)
-    served = lists_from_store(store, load_states(store, alive, config.covis.window))
-    assert served == {s: embedded.recommendations(s) for s in alive}
+    states = load_states(store, alive, config.covis.window)
+    served = lists_from_store(store, states)
+    recipe = {s: embedded.recommendations(s) for s in alive}
+    assert served == recipe
+
+    # The re-rankers read the same features from Redis as from memory: the same model gives
+    # the same lists (the distributed configuration: no successors, which are not stored).
+    learned = SessionPipeline(dataclasses.replace(
+        config, rerank=distributed_rerank(RerankConfig(sample_percent=100))))
+    learned.apply(events)
+    assert learned.reranker is not None
+    learned.reranker.swap()  # serve what was learned, not the prior
+    aids = sorted({e.aid for e in events})
+    for kind, scores in store.popularity_scores((0, 1, 2), aids).items():
+        assert scores == [learned.popularity.score(kind, a) for a in aids]
+    reranked = lists_from_store(store, states, reranker=learned.reranker)
+    assert reranked == {s: learned.recommendations(s) for s in alive}
+    assert sum(reranked[s] != recipe[s] for s in alive) > len(alive) // 10
 
 
 def test_a_batch_applied_twice_counts_once(store: RedisStore) -> None:
@@ -128,3 +146,34 @@ def test_covis_from_store_dumps_in_the_covis_format(
                  "--out", str(dumped)]) == 0
     assert main(["covis", str(path), "--mode", "batch", "--out", str(batch)]) == 0
     assert dumped.read_bytes() == batch.read_bytes()
+
+
+def test_models_saved_to_the_store_are_mixed_and_hot_swapped(store: RedisStore) -> None:
+    """A worker saves its snapshot; another process swaps it in for serving; a second worker
+    mixes it into what it learned; a restarted worker learns on from the stored one."""
+    first, second = Reranker(RerankConfig(snapshot_every=0)), Reranker(RerankConfig(
+        snapshot_every=0))
+    first.rankers[0].model._weights["rank=1"] = 2.0
+    second.rankers[0].model._weights["rank=1"] = 4.0
+    a = SharedModels(store, first, interval_s=0, check_s=0)
+    b = SharedModels(store, second, interval_s=0, check_s=0)
+    web = SharedModels(store, Reranker(), check_s=0)
+    for models in (a, b, web):
+        models.start()
+    assert store.model("rerank") is None and web.version == 0
+
+    assert a.save_due() and a.version == 1 == store.model_version("rerank")
+    assert first.rankers[0].serving["rank=1"] == 2.0  # swapped in before saving
+    assert web.refresh() and web.reranker.rankers[0].serving["rank=1"] == 2.0
+    assert not web.refresh()  # nothing newer
+
+    assert b.save_due() and b.version == 2
+    assert second.rankers[0].serving["rank=1"] == 3.0  # mean of its 4.0 and the stored 2.0
+    assert web.refresh() and web.reranker.rankers[0].serving["rank=1"] == 3.0
+    assert a.refresh() and first.rankers[0].serving["rank=1"] == 3.0
+    assert dict(first.rankers[0].model.weights)["rank=1"] == 2.0  # serving only: learns on
+
+    restarted = SharedModels(store, Reranker(RerankConfig(snapshot_every=0)))
+    restarted.start()
+    assert restarted.version == 2
+    assert dict(restarted.reranker.rankers[0].model.weights)["rank=1"] == 3.0

@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from online_models.rerank import Candidates, RerankConfig, Reranker, build_candidates
+from online_models.rerank import (
+    Candidates,
+    RerankConfig,
+    Reranker,
+    build_candidates,
+    candidate_rows,
+)
 from producers.generator import GeneratorConfig, generate_sessions
 from stream.events import CARTS, CLICKS, Event
 from stream.pipeline import PipelineConfig, SessionPipeline
@@ -115,3 +121,51 @@ def test_the_kept_state_is_drawn_uniformly_from_the_session() -> None:
         kept = reranker._kept[session][1].aids[0]
         counts[kept] += 1
     assert all(800 < n < 1200 for n in counts.values()), counts
+
+
+class _DecayedRows:
+    """Matrices whose weights all decayed to zero (old cells shifted out by epochs)."""
+
+    def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
+        return [(aid + 1, 0), (aid + 2, 0)]
+
+
+class _NoPopularity:
+    def top(self, etype: int, k: int = 20) -> list[int]:
+        return []
+
+    def score(self, etype: int, aid: int) -> int:
+        return 0
+
+
+def test_rows_whose_weights_decayed_to_zero_add_no_candidates() -> None:
+    events = [(10, T0, CLICKS), (20, T0 + 1000, CARTS)]
+    candidates = build_candidates(events, _DecayedRows(), _NoPopularity(), None, RerankConfig())
+    assert sorted(candidates.aids) == [10, 20]
+
+
+def test_the_candidate_rows_are_the_rows_build_candidates_reads() -> None:
+    read: list[tuple[str, int]] = []
+
+    class Recording(_DecayedRows):
+        def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
+            read.append((matrix, aid))
+            return super().top(matrix, aid, k)
+
+    events = [(aid, T0 + i * 1000, CARTS if aid == 3 else CLICKS)
+              for i, aid in enumerate([1, 2, 3, 4, 5, 6, 7, 2])]
+    config = RerankConfig(history=5)
+    build_candidates(events, Recording(), _NoPopularity(), None, config)
+    assert sorted(set(read)) == sorted(candidate_rows(events, config))
+
+
+def test_mixing_takes_the_mean_of_both_models() -> None:
+    mine, theirs = Reranker(RerankConfig(snapshot_every=0)), Reranker()
+    mine.rankers[CLICKS].model._weights["own=1"] = 1.0
+    theirs.rankers[CLICKS].serving = {"prior": 3.0, "carted": 2.0}
+    mine.mix(theirs.snapshot_bytes())
+    assert dict(mine.rankers[CLICKS].model.weights) == {"prior": 2.0, "own=1": 0.5,
+                                                        "carted": 1.0}
+    assert mine.rankers[CLICKS].serving == {"prior": 1.0}  # serving moves at the next swap
+    mine.swap()
+    assert mine.rankers[CLICKS].serving["carted"] == 1.0

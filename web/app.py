@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from stream.events import MAX_ID, Event, EventError, parse_event
+from stream.metrics import prequential_families
 from stream.pipeline import Recommendations
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
@@ -80,24 +81,7 @@ class _Metrics:
                                 value=self.hub.subscribers())
         yield GaugeMetricFamily("liverec_sessions", "Sessions held in state",
                                 value=stats.get("sessions", 0))
-        judged = CounterMetricFamily("liverec_prequential_judged",
-                                     "Events judged against the lists live just before them",
-                                     labels=["objective"])
-        hits = CounterMetricFamily("liverec_prequential_hits",
-                                   "Judged events whose aid was in their type's top 20",
-                                   labels=["objective"])
-        recall = GaugeMetricFamily("liverec_prequential_recall",
-                                   "Prequential recall@20 per objective (hits / judged)",
-                                   labels=["objective"])
-        for objective in ("clicks", "carts", "orders"):
-            judged.add_metric([objective], stats.get(f"judged_{objective}", 0))
-            hits.add_metric([objective], stats.get(f"hits_{objective}", 0))
-            value = (stats.get("recall") or {}).get(objective)
-            if value is not None:
-                recall.add_metric([objective], value)
-        yield judged
-        yield hits
-        yield recall
+        yield from prequential_families(stats)
         latency = GaugeMetricFamily("liverec_push_latency_ms",
                                     "Batch start to WebSocket send, recent window",
                                     labels=["quantile"])
