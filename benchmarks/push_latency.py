@@ -182,7 +182,7 @@ def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
     """A worker and a web node, warm; ``procs`` gets them at once."""
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
-           "LIVEREC_PARTITIONS": "4"}
+           "LIVEREC_PARTITIONS": "4", "LIVEREC_RERANK": "true" if args.rerank else "false"}
     warm = workdir / "warm.jsonl"
     subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
                     str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
@@ -212,7 +212,8 @@ def main() -> None:
     parser.add_argument("--metrics-port", type=int, default=9199,
                         help="the first worker's /metrics (distributed; the next ones follow)")
     parser.add_argument("--rerank", action="store_true",
-                        help="embedded: serve the River re-rankers' lists (default: the recipe)")
+                        help="serve the River re-rankers' lists (the runtime's default); "
+                        "without it, the recipe")
     parser.add_argument("--distributed", action="store_true",
                         help="through a worker and a web node on Kafka and Redis")
     add_service_args(parser)

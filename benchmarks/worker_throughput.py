@@ -1,6 +1,6 @@
 """Events per second through one ``liverec worker``: Kafka in, Redis out.
 
-    python benchmarks/worker_throughput.py [--sessions 20000] [--repeat 3] [--workers 1]
+    python benchmarks/worker_throughput.py [--sessions 20000] [--repeat 3] [--workers 1] [--rerank]
 
 Needs the local Kafka and Redis (``deploy/local/services.sh up``). Generates synthetic
 sessions, then per run publishes them to a fresh topic (4 partitions) with ``liverec replay --to
@@ -8,7 +8,8 @@ kafka://``, starts ``--workers`` worker processes on a fresh consumer group and 
 times them from the first batch stored in Redis until every event is (offsets in Redis cover
 the topic). Group joining and start-up are outside the timed span; everything a worker does
 per event (Faust consumption, decoding, the pipeline, the Redis script) is inside. Prints each
-run and the median.
+run and the median. The workers run the co-visitation recipe unless ``--rerank`` asks for the
+River re-rankers too (the runtime's default): judging, learning and their store reads.
 """
 
 from __future__ import annotations
@@ -77,12 +78,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rerank", action="store_true",
+                        help="run the re-rankers in the workers (default: the recipe only)")
     parser.add_argument("--metrics-port", type=int, default=9190,
                         help="first worker's /metrics port (the next ones follow)")
     add_service_args(parser)
     args = parser.parse_args()
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
-           "LIVEREC_PARTITIONS": str(args.partitions)}
+           "LIVEREC_PARTITIONS": str(args.partitions),
+           "LIVEREC_RERANK": "true" if args.rerank else "false"}
     rates = []
     with tempfile.TemporaryDirectory() as workdir:
         data = Path(workdir) / "sessions.jsonl"
@@ -99,7 +103,8 @@ def main() -> None:
                   f"{args.workers} worker(s)", flush=True)
     print(f"median {statistics.median(rates):,.0f} events/s over {args.repeat} runs "
           f"(range {min(rates):,.0f}-{max(rates):,.0f}); {args.workers} worker(s), "
-          f"{args.partitions} partitions, cpus {os.cpu_count()}")
+          f"{args.partitions} partitions, {'re-rankers' if args.rerank else 'recipe'}, "
+          f"cpus {os.cpu_count()}")
 
 
 if __name__ == "__main__":

@@ -30,15 +30,52 @@ from stream.pipeline import Features, Recommendations, session_lists
 _SCORED_KINDS = (CLICKS, CARTS)
 
 
-class StoreView:
-    """Rows and popularity read from the store once per round (a snapshot, not a cache)."""
+class FeatureCache:
+    """Rows' top entries and items' popularity scores read from the store, reused for up to
+    ``max_age_s``: a worker's re-rankers learn from features at most that old instead of
+    reading the rows of every judged session's items in every batch (popular items' rows
+    come back batch after batch)."""
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, max_age_s: float = 1.0, size: int = 200_000) -> None:
+        self.max_age_s = max_age_s
+        self.size = size
+        self.tops: dict[tuple[str, int], tuple[float, list[tuple[int, int]]]] = {}
+        self.scores: dict[int, tuple[float, dict[int, int]]] = {}
+        """aid → (read at, {kind: score})."""
+
+    def fresh_top(self, matrix: str, aid: int, now: float) -> list[tuple[int, int]] | None:
+        cached = self.tops.get((matrix, aid))
+        return cached[1] if cached is not None and now - cached[0] < self.max_age_s else None
+
+    def fresh_scores(self, aid: int, now: float) -> dict[int, int] | None:
+        cached = self.scores.get(aid)
+        return cached[1] if cached is not None and now - cached[0] < self.max_age_s else None
+
+    def put_top(self, matrix: str, aid: int, top: list[tuple[int, int]], now: float) -> None:
+        self.tops.pop((matrix, aid), None)  # re-insert: the dict's order is the read order
+        self.tops[(matrix, aid)] = (now, top)
+        if len(self.tops) > self.size:
+            del self.tops[next(iter(self.tops))]
+
+    def put_scores(self, aid: int, scores: dict[int, int], now: float) -> None:
+        self.scores.pop(aid, None)
+        self.scores[aid] = (now, scores)
+        if len(self.scores) > self.size:
+            del self.scores[next(iter(self.scores))]
+
+
+class StoreView:
+    """Rows and popularity read from the store once per round (a snapshot), or, with a
+    :class:`FeatureCache`, reused from earlier rounds while fresh enough."""
+
+    def __init__(self, store: RedisStore, cache: FeatureCache | None = None) -> None:
         self.store = store
+        self.cache = cache
+        self._now = time.monotonic()
         self._rows: dict[tuple[str, int], dict[int, int]] = {}
         self._tops: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
         self._popular: dict[int, list[int]] = {}
-        self._scores: dict[int, dict[int, int]] = {kind: {} for kind in (CLICKS, CARTS, ORDERS)}
+        self._scores: dict[int, dict[int, int]] = {kind: {} for kind in _SCORED_KINDS}
         self.misses = 0
         """Rows and scores read one at a time because no prefetch asked for them."""
 
@@ -49,30 +86,62 @@ class StoreView:
     def prefetch_candidates(self, histories: Iterable[Sequence[tuple[int, int, int]]],
                             config: RerankConfig, k: int = 20) -> None:
         """Fetch what :func:`~online_models.rerank.build_candidates` reads for these
-        histories in two round trips: their rows, then the popularity scores of every item
-        those rows, the popular lists and the histories can make a candidate."""
+        histories."""
         histories = [list(h) for h in histories]
-        if not histories:
-            return
-        self._fetch_rows(row for events in histories for row in candidate_rows(events, config))
-        pool = {aid for events in histories for aid, _, _ in events}
+        self.prefetch_rows([row for events in histories for row in candidate_rows(events, config)],
+                           {aid for events in histories for aid, _, _ in events},
+                           config.neighbours, k)
+
+    def prefetch_rows(self, rows: Sequence[tuple[str, int]], own: Iterable[int],
+                      neighbours: int, k: int = 20) -> None:
+        """Fetch these rows, then the popularity scores of every item they (their top
+        ``neighbours``), the popular lists and ``own`` can make a candidate: two round trips."""
+        self._fetch_rows(rows, neighbours)
+        pool = set(own)
         for etype in (CLICKS, CARTS, ORDERS):
             pool.update(self.popular(etype, k))
-        for events in histories:
-            for matrix, aid in candidate_rows(events, config):
-                pool.update(b for b, _ in self.top(matrix, aid, config.neighbours))
+        for matrix, aid in rows:
+            pool.update(b for b, _ in self.top(matrix, aid, neighbours))
         self._fetch_scores(pool)
 
-    def _fetch_rows(self, rows: Iterable[tuple[str, int]]) -> None:
-        wanted = [row for row in dict.fromkeys(rows) if row not in self._rows]
-        if wanted:
-            self._rows.update(self.store.rows(wanted))
+    def _fetch_rows(self, rows: Iterable[tuple[str, int]], neighbours: int = 0) -> None:
+        cache, now = self.cache, self._now
+        wanted = []
+        for row in dict.fromkeys(rows):
+            if row in self._rows or (row[0], row[1], neighbours) in self._tops:
+                continue
+            if cache is not None and (top := cache.fresh_top(row[0], row[1], now)) is not None:
+                self._tops[(row[0], row[1], neighbours)] = top
+                continue
+            wanted.append(row)
+        if not wanted:
+            return
+        fetched = self.store.rows(wanted)
+        self._rows.update(fetched)
+        if cache is not None and neighbours:
+            for (matrix, aid), values in fetched.items():
+                top = self._tops[(matrix, aid, neighbours)] = top_items(values, neighbours)
+                cache.put_top(matrix, aid, top, now)
 
     def _fetch_scores(self, aids: Iterable[int]) -> None:
-        missing = [a for a in dict.fromkeys(aids) if a not in self._scores[CLICKS]]
-        if missing:
-            for kind, values in self.store.popularity_scores(_SCORED_KINDS, missing).items():
-                self._scores[kind].update(zip(missing, values, strict=True))
+        cache, now, known = self.cache, self._now, self._scores[CLICKS]
+        missing = []
+        for aid in dict.fromkeys(aids):
+            if aid in known:
+                continue
+            if cache is not None and (scores := cache.fresh_scores(aid, now)) is not None:
+                for kind, value in scores.items():
+                    self._scores[kind][aid] = value
+                continue
+            missing.append(aid)
+        if not missing:
+            return
+        read = self.store.popularity_scores(_SCORED_KINDS, missing)
+        for kind, values in read.items():
+            self._scores[kind].update(zip(missing, values, strict=True))
+        if cache is not None:
+            for i, aid in enumerate(missing):
+                cache.put_scores(aid, {kind: read[kind][i] for kind in _SCORED_KINDS}, now)
 
     # Neighbours
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
@@ -117,12 +186,13 @@ class _PopularView:
         return self.view.score(etype, aid)
 
 
-def store_features(store: RedisStore, histories: Iterable[Sequence[tuple[int, int, int]]],
-                   config: RerankConfig, k: int = 20) -> Features:
-    """The shared matrices and popularity as of now, prefetched for candidates over these
-    histories: what a worker's re-rankers learn from during one batch."""
-    view = StoreView(store)
-    view.prefetch_candidates(histories, config, k)
+def store_features(store: RedisStore, rows: Sequence[tuple[str, int]], own: Iterable[int],
+                   config: RerankConfig, k: int = 20,
+                   cache: FeatureCache | None = None) -> Features:
+    """The shared matrices and popularity, prefetched for these rows and candidates (see
+    :meth:`StoreView.prefetch_rows`): what a worker's re-rankers learn from in one batch."""
+    view = StoreView(store, cache)
+    view.prefetch_rows(rows, own, config.neighbours, k)
     return Features(view, _PopularView(view))
 
 

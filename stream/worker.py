@@ -40,12 +40,13 @@ import redis
 from faust.types import TP
 
 from online_models.redis_store import OffsetConflict, RedisStore
+from online_models.rerank import candidate_rows
 from online_models.sessions import SessionState
 from stream.events import Event, EventError
 from stream.kafka_bus import decode
 from stream.metrics import prequential_families
 from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import SharedModels, lists_from_store, store_features
+from stream.serving import FeatureCache, SharedModels, lists_from_store, store_features
 
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
@@ -156,6 +157,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     reranker = pipeline.reranker
     models = (SharedModels(shared, reranker, interval_s=model_sync_s)
               if reranker is not None else None)
+    # Learning features up to 10 s old: the matrices move little in 10 s, and a 1 s cache
+    # left the reads at half the worker's time (docs/benchmarks.md).
+    feature_cache = FeatureCache(max_age_s=10.0)
 
     @app.agent(events_topic)
     async def apply_events(stream: Any) -> None:
@@ -246,8 +250,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
 
     def batch_features(events: list[Event]) -> Any:
         """The shared store's matrices and popularity, prefetched for the candidates the
-        re-rankers will judge in this batch: per session with a judged event, its history
-        and its events in the batch (a superset of what each judged state reads)."""
+        re-rankers will judge in this batch: per session with a judged event, the rows of its
+        last ``history`` distinct items at any point of the batch."""
         assert reranker is not None
         judged = {e.session for e in events if reranker.sampled(e.session, e.type)}
         histories: dict[int, list[tuple[int, int, int]]] = {}
@@ -259,10 +263,12 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             if e.session in judged:
                 histories[e.session].append((e.aid, e.ts, e.type))
                 added[e.session] += 1
-        # The rows of the last `history` distinct items at any point of the batch.
-        wide = dataclasses.replace(reranker.config, history=reranker.config.history
-                                   + max(added.values(), default=0))
-        return store_features(shared, histories.values(), wide, config.list_size)
+        base = reranker.config
+        rows = [row for session, events_ in histories.items()
+                for row in candidate_rows(events_, dataclasses.replace(
+                    base, history=base.history + added[session]))]
+        own = {aid for events_ in histories.values() for aid, _, _ in events_}
+        return store_features(shared, rows, own, base, config.list_size, feature_cache)
 
     async def load_sessions(sessions: set[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""

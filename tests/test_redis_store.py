@@ -18,7 +18,14 @@ from producers.ordering import time_ordered
 from producers.readers import read_events
 from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import SharedModels, distributed_rerank, lists_from_store, load_states
+from stream.serving import (
+    FeatureCache,
+    SharedModels,
+    StoreView,
+    distributed_rerank,
+    lists_from_store,
+    load_states,
+)
 
 pytestmark = pytest.mark.integration
 TOPIC = "events"
@@ -177,3 +184,30 @@ def test_models_saved_to_the_store_are_mixed_and_hot_swapped(store: RedisStore) 
     restarted.start()
     assert restarted.version == 2
     assert dict(restarted.reranker.rankers[0].model.weights)["rank=1"] == 3.0
+
+
+def test_a_feature_cache_reuses_reads_while_fresh(store: RedisStore) -> None:
+    pipeline = SessionPipeline()
+    pipeline.covis.take_journal()
+    pipeline.popularity.take_journal()
+    pipeline.apply([Event(1, 10, 1_000, 0), Event(1, 20, 2_000, 1)])
+    assert store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (0, 2)}, {},
+                       pipeline.popularity.take_journal())
+    cache = FeatureCache(max_age_s=60)
+    first = StoreView(store, cache)
+    first.prefetch_rows([("carts_orders", 10)], [10], neighbours=20)
+    assert first.top("carts_orders", 10) == [(20, 6)]
+    carts_20 = first.score(1, 20)
+    assert carts_20 == pipeline.popularity.score(1, 20) > 0 and first.misses == 0
+
+    pipeline.apply([Event(2, 10, 3_000, 1), Event(2, 20, 4_000, 1)])
+    assert store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (2, 4)}, {},
+                       pipeline.popularity.take_journal())
+    cached = StoreView(store, cache)  # within max_age: the earlier reads
+    cached.prefetch_rows([("carts_orders", 10)], [10], neighbours=20)
+    assert cached.top("carts_orders", 10) == [(20, 6)] and cached.score(1, 20) == carts_20
+    cache.max_age_s = 0
+    fresh = StoreView(store, cache)
+    fresh.prefetch_rows([("carts_orders", 10)], [10], neighbours=20)
+    assert fresh.top("carts_orders", 10) == [(20, 12)]  # the second cart weighs 6 too
+    assert fresh.score(1, 20) == pipeline.popularity.score(1, 20) > carts_20
