@@ -236,6 +236,7 @@ class CoVisitation:
         """
         gap = self.config.max_gap_ms
         runs = state.runs
+        changed = state.changed_runs
         partners = dict.fromkeys(map(_aid_of, state.recent))
         partners.pop(b, None)
         fresh: list[int] = []
@@ -245,6 +246,8 @@ class CoVisitation:
             if run is None or t - (run >> 8) > gap:
                 runs[key] = t << 8 | 0x11  # both directions weigh 1
                 fresh.append(a)
+                if changed is not None:
+                    changed.add(key)
         if not fresh:
             return
         pairs = self.pairs
@@ -289,6 +292,7 @@ class CoVisitation:
         """
         gap = self.config.max_gap_ms
         runs = state.runs
+        changed = state.changed_runs
         pairs = self.pairs
         top = self._top_pairs
         weights = TYPE_WEIGHTS
@@ -308,6 +312,8 @@ class CoVisitation:
                 runs[key] = t << 8 | w_lohi << 4 | w_hilo
                 inc_ab, inc_ba = start + wb, start + wa
                 grown.append(a)
+                if changed is not None:
+                    changed.add(key)
             else:
                 old_lohi, old_hilo = (run >> 4) & 15, run & 15
                 if w_lohi <= old_lohi and w_hilo <= old_hilo:
@@ -315,6 +321,8 @@ class CoVisitation:
                 new_lohi = w_lohi if w_lohi > old_lohi else old_lohi
                 new_hilo = w_hilo if w_hilo > old_hilo else old_hilo
                 runs[key] = (run >> 8) << 8 | new_lohi << 4 | new_hilo
+                if changed is not None:
+                    changed.add(key)
                 if a < b:
                     inc_ab, inc_ba = new_lohi - old_lohi, new_hilo - old_hilo
                 else:
@@ -362,6 +370,8 @@ class CoVisitation:
             if began is not None and t - began <= gap:
                 continue  # same run: the weight is 1 either way
             runs[key] = t
+            if state.changed_buy_runs is not None:
+                state.changed_buy_runs.add(key)
             row_a = buy2buy.get(a)
             if row_a is None:
                 row_a = buy2buy[a] = {}

@@ -17,7 +17,9 @@ Layout (``{p}`` = key prefix):
   is not an increment, so epochs cannot share a hash); ``{p}cv:epochs``: the epochs in use;
 * ``{p}pop:{epoch}:{kind}``: sorted set, aid → integer count of that epoch (kinds 0–2 the event
   types, 3 all of them); ``{p}pop:epoch``: the latest epoch (older ones are deleted);
-* ``{p}session:{id}``: a session's window and open runs (JSON), with a time to live;
+* ``{p}session:{id}``: a session's window (JSON), with a time to live;
+  ``{p}runs:{id}``: its open runs, an append-only log of binary entries (see
+  :meth:`~online_models.sessions.SessionState.take_runs_log`), expiring with it;
 * ``{p}offset:{topic}:{partition}``: the next offset to apply;
 * ``{p}live``: sorted set of recently active sessions by last event time; ``{p}events``: count;
 * ``{p}model:{name}``: the latest snapshot of a learned model (``rerank``: the re-rankers'
@@ -46,14 +48,16 @@ LIVE_SESSIONS = 1000
 #: A watch lapses this long after its web node last renewed it (a node renews every third).
 WATCH_TTL_MS = 30_000
 
-# KEYS: offset keys (n), session keys (s), then the popularity epoch key, the live set and the
-# event counter. ARGV: n, s, the batch's latest popularity epoch (-1: none), the key prefix,
-# events, session ttl (ms, 0 = none), live sessions to keep, then three texts:
+# KEYS: offset keys (n), per session its state key and its runs key (2s), then the popularity
+# epoch key, the live set and the event counter. ARGV: n, s, the batch's latest popularity
+# epoch (-1: none), the key prefix, events, session ttl (ms, 0 = none), live sessions to keep,
+# then three texts:
 #   cells       "matrix:aid b:inc,b:inc,…" lines (HINCRBY {p}cv:matrix:aid b inc),
 #   popularity  "epoch:kind aid:inc,…" lines (ZINCRBY {p}pop:epoch:kind inc aid),
 #   live        "session:ts,…" (ZADD {p}live ts session),
 #   epochs      "epoch,…" (SADD {p}cv:epochs epoch: the clicks epochs of the batch);
-# then (start, end) per offset key and one value per session key.
+# then (start, end) per offset key, and per session its state, how its runs change ('' none,
+# 'a' append to the log, 's' replace the log) and the runs' bytes.
 # Increments travel as text that the script splits itself: one argument per batch instead of
 # two per cell keeps the client's command encoding (pure Python in redis-py) off the hot path.
 _APPLY = """
@@ -76,7 +80,7 @@ for row, fields in string.gmatch(ARGV[8], '(%S+) (%S+)') do
     redis.call('HINCRBY', key, b, inc)
   end
 end
-local marker = KEYS[n + s + 1]
+local marker = KEYS[n + 2 * s + 1]
 local current = tonumber(redis.call('GET', marker) or '-1')
 local latest = tonumber(ARGV[3])
 if latest > current then
@@ -99,22 +103,29 @@ for epoch, kind, fields in string.gmatch(ARGV[9], '(%d+):(%d+) (%S+)') do
   end
 end
 local ttl = tonumber(ARGV[6])
-for k = n + 1, n + s do
+for k = n + 1, n + 2 * s, 2 do
+  local runs, mode = KEYS[k + 1], ARGV[arg + 1]
+  if mode == 'a' then
+    redis.call('APPEND', runs, ARGV[arg + 2])
+  elseif mode == 's' then
+    redis.call('SET', runs, ARGV[arg + 2])
+  end
   if ttl > 0 then
     redis.call('SET', KEYS[k], ARGV[arg], 'PX', ttl)
+    redis.call('PEXPIRE', runs, ttl)
   else
     redis.call('SET', KEYS[k], ARGV[arg])
   end
-  arg = arg + 1
+  arg = arg + 3
 end
-local live = KEYS[n + s + 2]
+local live = KEYS[n + 2 * s + 2]
 if ARGV[10] ~= '' then
   for session, ts in string.gmatch(ARGV[10], '(%d+):(%d+)') do
     redis.call('ZADD', live, ts, session)
   end
   redis.call('ZREMRANGEBYRANK', live, 0, -tonumber(ARGV[7]) - 1)
 end
-redis.call('INCRBY', KEYS[n + s + 3], ARGV[5])
+redis.call('INCRBY', KEYS[n + 2 * s + 3], ARGV[5])
 arg = 12
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[arg + 1])
@@ -130,6 +141,11 @@ def _ints(raw: Mapping[bytes, bytes]) -> dict[int, int]:
 
 def _fields(row: Mapping[int, int]) -> str:
     return ",".join([f"{key}:{value}" for key, value in row.items()])
+
+
+#: A session's write: its state without runs, its runs log's new bytes, and whether they
+#: replace the log (else they are appended).
+SessionWrite = tuple[bytes, bytes, bool]
 
 
 class OffsetConflict(RuntimeError):
@@ -175,26 +191,32 @@ class RedisStore:
     def _session_key(self, session: int) -> str:
         return f"{self.prefix}session:{session}"
 
+    def _runs_key(self, session: int) -> str:
+        return f"{self.prefix}runs:{session}"
+
     def _offset_key(self, topic: str, partition: int) -> str:
         return f"{self.prefix}offset:{topic}:{partition}"
 
     # -- write -----------------------------------------------------------------------------------
     def apply(self, journal: CellJournal | Sequence[CellJournal],
               offsets: Mapping[tuple[str, int], tuple[int, int]],
-              sessions: Mapping[int, bytes] | None = None,
+              sessions: Mapping[int, bytes | SessionWrite] | None = None,
               popularity: Mapping[tuple[int, int], Mapping[int, int]] | None = None,
               live: Mapping[int, int] | None = None, events: int = 0) -> bool:
         """Add a batch's increments, store its sessions' states, if no part of it was applied
         before.
 
-        ``offsets`` maps (topic, partition) to the batch's (first, next) offsets; ``popularity``
-        (epoch, kind) to {aid: count}; ``live`` session to its last event time. Returns False,
-        changing nothing, when the batch was already applied; raises :class:`OffsetConflict`
-        when it starts past a gap (events would be lost).
+        ``offsets`` maps (topic, partition) to the batch's (first, next) offsets; ``sessions``
+        a session to its state (:meth:`SessionState.to_bytes`) or to a :data:`SessionWrite`
+        (the state without runs, its runs log's new bytes, and whether they replace the log);
+        ``popularity`` (epoch, kind) to {aid: count}; ``live`` session to its last event
+        time. Returns False, changing nothing, when the batch was already applied; raises
+        :class:`OffsetConflict` when it starts past a gap (events would be lost).
         """
         sessions, popularity, live = sessions or {}, popularity or {}, live or {}
         keys = [self._offset_key(topic, partition) for topic, partition in offsets]
-        keys += [self._session_key(session) for session in sessions]
+        for session in sessions:
+            keys += [self._session_key(session), self._runs_key(session)]
         keys += [f"{self.prefix}pop:epoch", f"{self.prefix}live", f"{self.prefix}events"]
         journals = [journal] if isinstance(journal, CellJournal) else list(journal)
         cells = "\n".join([f"{self._row_suffix(name, j.epoch)}{aid} {_fields(row)}"
@@ -209,7 +231,12 @@ class RedisStore:
                                          ",".join(str(j.epoch) for j in journals)]
         for start, end in offsets.values():
             args += [start, end]
-        args += list(sessions.values())
+        for value in sessions.values():
+            if isinstance(value, bytes):
+                args += [value, "", ""]
+            else:
+                head, log, full = value
+                args += [head, "s" if full else ("a" if log else ""), log]
         applied, index, stored = self._apply(keys=keys, args=args)
         if applied:
             return True
@@ -223,6 +250,17 @@ class RedisStore:
     def stored_offset(self, topic: str, partition: int) -> int | None:
         value = self.client.get(self._offset_key(topic, partition))
         return None if value is None else int(value)
+
+    def session_states(self, ids: Iterable[int]) -> dict[int, tuple[bytes, bytes | None]]:
+        """Stored states of these sessions with their runs logs, in one round trip (absent
+        sessions are left out): what a worker needs to go on applying their events."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        keys = [k for s in ids for k in (self._session_key(s), self._runs_key(s))]
+        values = cast(list[Any], self.client.mget(keys))
+        return {s: (values[2 * i], values[2 * i + 1]) for i, s in enumerate(ids)
+                if values[2 * i] is not None}
 
     def sessions(self, ids: Iterable[int]) -> dict[int, bytes]:
         """Stored states of these sessions (absent ones are left out)."""

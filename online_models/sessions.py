@@ -12,16 +12,26 @@ co-visitation runs (see ``online_models.covisitation``). Memory is bounded two w
 
 Both are exact for streams in time order (replay guarantees it). An event arriving later than
 the watermark by more than the gap, for a session already expired, starts afresh.
+
+A shared store keeps a session in two parts (:meth:`SessionState.to_bytes` without runs, and
+:meth:`SessionState.take_runs_log`): the window as JSON, rewritten per batch, and the open runs
+as an append-only log of the runs that changed, so that a batch writes what it changed and not
+a long session's thousands of runs again. A run past its gap in the log behaves exactly like
+a missing one (both start a new run), so runs freed in memory need no deletion in the log; the
+log is rewritten whole once it holds twice the live runs.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import orjson
 
 _LOW = (1 << 64) - 1
+#: Rewrite a session's runs log whole once it holds more than twice its live runs, plus this.
+_LOG_SLACK = 64
 
 
 @dataclass(slots=True)
@@ -45,39 +55,99 @@ class SessionState:
     """No event of the session has arrived with a time before an earlier one's."""
     events: int = 0
     """Events applied so far: the version of the session's recommendations."""
+    changed_runs: set[int] | None = field(default=None, compare=False)
+    """Keys of ``runs`` set since the last :meth:`take_runs_log` (None: not tracked)."""
+    changed_buy_runs: set[int] | None = field(default=None, compare=False)
+    """Likewise for ``buy_runs``."""
+    logged: int = field(default=0, compare=False)
+    """Entries in the store's runs log of this session, as far as this process knows."""
 
     @classmethod
-    def empty(cls, window: int) -> SessionState:
-        return cls(deque(maxlen=window), deque(maxlen=window))
+    def empty(cls, window: int, track: bool = False) -> SessionState:
+        """A new session; ``track``: record changed runs for :meth:`take_runs_log`."""
+        state = cls(deque(maxlen=window), deque(maxlen=window))
+        if track:
+            state.track()
+        return state
 
-    def to_bytes(self) -> bytes:
-        """The whole state as JSON, for a shared store (pair keys split into two ids)."""
-        return orjson.dumps({
+    def track(self) -> None:
+        """Record the runs that change from now on (a worker writing them to a store)."""
+        if self.changed_runs is None:
+            self.changed_runs, self.changed_buy_runs = set(), set()
+
+    def to_bytes(self, runs: bool = True) -> bytes:
+        """The state as JSON, for a shared store (pair keys split into two ids); without
+        ``runs``, everything but the runs, which then travel in :meth:`take_runs_log`."""
+        obj: dict[str, object] = {
             "recent": list(self.recent), "buys": list(self.recent_buys),
-            "runs": [[k >> 64, k & _LOW, v] for k, v in self.runs.items()],
-            "buy_runs": [[k >> 64, k & _LOW, v] for k, v in self.buy_runs.items()],
             "max_ts": self.max_ts, "events": self.events, "window_buys": self.window_buys,
             "ordered": self.ordered,
-        })
+        }
+        if runs:
+            obj["runs"] = [[k >> 64, k & _LOW, v] for k, v in self.runs.items()]
+            obj["buy_runs"] = [[k >> 64, k & _LOW, v] for k, v in self.buy_runs.items()]
+        return orjson.dumps(obj)
+
+    def take_runs_log(self) -> tuple[bytes, bool]:
+        """The runs changed since the last call, as log entries to append, or, once the log
+        would hold more than twice the live runs, every live run to replace it (``True``).
+
+        An entry is three signed 64-bit integers (lo id, hi id, run), ``lo`` stored as
+        ``-1 - lo`` for a ``buys`` run. Requires :meth:`track`.
+        """
+        changed, changed_buys = self.changed_runs, self.changed_buy_runs
+        if changed is None or changed_buys is None:
+            raise RuntimeError("take_runs_log needs a tracked state (SessionState.track)")
+        live = len(self.runs) + len(self.buy_runs)
+        full = self.logged + len(changed) + len(changed_buys) > 2 * live + _LOG_SLACK
+        keys = self.runs.keys() if full else changed
+        buy_keys = self.buy_runs.keys() if full else changed_buys
+        entries = array("q")
+        runs, buy_runs = self.runs, self.buy_runs
+        for key in keys:
+            entries.extend((key >> 64, key & _LOW, runs[key]))
+        for key in buy_keys:
+            entries.extend((-1 - (key >> 64), key & _LOW, buy_runs[key]))
+        count = len(entries) // 3
+        self.logged = count if full else self.logged + count
+        changed.clear()
+        changed_buys.clear()
+        return entries.tobytes(), full
 
     @classmethod
-    def from_bytes(cls, data: bytes, window: int) -> SessionState:
-        """Inverse of :meth:`to_bytes`.
+    def from_bytes(cls, data: bytes, window: int, runs_log: bytes | None = None) -> SessionState:
+        """Inverse of :meth:`to_bytes`, with the runs of a runs log (later entries win).
 
-        >>> state = SessionState.empty(30)
+        >>> state = SessionState.empty(30, track=True)
         >>> state.runs[3 << 64 | 5] = 77
+        >>> state.changed_runs.add(3 << 64 | 5)
         >>> SessionState.from_bytes(state.to_bytes(), 30) == state
+        True
+        >>> log, full = state.take_runs_log()
+        >>> SessionState.from_bytes(state.to_bytes(runs=False), 30, log) == state
         True
         """
         obj = orjson.loads(data)
-        return cls(
+        state = cls(
             deque((tuple(e) for e in obj["recent"]), maxlen=window),  # type: ignore[misc]
             deque((tuple(e) for e in obj["buys"]), maxlen=window),  # type: ignore[misc]
-            {lo << 64 | hi: v for lo, hi, v in obj["runs"]},
-            {lo << 64 | hi: v for lo, hi, v in obj["buy_runs"]},
+            {lo << 64 | hi: v for lo, hi, v in obj.get("runs", ())},
+            {lo << 64 | hi: v for lo, hi, v in obj.get("buy_runs", ())},
             max_ts=obj["max_ts"], events=obj["events"], window_buys=obj["window_buys"],
             ordered=obj["ordered"],
         )
+        if runs_log:
+            entries = array("q")
+            entries.frombytes(runs_log)
+            runs, buy_runs = state.runs, state.buy_runs
+            for i in range(0, len(entries), 3):
+                lo, hi, run = entries[i], entries[i + 1], entries[i + 2]
+                if lo >= 0:
+                    runs[lo << 64 | hi] = run
+                else:
+                    buy_runs[(-1 - lo) << 64 | hi] = run
+            state.logged = len(entries) // 3
+        return state
 
 
 class SessionStore:
@@ -86,6 +156,8 @@ class SessionStore:
     def __init__(self, window: int, runs_ttl_ms: int, ttl_ms: int) -> None:
         if ttl_ms < runs_ttl_ms:
             raise ValueError("a session must outlive its open runs (ttl_ms >= runs_ttl_ms)")
+        self.track = False
+        """New sessions record their changed runs (:meth:`SessionState.take_runs_log`)."""
         self.window = window
         self.runs_ttl_ms = runs_ttl_ms
         self.ttl_ms = ttl_ms
@@ -104,6 +176,8 @@ class SessionStore:
 
     def put(self, session: int, state: SessionState) -> None:
         """Adopt a state loaded from elsewhere (a shared store after a rebalance)."""
+        if self.track:
+            state.track()
         self._sessions[session] = state
         if state.runs:
             self._with_runs[session] = state
@@ -117,13 +191,14 @@ class SessionStore:
         """The session's state, created if new, marked as active at ``ts``."""
         state = self._sessions.get(session)
         if state is None:
-            state = self._sessions[session] = SessionState.empty(self.window)
+            state = self._sessions[session] = SessionState.empty(self.window, self.track)
         elif ts - state.max_ts > self.ttl_ms:
             # Idle past its lifetime but not swept yet (or reloaded from a shared store):
             # start afresh, exactly as if it had been swept, so the result never depends on
             # when sweeps ran. Nothing it held could pair with this event anyway.
-            fresh = SessionState.empty(self.window)
+            fresh = SessionState.empty(self.window, self.track)
             fresh.events = state.events  # versions only grow
+            fresh.logged = state.logged  # its log still holds the old runs (all past the gap)
             self._with_runs.pop(session, None)
             del self._sessions[session]
             state = self._sessions[session] = fresh

@@ -6,9 +6,9 @@ before a crash or a rebalance) are dropped; invalid ones go to ``{prefix}events.
 reason; the rest feed the same :class:`~stream.pipeline.SessionPipeline` as the embedded
 runtime, whose journal is then applied to Redis with the batch's offsets in one script.
 
-State: matrices, popularity counts and each touched session's window and open runs go to Redis
-in the same script as the batch's offsets; a worker keeps sessions in memory as a cache, drops
-it when partitions are revoked, and loads sessions it does not hold from Redis.
+State: matrices, popularity counts and each touched session's window and changed open runs go
+to Redis in the same script as the batch's offsets; a worker keeps sessions in memory as a
+cache, drops it when partitions are revoked, and loads sessions it does not hold from Redis.
 
 Lists: after a batch is stored, the worker computes the lists of the touched sessions that some
 web node's client watches (from the shared state, :mod:`stream.serving`), stores them and
@@ -147,6 +147,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                              key_serializer="raw", value_serializer="raw", partitions=partitions)
     dlq = app.topic(f"{topic_name}.dlq", key_serializer="raw", value_serializer="raw")
     pipeline = SessionPipeline(config)
+    pipeline.sessions.track = True  # sessions' changed runs go to Redis, not all of them
     pipeline.covis.take_journal()
     pipeline.popularity.take_journal()
     shared = RedisStore(redis.Redis.from_url(store, socket_connect_timeout=2, socket_timeout=10),
@@ -203,10 +204,13 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             states = {s: state for s in touched
                       if (state := pipeline.sessions.get(s)) is not None}
             clock = tick(clock, "apply")
+            # A session's window is rewritten, its runs only appended to (what changed).
+            writes = {s: (st.to_bytes(runs=False), *st.take_runs_log())
+                      for s, st in states.items()}
             try:
                 applied = await with_retry(
-                    shared.apply, journal, offsets, {s: st.to_bytes() for s, st in states.items()},
-                    counts, {s: st.max_ts for s, st in states.items()}, len(good))
+                    shared.apply, journal, offsets, writes, counts,
+                    {s: st.max_ts for s, st in states.items()}, len(good))
             except OffsetConflict:
                 applied = False
             if not applied:  # another worker got there first: our copies are stale
@@ -273,9 +277,10 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     async def load_sessions(sessions: set[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""
         missing = [s for s in sessions if s not in pipeline.sessions]
-        stored = await with_retry(shared.sessions, missing)
-        for session, blob in stored.items():
-            pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window))
+        stored = await with_retry(shared.session_states, missing)
+        for session, (blob, runs) in stored.items():
+            pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window,
+                                                                   runs))
 
     def forget() -> None:
         pipeline.sessions.clear()

@@ -150,3 +150,50 @@ def test_pruning_bounds_rows_to_three_times_the_cap() -> None:
         cv.update(state, 0 if aid % 2 else aid, aid, 0)
     assert all(len(row) <= 9 for row in cv.matrix("carts_orders").values())
     assert cv.pruned_rows > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs(), configs, st.integers(1, 7))
+def test_sessions_reloaded_from_their_runs_log_give_the_batch_result(
+    log: Log, config: CovisConfig, every: int
+) -> None:
+    """A worker's way: every ``every`` events, each touched session is written as its state
+    without runs plus its runs log (appended to or replaced), then read back from those bytes
+    and applied on from there."""
+    cv = CoVisitation(config)
+    states: dict[int, SessionState] = {}
+    stored: dict[int, tuple[bytes, bytes]] = {}
+    touched: set[int] = set()
+    for i, (session, aid, ts, etype) in enumerate(log, 1):
+        state = states.get(session)
+        if state is None:
+            state = states[session] = SessionState.empty(config.window, track=True)
+        cv.update(state, aid, ts, etype)
+        touched.add(session)
+        if i % every == 0 or i == len(log):
+            for s in touched:
+                live = states[s]
+                entries, full = live.take_runs_log()
+                old = stored.get(s, (b"", b""))[1]
+                stored[s] = (live.to_bytes(runs=False), entries if full else old + entries)
+                back = SessionState.from_bytes(stored[s][0], config.window, stored[s][1])
+                assert back == live
+                assert back.logged == live.logged == len(stored[s][1]) // 24
+                back.track()
+                states[s] = back
+            touched.clear()
+    assert matrices(cv) == batch_covisitation(log, config)
+
+
+def test_a_runs_log_is_rewritten_whole_once_twice_the_live_runs() -> None:
+    state = SessionState.empty(30, track=True)
+    key = 1 << 64 | 2
+    state.runs[key] = 1
+    sizes = []
+    for value in range(200):  # the same run changing: the log would grow, the runs do not
+        state.runs[key] = value
+        state.changed_runs.add(key)  # type: ignore[union-attr]
+        entries, full = state.take_runs_log()
+        sizes.append((len(entries) // 24, full))
+    assert state.logged <= 2 * 1 + 64
+    assert sizes[0] == (1, False) and (1, True) in sizes

@@ -13,6 +13,7 @@ from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
 from online_models.redis_store import OffsetConflict, RedisStore
 from online_models.rerank import RerankConfig, Reranker
+from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
 from producers.readers import read_events
@@ -71,15 +72,22 @@ def test_two_workers_on_four_partitions_sum_to_one_process(
     config = PipelineConfig(covis=covis, session_ttl_ms=10_000 * DAY_MS)
     workers = {0: SessionPipeline(config), 1: SessionPipeline(config)}
     for pipeline in workers.values():
+        pipeline.sessions.track = True
         pipeline.covis.take_journal()
         pipeline.popularity.take_journal()
     for partition, records in parts.items():  # worker = partition % 2, batches of 50
         pipeline = workers[partition % 2]
         for i in range(0, len(records), 50):
             chunk = records[i:i + 50]
+            if i % 350 == 0:  # as after a rebalance: sessions come back from Redis
+                pipeline.sessions.clear()
+            missing = {e.session for _, e in chunk if e.session not in pipeline.sessions}
+            for session, (blob, runs) in store.session_states(missing).items():
+                pipeline.sessions.put(session, SessionState.from_bytes(
+                    blob, config.covis.window, runs))
             touched = pipeline.apply(e for _, e in chunk)
             offsets = {(TOPIC, partition): (chunk[0][0], chunk[-1][0] + 1)}
-            states = {s: st.to_bytes() for s in touched
+            states = {s: (st.to_bytes(runs=False), *st.take_runs_log()) for s in touched
                       if (st := pipeline.sessions.get(s)) is not None}
             assert store.apply(pipeline.covis.take_journal(), offsets, states,
                                pipeline.popularity.take_journal())
