@@ -299,6 +299,11 @@ class RedisStore:
             out[(matrix, aid)] = fold_epochs(per_epoch, self.epoch_shift)
         return out
 
+    @property
+    def clicks_epoch(self) -> int | None:
+        """The latest clicks epoch as last read: the scale clicks rows were folded to."""
+        return self._epochs[-1] if self._epochs else None
+
     def row(self, matrix: str, aid: int) -> dict[int, int]:
         return self.rows([(matrix, aid)])[(matrix, aid)]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from online_models.recommend import rows_needed
 from online_models.redis_store import RedisStore
 from online_models.rerank import RerankConfig, Reranker, candidate_rows
-from online_models.rows import top_items
+from online_models.rows import MATRICES, CellJournal, top_items
 from online_models.sessions import SessionState
 from online_models.types import CARTS, CLICKS, ORDERS
 from stream.pipeline import Features, Recommendations, session_lists
@@ -64,13 +64,68 @@ class FeatureCache:
             del self.scores[next(iter(self.scores))]
 
 
+class RowCache:
+    """Whole rows read from the store, kept current with this process's own increments.
+
+    A worker stores a batch, then computes its watched sessions' lists from rows that this
+    very batch changed: reading them all again costs more than the rest of a small batch.
+    Instead, rows once read stay here and the worker adds each stored batch's journal to them
+    (:meth:`add`), so with one worker they are exactly what Redis holds. Increments of other
+    workers show once a row is older than ``max_age_s`` and read again. A clicks row is
+    folded to one epoch's scale: an increment in another epoch, or a newer epoch in Redis,
+    drops it.
+    """
+
+    def __init__(self, max_age_s: float = 1.0, size: int = 100_000) -> None:
+        self.max_age_s = max_age_s
+        self.size = size
+        self._rows: dict[tuple[str, int], tuple[float, int | None, dict[int, int]]] = {}
+        self.hits = 0
+        self.reads = 0
+
+    def get(self, key: tuple[str, int], now: float,
+            clicks_epoch: int | None) -> dict[int, int] | None:
+        cached = self._rows.get(key)
+        if (cached is None or now - cached[0] >= self.max_age_s
+                or (key[0] == "clicks" and cached[1] != clicks_epoch)):
+            return None
+        self.hits += 1
+        return cached[2]
+
+    def put(self, key: tuple[str, int], row: dict[int, int], now: float,
+            clicks_epoch: int | None) -> None:
+        self.reads += 1
+        self._rows.pop(key, None)  # re-insert: the dict's order is the read order
+        self._rows[key] = (now, clicks_epoch, dict(row))
+        if len(self._rows) > self.size:
+            del self._rows[next(iter(self._rows))]
+
+    def add(self, journals: Iterable[CellJournal]) -> None:
+        """A batch this process stored: add its increments to the rows held."""
+        rows = self._rows
+        for journal in journals:
+            for matrix in MATRICES:
+                for aid, increments in journal.matrix(matrix).items():
+                    cached = rows.get((matrix, aid))
+                    if cached is None:
+                        continue
+                    if matrix == "clicks" and cached[1] != journal.epoch:
+                        del rows[(matrix, aid)]  # another scale: not a plain sum
+                        continue
+                    row = cached[2]
+                    for b, inc in increments.items():
+                        row[b] = row.get(b, 0) + inc
+
+
 class StoreView:
     """Rows and popularity read from the store once per round (a snapshot), or, with a
     :class:`FeatureCache`, reused from earlier rounds while fresh enough."""
 
-    def __init__(self, store: RedisStore, cache: FeatureCache | None = None) -> None:
+    def __init__(self, store: RedisStore, cache: FeatureCache | None = None,
+                 rows: RowCache | None = None) -> None:
         self.store = store
         self.cache = cache
+        self.row_cache = rows
         self._now = time.monotonic()
         self._rows: dict[tuple[str, int], dict[int, int]] = {}
         self._tops: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
@@ -105,7 +160,8 @@ class StoreView:
         self._fetch_scores(pool)
 
     def _fetch_rows(self, rows: Iterable[tuple[str, int]], neighbours: int = 0) -> None:
-        cache, now = self.cache, self._now
+        cache, now, row_cache = self.cache, self._now, self.row_cache
+        epoch = self.store.clicks_epoch
         wanted = []
         for row in dict.fromkeys(rows):
             if row in self._rows or (row[0], row[1], neighbours) in self._tops:
@@ -113,11 +169,18 @@ class StoreView:
             if cache is not None and (top := cache.fresh_top(row[0], row[1], now)) is not None:
                 self._tops[(row[0], row[1], neighbours)] = top
                 continue
+            if row_cache is not None and (held := row_cache.get(row, now, epoch)) is not None:
+                self._rows[row] = held
+                continue
             wanted.append(row)
         if not wanted:
             return
         fetched = self.store.rows(wanted)
         self._rows.update(fetched)
+        if row_cache is not None:
+            epoch = self.store.clicks_epoch
+            for key, values in fetched.items():
+                row_cache.put(key, values, now, epoch)
         if cache is not None and neighbours:
             for (matrix, aid), values in fetched.items():
                 top = self._tops[(matrix, aid, neighbours)] = top_items(values, neighbours)
@@ -197,9 +260,11 @@ def store_features(store: RedisStore, rows: Sequence[tuple[str, int]], own: Iter
 
 
 def lists_from_store(store: RedisStore, states: Mapping[int, SessionState | None],
-                     k: int = 20, reranker: Reranker | None = None) -> dict[int, Recommendations]:
-    """Lists of several sessions whose states the caller holds (a worker: its own)."""
-    view = StoreView(store)
+                     k: int = 20, reranker: Reranker | None = None,
+                     rows: RowCache | None = None) -> dict[int, Recommendations]:
+    """Lists of several sessions whose states the caller holds (a worker: its own); ``rows``:
+    a worker's cache of rows kept current with its own batches."""
+    view = StoreView(store, rows=rows)
     present = [s for s in states.values() if s is not None]
     if reranker is None:
         view.prefetch(present, k)

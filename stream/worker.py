@@ -46,7 +46,13 @@ from stream.events import Event, EventError
 from stream.kafka_bus import decode
 from stream.metrics import prequential_families
 from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import FeatureCache, SharedModels, lists_from_store, store_features
+from stream.serving import (
+    FeatureCache,
+    RowCache,
+    SharedModels,
+    lists_from_store,
+    store_features,
+)
 
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
@@ -161,6 +167,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # Learning features up to 10 s old: the matrices move little in 10 s, and a 1 s cache
     # left the reads at half the worker's time (docs/benchmarks.md).
     feature_cache = FeatureCache(max_age_s=10.0)
+    # Rows for the watched sessions' lists: kept current with this worker's own batches, so
+    # re-read only for other workers' increments (at most a second late).
+    row_cache = RowCache(max_age_s=1.0)
 
     @app.agent(events_topic)
     async def apply_events(stream: Any) -> None:
@@ -217,6 +226,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 log.warning("batch %s was applied elsewhere; reloading state", offsets)
                 forget()
                 continue
+            row_cache.add(journal)
             for (_, partition), (_, end) in offsets.items():
                 stats.offsets[partition] = end
                 highwater = app.consumer.highwater(TP(topic_name, partition))
@@ -247,7 +257,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         if not watched:
             return
         lists = await with_retry(lists_from_store, shared, {s: states[s] for s in watched},
-                                 config.list_size, reranker)
+                                 config.list_size, reranker, row_cache)
         payloads = {s: orjson.dumps(recs.to_json()) for s, recs in lists.items()}
         await with_retry(shared.publish_lists, payloads)
         stats.lists_published += len(payloads)

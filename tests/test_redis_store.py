@@ -4,6 +4,7 @@ the batch definition, and lists read from Redis equal the embedded pipeline's.""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
 from stream.serving import (
     FeatureCache,
+    RowCache,
     SharedModels,
     StoreView,
     distributed_rerank,
@@ -219,3 +221,31 @@ def test_a_feature_cache_reuses_reads_while_fresh(store: RedisStore) -> None:
     fresh.prefetch_rows([("carts_orders", 10)], [10], neighbours=20)
     assert fresh.top("carts_orders", 10) == [(20, 12)]  # the second cart weighs 6 too
     assert fresh.score(1, 20) == pipeline.popularity.score(1, 20) > carts_20
+
+
+@pytest.mark.parametrize("epoch_half_lives", [32, 1])
+def test_a_row_cache_kept_with_the_batches_equals_what_redis_holds(
+    store: RedisStore, shared_data: Path, epoch_half_lives: int
+) -> None:
+    """One worker: rows read once and then kept current with its own journals are the rows
+    Redis holds, clicks epochs crossed included (one-day epochs: some 28 of them)."""
+    covis = CovisConfig(max_neighbors=0, half_life_ms=DAY_MS, epoch_half_lives=epoch_half_lives)
+    store.epoch_shift = epoch_half_lives
+    pipeline = SessionPipeline(PipelineConfig(covis=covis, session_ttl_ms=10_000 * DAY_MS))
+    pipeline.covis.take_journal()
+    events = list(time_ordered(read_events(shared_data / "otto-sample" / "train.jsonl")))
+    cache = RowCache(max_age_s=3600)
+    for i in range(0, len(events), 200):
+        pipeline.apply(events[i:i + 200])
+        journal = pipeline.covis.take_journal()
+        assert store.apply(journal, {(TOPIC, 0): (i, min(i + 200, len(events)))})
+        cache.add(journal)
+        view = StoreView(store, rows=cache)  # read (or reuse) the rows of this batch's items
+        view.prefetch_rows([(m, e.aid) for e in events[i:i + 200:7]
+                            for m in ("clicks", "carts_orders", "buy2buy")], [], 20)
+    assert cache.hits > 0 and cache.reads > 0
+    now, epoch = time.monotonic(), store.clicks_epoch
+    held = {key: row for key in list(cache._rows)
+            if (row := cache.get(key, now, epoch)) is not None}
+    assert len(held) > 100
+    assert held == store.rows(held)
