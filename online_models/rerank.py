@@ -174,11 +174,14 @@ def candidate_rows(events: Sequence[tuple[int, int, int]],
 def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                      popularity: PopularityScores, successors: SuccessorRows | None,
                      config: RerankConfig, k: int = 20,
-                     factors: Factors | None = None) -> Candidates:
+                     factors: Factors | None = None, buying: bool = True) -> Candidates:
     """The candidates of a session whose recent events are ``events`` (oldest first).
 
     They depend on the session's state only, never on the clock or on when the next event
     comes, so the lists a client was served are exactly the lists the next event judges.
+    ``buying=False`` leaves out what only the carts and orders models read (their prior and
+    shortlist): a click judged against the clicks list alone costs less, and its clicks
+    shortlist, features and scores are the same.
     """
     n = len(events)
     unique = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))
@@ -230,14 +233,15 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
         r = own_rank.get(a)
         click_prior.append(_OWN - r if r is not None
                            else near + 1e-3 / (2 + pop_rank.get(a, k)) + factor)
-        h = history.get(a)
-        buy_prior.append(_OWN + h if h is not None
-                         else buys_get(a, 0.0) + clicks_score + successor_get(a, 0.0)
-                         + 1e-3 / (2 + buy_pop.get(a, k)) + factor)
+        if buying:
+            h = history.get(a)
+            buy_prior.append(_OWN + h if h is not None
+                             else buys_get(a, 0.0) + clicks_score + successor_get(a, 0.0)
+                             + 1e-3 / (2 + buy_pop.get(a, k)) + factor)
     depth = config.depth
     fill = max(k, depth) + k
     click_order = _order(click_prior, fill)
-    buy_order = _order(buy_prior, fill)
+    buy_order = _order(buy_prior, fill) if buying else []
     shortlist = list(dict.fromkeys([*click_order[:depth], *buy_order[:depth]]))
     position = {i: j for j, i in enumerate(shortlist)}
     tops = tuple([position[i] for i in order[:depth]] for order in (click_order, buy_order))
@@ -397,7 +401,15 @@ class Reranker:
             lists.append(ranked)
         return Lists(*lists)
 
-    def learn(self, session: int, candidates: Candidates, etype: int, aid: int) -> bool:
+    def draw(self, session: int) -> bool:
+        """Whether the reservoir keeps the state this event of ``session`` is judged in: the
+        draw :meth:`learn` acts on, made before the candidates are built, so that a click in
+        a state that is not kept builds what the clicks model reads only."""
+        kept = self._kept.get(session)
+        return kept is None or self._rng.random() * (kept[0] + 1) < 1
+
+    def learn(self, session: int, candidates: Candidates, etype: int, aid: int,
+              keep: bool | None = None) -> bool:
         """Learn from an event of ``session`` whose state before it gave ``candidates``.
 
         A click teaches the clicks model from the state just before it: the next click is
@@ -405,23 +417,27 @@ class Reranker:
         uniformly from the session's earlier ones (a reservoir of one per session), not the
         one just before: the carts and orders lists are for *everything* bought later, and
         learning only from the moment just before a cart taught the models that the item
-        clicked last is the one bought, which cost recall.
+        clicked last is the one bought, which cost recall. ``keep``: the :meth:`draw` made
+        for this event (None: draw now).
         """
+        if keep is None:
+            keep = self.draw(session)
         if etype == CLICKS:
             learned = self.rankers[CLICKS].learn(candidates, CLICKS, aid)
-            self._keep(session, candidates)
+            self._keep(session, candidates, keep)
             return learned
         kept = self._kept.get(session)
         learned = kept is not None and self.rankers[etype].learn(kept[1], etype, aid)
-        self._keep(session, candidates)
+        self._keep(session, candidates, keep)
         return learned
 
-    def _keep(self, session: int, candidates: Candidates) -> None:
+    def _keep(self, session: int, candidates: Candidates, keep: bool) -> None:
         kept = self._kept.pop(session, None)
         seen = 1 if kept is None else kept[0] + 1
-        if kept is None or self._rng.random() * seen < 1:
+        if keep:
             kept = (seen, candidates)
         else:
+            assert kept is not None  # a session's first state is always kept
             kept = (seen, kept[1])
         self._kept[session] = kept  # most recently active last
         if len(self._kept) > self.config.reservoir_sessions:

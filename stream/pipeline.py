@@ -31,7 +31,7 @@ from online_models.rerank import (
 )
 from online_models.sessions import SessionState, SessionStore
 from online_models.successors import Successors
-from stream.events import Event
+from stream.events import CLICKS, Event
 
 #: Called with each judged event and the lists that were live just before it.
 Judge = Callable[[Event, Lists], None]
@@ -179,12 +179,15 @@ class SessionPipeline:
             if recent and (judges or (reranker is not None
                                       and reranker.sampled(session, etype))):
                 if reranker is not None:
+                    keep = learn and reranker.draw(session)
                     candidates = build_candidates(list(recent), features.covis,
                                                   features.popularity, successors,
-                                                  reranker.config, k, factors)
+                                                  reranker.config, k, factors,
+                                                  buying=bool(judges) or etype != CLICKS
+                                                  or keep)
                     lists = reranker.lists(candidates, k, None if judges else (etype,))
                     if learn:
-                        reranker.learn(session, candidates, etype, aid)
+                        reranker.learn(session, candidates, etype, aid, keep)
                 else:
                     lists = recommend(list(recent), features.covis, features.popularity, k)
                 self.prequential.add(etype, (lists.clicks, lists.carts, lists.orders), aid)
