@@ -28,6 +28,18 @@ def worker_phases(port: int) -> dict[str, float]:
     return {**phases, "batches": batches[0] if batches else 0}
 
 
-def drop_state(redis_url: str, prefix: str) -> None:
-    """Delete a run's keys from Redis."""
+def drop_state(redis_url: str, prefix: str, kafka_url: str | None = None) -> None:
+    """Delete a run's keys from Redis and, with ``kafka_url``, its topics from Kafka: a broker
+    left with every earlier run's topics (hundreds of partitions) slows the next runs."""
     RedisStore.from_url(redis_url, prefix).clear()
+    if kafka_url is None:
+        return
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://"))
+    try:
+        topics = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            admin.delete_topics(topics)
+    finally:
+        admin.close()

@@ -241,7 +241,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             if args.distributed:
-                drop_state(args.redis, prefix)
+                drop_state(args.redis, prefix, args.kafka)
     lat = result["latencies"]
     path = ("POST -> web node -> Kafka -> worker -> Redis -> web node" if args.distributed
             else "POST -> embedded pipeline")

@@ -68,7 +68,7 @@ def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: 
         for worker in workers:
             worker.kill()
             worker.wait(20)
-        drop_state(args.redis, prefix)
+        drop_state(args.redis, prefix, args.kafka)
 
 
 def main() -> None:

@@ -15,8 +15,9 @@ web node's client watches (from the shared state, :mod:`stream.serving`), stores
 announces them on the ``{prefix}lists`` channel. Web nodes push them to their clients.
 
 Re-rankers (when the pipeline has them): a worker judges and learns test-then-train inside the
-batch like the embedded pipeline, with candidates read from the shared store as of the batch's
-start (:func:`~stream.serving.store_features`), so learning sees the features serving sees.
+batch like the embedded pipeline, with candidates read from the shared store (at most ten
+seconds old, :func:`~stream.serving.store_features`), so learning sees the features serving
+sees rather than this worker's share of the matrices.
 Its models are saved to Redis on a clock, mixed with the other workers' (:class:`~stream.
 serving.SharedModels`), and every worker and web node serves the newest saved snapshot.
 """
