@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Generic, TypeVar
 
 from online_models.recommend import rows_needed
 from online_models.redis_store import RedisStore
@@ -26,8 +27,44 @@ from online_models.sessions import SessionState
 from online_models.types import CARTS, CLICKS, ORDERS
 from stream.pipeline import Features, Recommendations, session_lists
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 #: The popularity kinds the re-rankers' features read item by item.
 _SCORED_KINDS = (CLICKS, CARTS)
+
+
+class AgedCache(Generic[K, V]):
+    """Values read from the store, each kept for ``max_age_s`` after its read and at most
+    ``size`` of them (the least recently read go first): the one mechanism behind the
+    feature and row caches."""
+
+    def __init__(self, max_age_s: float, size: int) -> None:
+        self.max_age_s = max_age_s
+        self.size = size
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._entries)
+
+    def get(self, key: K, now: float) -> V | None:
+        """The value if read less than ``max_age_s`` before ``now``."""
+        cached = self._entries.get(key)
+        return cached[1] if cached is not None and now - cached[0] < self.max_age_s else None
+
+    def peek(self, key: K) -> V | None:
+        """The value however old (to update it in place)."""
+        cached = self._entries.get(key)
+        return None if cached is None else cached[1]
+
+    def put(self, key: K, value: V, now: float) -> None:
+        self._entries.pop(key, None)  # re-insert: the dict's order is the read order
+        self._entries[key] = (now, value)
+        if len(self._entries) > self.size:
+            del self._entries[next(iter(self._entries))]
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
 
 
 class FeatureCache:
@@ -37,31 +74,18 @@ class FeatureCache:
     come back batch after batch)."""
 
     def __init__(self, max_age_s: float = 1.0, size: int = 200_000) -> None:
-        self.max_age_s = max_age_s
-        self.size = size
-        self.tops: dict[tuple[str, int], tuple[float, list[tuple[int, int]]]] = {}
-        self.scores: dict[int, tuple[float, dict[int, int]]] = {}
-        """aid → (read at, {kind: score})."""
+        self.tops: AgedCache[tuple[str, int], list[tuple[int, int]]] = AgedCache(max_age_s,
+                                                                                  size)
+        self.scores: AgedCache[int, dict[int, int]] = AgedCache(max_age_s, size)
+        """aid → {kind: score}."""
 
-    def fresh_top(self, matrix: str, aid: int, now: float) -> list[tuple[int, int]] | None:
-        cached = self.tops.get((matrix, aid))
-        return cached[1] if cached is not None and now - cached[0] < self.max_age_s else None
+    @property
+    def max_age_s(self) -> float:
+        return self.tops.max_age_s
 
-    def fresh_scores(self, aid: int, now: float) -> dict[int, int] | None:
-        cached = self.scores.get(aid)
-        return cached[1] if cached is not None and now - cached[0] < self.max_age_s else None
-
-    def put_top(self, matrix: str, aid: int, top: list[tuple[int, int]], now: float) -> None:
-        self.tops.pop((matrix, aid), None)  # re-insert: the dict's order is the read order
-        self.tops[(matrix, aid)] = (now, top)
-        if len(self.tops) > self.size:
-            del self.tops[next(iter(self.tops))]
-
-    def put_scores(self, aid: int, scores: dict[int, int], now: float) -> None:
-        self.scores.pop(aid, None)
-        self.scores[aid] = (now, scores)
-        if len(self.scores) > self.size:
-            del self.scores[next(iter(self.scores))]
+    @max_age_s.setter
+    def max_age_s(self, value: float) -> None:
+        self.tops.max_age_s = self.scores.max_age_s = value
 
 
 class RowCache:
@@ -77,28 +101,24 @@ class RowCache:
     """
 
     def __init__(self, max_age_s: float = 1.0, size: int = 100_000) -> None:
-        self.max_age_s = max_age_s
-        self.size = size
-        self._rows: dict[tuple[str, int], tuple[float, int | None, dict[int, int]]] = {}
+        self._rows: AgedCache[tuple[str, int], tuple[int | None, dict[int, int]]] = \
+            AgedCache(max_age_s, size)
+        """(matrix, aid) → (the clicks epoch a clicks row is folded to, the row)."""
         self.hits = 0
         self.reads = 0
 
     def get(self, key: tuple[str, int], now: float,
             clicks_epoch: int | None) -> dict[int, int] | None:
-        cached = self._rows.get(key)
-        if (cached is None or now - cached[0] >= self.max_age_s
-                or (key[0] == "clicks" and cached[1] != clicks_epoch)):
+        cached = self._rows.get(key, now)
+        if cached is None or (key[0] == "clicks" and cached[0] != clicks_epoch):
             return None
         self.hits += 1
-        return cached[2]
+        return cached[1]
 
     def put(self, key: tuple[str, int], row: dict[int, int], now: float,
             clicks_epoch: int | None) -> None:
         self.reads += 1
-        self._rows.pop(key, None)  # re-insert: the dict's order is the read order
-        self._rows[key] = (now, clicks_epoch, dict(row))
-        if len(self._rows) > self.size:
-            del self._rows[next(iter(self._rows))]
+        self._rows.put(key, (clicks_epoch, dict(row)), now)
 
     def add(self, journals: Iterable[CellJournal]) -> None:
         """A batch this process stored: add its increments to the rows held."""
@@ -106,13 +126,13 @@ class RowCache:
         for journal in journals:
             for matrix in MATRICES:
                 for aid, increments in journal.matrix(matrix).items():
-                    cached = rows.get((matrix, aid))
+                    cached = rows.peek((matrix, aid))
                     if cached is None:
                         continue
-                    if matrix == "clicks" and cached[1] != journal.epoch:
-                        del rows[(matrix, aid)]  # another scale: not a plain sum
+                    if matrix == "clicks" and cached[0] != journal.epoch:
+                        rows.drop((matrix, aid))  # another scale: not a plain sum
                         continue
-                    row = cached[2]
+                    row = cached[1]
                     for b, inc in increments.items():
                         row[b] = row.get(b, 0) + inc
 
@@ -166,7 +186,7 @@ class StoreView:
         for row in dict.fromkeys(rows):
             if row in self._rows or (row[0], row[1], neighbours) in self._tops:
                 continue
-            if cache is not None and (top := cache.fresh_top(row[0], row[1], now)) is not None:
+            if cache is not None and (top := cache.tops.get(row, now)) is not None:
                 self._tops[(row[0], row[1], neighbours)] = top
                 continue
             if row_cache is not None and (held := row_cache.get(row, now, epoch)) is not None:
@@ -184,7 +204,7 @@ class StoreView:
         if cache is not None and neighbours:
             for (matrix, aid), values in fetched.items():
                 top = self._tops[(matrix, aid, neighbours)] = top_items(values, neighbours)
-                cache.put_top(matrix, aid, top, now)
+                cache.tops.put((matrix, aid), top, now)
 
     def _fetch_scores(self, aids: Iterable[int]) -> None:
         cache, now, known = self.cache, self._now, self._scores[CLICKS]
@@ -192,7 +212,7 @@ class StoreView:
         for aid in dict.fromkeys(aids):
             if aid in known:
                 continue
-            if cache is not None and (scores := cache.fresh_scores(aid, now)) is not None:
+            if cache is not None and (scores := cache.scores.get(aid, now)) is not None:
                 for kind, value in scores.items():
                     self._scores[kind][aid] = value
                 continue
@@ -204,7 +224,7 @@ class StoreView:
             self._scores[kind].update(zip(missing, values, strict=True))
         if cache is not None:
             for i, aid in enumerate(missing):
-                cache.put_scores(aid, {kind: read[kind][i] for kind in _SCORED_KINDS}, now)
+                cache.scores.put(aid, {kind: read[kind][i] for kind in _SCORED_KINDS}, now)
 
     # Neighbours
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
