@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+import redis.asyncio
 
 from online_models.popularity import EPOCH_HALF_LIVES, TopSide, merged_top
 from online_models.rows import MATRICES, CellJournal, export_rows, fold_epochs
@@ -148,6 +150,15 @@ def _fields(row: Mapping[int, int]) -> str:
 SessionWrite = tuple[bytes, bytes, bool]
 
 
+@dataclass
+class EncodedBatch:
+    """A batch as the apply script takes it (:meth:`RedisStore.encode`)."""
+
+    keys: list[str]
+    args: list[int | str | bytes]
+    offsets: dict[tuple[str, int], tuple[int, int]]
+
+
 class OffsetConflict(RuntimeError):
     """A batch does not start where its partition's stored offset says the next one must."""
 
@@ -156,7 +167,8 @@ class RedisStore:
     """Apply journals exactly once; read rows, popularity and sessions; dump the matrices."""
 
     def __init__(self, client: redis.Redis, prefix: str = "", session_ttl_ms: int = 0,
-                 epoch_shift: int = 32, popularity_max_age_s: float = 0.0) -> None:
+                 epoch_shift: int = 32, popularity_max_age_s: float = 0.0,
+                 async_client: redis.asyncio.Redis | None = None) -> None:
         self.client = client
         self.popularity_max_age_s = popularity_max_age_s
         """Reuse a popularity list read this recently (0: always read). Workers pushing live
@@ -171,6 +183,8 @@ class RedisStore:
         """Session keys expire after this long without a change (0 = never): the event-time
         expiry of the in-memory store, in wall-clock time."""
         self._apply = client.register_script(_APPLY)
+        self._apply_async = (async_client.register_script(_APPLY)
+                             if async_client is not None else None)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "", session_ttl_ms: int = 0,
@@ -213,6 +227,19 @@ class RedisStore:
         time. Returns False, changing nothing, when the batch was already applied; raises
         :class:`OffsetConflict` when it starts past a gap (events would be lost).
         """
+        batch = self.encode(journal, offsets, sessions, popularity, live, events)
+        return self.applied(batch, self._apply(keys=batch.keys, args=batch.args))
+
+    def encode(self, journal: CellJournal | Sequence[CellJournal],
+               offsets: Mapping[tuple[str, int], tuple[int, int]],
+               sessions: Mapping[int, bytes | SessionWrite] | None = None,
+               popularity: Mapping[tuple[int, int], Mapping[int, int]] | None = None,
+               live: Mapping[int, int] | None = None, events: int = 0) -> EncodedBatch:
+        """The script's keys and arguments for :meth:`apply`'s batch.
+
+        Apart so that a worker can encode a batch on its event loop and run the script
+        without blocking it (:meth:`apply_async`).
+        """
         sessions, popularity, live = sessions or {}, popularity or {}, live or {}
         keys = [self._offset_key(topic, partition) for topic, partition in offsets]
         for session in sessions:
@@ -237,10 +264,22 @@ class RedisStore:
             else:
                 head, log, full = value
                 args += [head, "s" if full else ("a" if log else ""), log]
-        applied, index, stored = self._apply(keys=keys, args=args)
+        return EncodedBatch(keys, args, dict(offsets))
+
+    async def apply_async(self, batch: EncodedBatch) -> bool:
+        """:meth:`apply` an encoded batch through the asyncio client: the event loop goes on
+        while Redis runs the script."""
+        if self._apply_async is None:
+            raise RuntimeError("RedisStore was made without an asyncio client")
+        return self.applied(batch, await self._apply_async(keys=batch.keys, args=batch.args))
+
+    @staticmethod
+    def applied(batch: EncodedBatch, reply: Any) -> bool:
+        """What the script's reply means (see :meth:`apply`)."""
+        applied, index, stored = reply
         if applied:
             return True
-        (topic, partition), (start, end) = list(offsets.items())[index - 1]
+        (topic, partition), (start, end) = list(batch.offsets.items())[index - 1]
         if int(stored) >= end:
             return False  # applied before: a redelivery after a crash or a rebalance
         raise OffsetConflict(f"{topic}[{partition}]: batch covers {start}..{end - 1} but the "

@@ -30,7 +30,7 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,15 +38,18 @@ from typing import Any, TypeVar
 import faust
 import orjson
 import redis
+import redis.asyncio
 from faust.types import TP
 
-from online_models.redis_store import OffsetConflict, RedisStore
+from online_models.redis_store import EncodedBatch, OffsetConflict, RedisStore
 from online_models.rerank import candidate_rows
+from online_models.rows import CellJournal
 from online_models.sessions import SessionState
 from stream.events import Event, EventError
+from stream.faust_transport import DirectTransport
 from stream.kafka_bus import decode
 from stream.metrics import prequential_families
-from stream.pipeline import PipelineConfig, SessionPipeline
+from stream.pipeline import Features, PipelineConfig, SessionPipeline
 from stream.serving import (
     FeatureCache,
     RowCache,
@@ -57,7 +60,7 @@ from stream.serving import (
 
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
-PHASES = ("load", "apply", "store", "lists")
+PHASES = ("load", "apply", "wait", "store", "lists")
 T = TypeVar("T")
 
 
@@ -77,6 +80,25 @@ class WorkerStats:
     offsets: dict[int, int] = field(default_factory=dict)
     lag: dict[int, int] = field(default_factory=dict)
     """Per partition: messages on the broker not yet applied, as of the last batch."""
+
+
+@dataclass
+class Prepared:
+    """A batch on its way to Redis: staged (what to apply), then applied (what to store)."""
+
+    generation: int
+    """How many times the worker had dropped its state when the batch was staged: one staged
+    before a drop was applied to state that may be stale, and is staged again."""
+    items: list[Any]
+    """The Faust events (messages) of the batch, acknowledged once it is stored."""
+    events: list[Event] = field(default_factory=list)
+    offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    features: Features | None = None
+    journal: list[CellJournal] = field(default_factory=list)
+    counts: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
+    states: dict[int, SessionState] = field(default_factory=dict)
+    encoded: EncodedBatch | None = None
+    """The Redis script's keys and arguments."""
 
 
 class WorkerMetrics:
@@ -119,16 +141,30 @@ class WorkerMetrics:
 async def with_retry(call: Callable[..., T], *args: Any, patience_s: float = 300.0) -> T:
     """Run a Redis call, waiting out a restart of Redis.
 
-    The call runs on the event loop: a local Redis answers in well under a millisecond, and a
-    hop to a thread per call costs more than that once the loop is busy (the GIL is handed
-    over every 5 ms). Nothing is acknowledged to Kafka before Redis has the batch, so waiting
-    is safe; giving up (after ``patience_s``) lets the worker die and Kafka redeliver to
-    another one.
+    Short calls are synchronous and run on the event loop: a local Redis answers in well under
+    a millisecond, and a hop to a thread per call costs more than that once the loop is busy
+    (the GIL is handed over every 5 ms). Nothing is acknowledged to Kafka before Redis has the
+    batch, so waiting is safe; giving up (after ``patience_s``) lets the worker die and Kafka
+    redeliver to another one.
     """
+    async def attempt() -> T:
+        return call(*args)
+
+    return await retrying(attempt, patience_s)
+
+
+async def with_retry_async(call: Callable[..., Awaitable[T]], *args: Any,
+                           patience_s: float = 300.0) -> T:
+    """:func:`with_retry` for the asyncio client: a batch's script takes milliseconds of
+    Redis's time, during which the loop applies the next batch."""
+    return await retrying(lambda: call(*args), patience_s)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], patience_s: float) -> T:
     delay, waited = 0.2, 0.0
     while True:
         try:
-            return call(*args)
+            return await attempt()
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
             if waited >= patience_s:
                 raise
@@ -149,6 +185,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     datadir=str(datadir),
                     # A worker that dies is noticed in seconds, not the default minute.
                     broker_session_timeout=8.0, broker_heartbeat_interval=1.0)
+    app.transport = DirectTransport(app.conf.broker_consumer, app)
     topic_name = f"{topic_prefix}events"
     events_topic = app.topic(topic_name, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw", partitions=partitions)
@@ -159,7 +196,10 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     pipeline.popularity.take_journal()
     shared = RedisStore(redis.Redis.from_url(store, socket_connect_timeout=2, socket_timeout=10),
                         topic_prefix, session_ttl_ms=config.session_ttl_ms,
-                        epoch_shift=config.covis.epoch_half_lives, popularity_max_age_s=1.0)
+                        epoch_shift=config.covis.epoch_half_lives, popularity_max_age_s=1.0,
+                        # Batches' scripts: the loop applies the next batch meanwhile.
+                        async_client=redis.asyncio.Redis.from_url(
+                            store, socket_connect_timeout=2, socket_timeout=10))
     stats = WorkerStats()
     app.liverec_stats = stats  # type: ignore[attr-defined]
     reranker = pipeline.reranker
@@ -172,77 +212,188 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # re-read only for other workers' increments (at most a second late).
     row_cache = RowCache(max_age_s=1.0)
 
+    # Batches move through two stages: while batch N's script runs in Redis (in a thread),
+    # the loop applies batch N+1 in memory; N+1's script is sent once N is stored and the
+    # sessions of the batch after have been read, so that reads never queue behind a script.
+    generation = 0
+    pending: Prepared | None = None  # applied in memory, script not sent
+    in_flight: asyncio.Task[list[Any] | None] | None = None  # script sent, not yet stored
+    arrived = False  # an event came in since the agent last took a batch
+    lock = asyncio.Lock()  # one coroutine at a time moves batches between the stages
+    agent_stream: Any = None
+
     @app.agent(events_topic)
     async def apply_events(stream: Any) -> None:
-        async for batch in stream.take_events(max_batch, within=batch_window_s):
-            by_partition: dict[int, list[Any]] = defaultdict(list)
-            for event in batch:
-                by_partition[event.message.partition].append(event)
-            good: list[Event] = []
-            offsets: dict[tuple[str, int], tuple[int, int]] = {}
-            for partition, items in by_partition.items():
-                stored = stats.offsets.get(partition)
-                if stored is None:
-                    stored = await with_retry(shared.stored_offset, topic_name,
-                                              partition) or 0
-                fresh = [e for e in items if e.message.offset >= stored]
-                stats.skipped += len(items) - len(fresh)
-                if not fresh:
-                    continue
-                offsets[(topic_name, partition)] = (fresh[0].message.offset,
-                                                    fresh[-1].message.offset + 1)
-                for item in fresh:
-                    try:
-                        good.append(decode(item.value))
-                    except EventError as exc:
-                        stats.rejected += 1
-                        await dlq.send(value=item.value or b"",
-                                       headers={"reason": str(exc).encode()})
-            if not offsets:
-                continue
+        """Read, apply and store batches, the store overlapping the next batch's apply.
+
+        Kafka offsets are acknowledged by hand (``noack_take``) once Redis has a batch, so a
+        crash in between loses nothing: Kafka redelivers, and the stored offsets skip what
+        Redis has.
+        """
+        nonlocal pending, arrived, agent_stream
+        agent_stream = stream
+
+        async def note_arrival(value: Any) -> Any:
+            nonlocal arrived
+            arrived = True
+            return value
+
+        stream.add_processor(note_arrival)
+        async for items in stream.noack_take(max_batch, within=batch_window_s):
+            arrived = False
+            async with lock:
+                await settle()
+                batch = await stage(items)
+                await send_pending()
+                if batch is not None:
+                    apply(batch)
+                    pending = batch
+            if pending is not None:
+                asyncio.create_task(flush_when_stored(pending))
+
+    async def flush_when_stored(batch: Prepared) -> None:
+        """Send a pending batch once the one in flight is stored, unless events are coming:
+        then the next batch sends it after reading its own sessions (at most a window)."""
+        if in_flight is not None:
+            await asyncio.wait([in_flight])
+        if arrived or pending is not batch:
+            return
+        async with lock:
+            if pending is batch:
+                await settle()
+                await send_pending()
+
+    async def settle() -> None:
+        """Wait until no script is in flight; redo a batch the script refused (with the lock
+        held)."""
+        nonlocal in_flight
+        while in_flight is not None:
             clock = time.perf_counter()
-            await load_sessions({e.session for e in good})
-            features = None
-            if models is not None:
-                if not models.started:
-                    await with_retry(models.start)
-                features = await with_retry(batch_features, good)
-            clock = tick(clock, "load")
-            touched = pipeline.apply(good, features=features)
-            journal = pipeline.covis.take_journal()
-            counts = pipeline.popularity.take_journal()
-            states = {s: state for s in touched
-                      if (state := pipeline.sessions.get(s)) is not None}
-            clock = tick(clock, "apply")
-            # A session's window is rewritten, its runs only appended to (what changed).
-            writes = {s: (st.to_bytes(runs=False), *st.take_runs_log())
-                      for s, st in states.items()}
-            try:
-                applied = await with_retry(
-                    shared.apply, journal, offsets, writes, counts,
-                    {s: st.max_ts for s, st in states.items()}, len(good))
-            except OffsetConflict:
-                applied = False
-            if not applied:  # another worker got there first: our copies are stale
-                log.warning("batch %s was applied elsewhere; reloading state", offsets)
-                forget()
+            task, in_flight = in_flight, None
+            redo = await task
+            tick(clock, "wait")
+            if redo is not None and (batch := await stage(redo)) is not None:
+                apply(batch)
+                in_flight = start_store(batch)
+
+    async def send_pending() -> None:
+        """Start the pending batch's script (with the lock held, nothing in flight)."""
+        nonlocal pending, in_flight
+        batch, pending = pending, None
+        if batch is None:
+            return
+        if batch.generation != generation:  # the state it was applied to was dropped
+            batch = await stage(batch.items)
+            if batch is None:
+                return
+            apply(batch)
+        in_flight = start_store(batch)
+
+    def start_store(batch: Prepared) -> asyncio.Task[list[Any] | None]:
+        task = asyncio.create_task(store_batch(batch))
+        task.add_done_callback(crash_on_error)
+        return task
+
+    def crash_on_error(task: asyncio.Task[Any]) -> None:
+        """A batch that cannot be stored (Redis gone for good) stops the worker, as it did
+        when stored inline: Kafka then redelivers its events to another one."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("storing a batch failed: %r", exc)
+            asyncio.ensure_future(app.crash(exc))
+
+    async def stage(items: list[Any]) -> Prepared | None:
+        """Drop what is already applied, send what is invalid to the dead-letter topic, and
+        read from Redis what applying the rest needs (sessions, the re-rankers' features).
+
+        None when nothing is left to apply; the messages are then acknowledged.
+        """
+        clock = time.perf_counter()
+        batch = Prepared(generation, items)
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for item in items:
+            by_partition[item.message.partition].append(item)
+        for partition, part in by_partition.items():
+            stored = stats.offsets.get(partition)
+            if stored is None:
+                stored = await with_retry(shared.stored_offset, topic_name, partition) or 0
+                stats.offsets[partition] = stored
+            fresh = [e for e in part if e.message.offset >= stored]
+            stats.skipped += len(part) - len(fresh)
+            if not fresh:
                 continue
-            row_cache.add(journal)
-            for (_, partition), (_, end) in offsets.items():
-                stats.offsets[partition] = end
-                highwater = app.consumer.highwater(TP(topic_name, partition))
-                if highwater is not None:
-                    stats.lag[partition] = max(0, highwater - end)
-            stats.processed += len(good)
-            stats.batches += 1
-            if models is not None:
-                if not await with_retry(models.save_due):
-                    await with_retry(models.refresh)
-                stats.model_version = models.version
-                stats.judging = pipeline.prequential.stats()
-            clock = tick(clock, "store")
-            await publish_lists(states)
-            tick(clock, "lists")
+            batch.offsets[(topic_name, partition)] = (fresh[0].message.offset,
+                                                      fresh[-1].message.offset + 1)
+            for item in fresh:
+                try:
+                    batch.events.append(decode(item.value))
+                except EventError as exc:
+                    stats.rejected += 1
+                    await dlq.send(value=item.value or b"",
+                                   headers={"reason": str(exc).encode()})
+        if not batch.offsets:
+            for item in items:
+                await agent_stream.ack(item)
+            return None
+        await load_sessions({e.session for e in batch.events})
+        if models is not None:
+            if not models.started:
+                await with_retry(models.start)
+            batch.features = await with_retry(batch_features, batch.events)
+        tick(clock, "load")
+        return batch
+
+    def apply(batch: Prepared) -> None:
+        """Run a staged batch through the pipeline and take what Redis must store."""
+        clock = time.perf_counter()
+        touched = pipeline.apply(batch.events, features=batch.features)
+        batch.journal = pipeline.covis.take_journal()
+        batch.counts = pipeline.popularity.take_journal()
+        batch.states = {s: state for s in touched
+                        if (state := pipeline.sessions.get(s)) is not None}
+        # A session's window is rewritten, its runs only appended to (what changed).
+        writes = {s: (st.to_bytes(runs=False), *st.take_runs_log())
+                  for s, st in batch.states.items()}
+        batch.encoded = shared.encode(batch.journal, batch.offsets, writes, batch.counts,
+                                      {s: st.max_ts for s, st in batch.states.items()},
+                                      len(batch.events))
+        for (_, partition), (_, end) in batch.offsets.items():
+            stats.offsets[partition] = end  # the next batch starts here
+        tick(clock, "apply")
+
+    async def store_batch(batch: Prepared) -> list[Any] | None:
+        """Store a batch in Redis, acknowledge its messages, announce its lists.
+
+        Returns the messages to apply again when the script refused the batch (another
+        worker stored part of it, around a rebalance): this worker's state is stale then.
+        """
+        clock = time.perf_counter()
+        try:
+            assert batch.encoded is not None, "a batch is applied before it is stored"
+            applied = await with_retry_async(shared.apply_async, batch.encoded)
+        except OffsetConflict:
+            applied = False
+        if not applied:
+            log.warning("batch %s was applied elsewhere; reloading state", batch.offsets)
+            forget()
+            return batch.items
+        row_cache.add(batch.journal)
+        for (_, partition), (_, end) in batch.offsets.items():
+            highwater = app.consumer.highwater(TP(topic_name, partition))
+            if highwater is not None:
+                stats.lag[partition] = max(0, highwater - end)
+        stats.processed += len(batch.events)
+        stats.batches += 1
+        if models is not None:
+            if not await with_retry(models.save_due):
+                await with_retry(models.refresh)
+            stats.model_version = models.version
+            stats.judging = pipeline.prequential.stats()
+        clock = tick(clock, "store")
+        for item in batch.items:
+            await agent_stream.ack(item)
+        await publish_lists(batch.states)
+        tick(clock, "lists")
+        return None
 
     def tick(since: float, phase: str) -> float:
         now = time.perf_counter()
@@ -294,13 +445,21 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                                                                    runs))
 
     def forget() -> None:
+        nonlocal generation
+        generation += 1
         pipeline.sessions.clear()
         stats.offsets.clear()
         stats.lag.clear()
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Partitions may move: what this worker holds of their sessions may go stale.
-        forget()
+        # Partitions may move: what this worker holds of their sessions may go stale. The
+        # batch in flight is stored and acknowledged first, so the next owner starts after
+        # it; the pending one is dropped unacknowledged, so Kafka delivers it again.
+        nonlocal pending
+        async with lock:
+            await settle()
+            pending = None
+            forget()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
