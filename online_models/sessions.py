@@ -104,10 +104,14 @@ class SessionState:
         buy_keys = self.buy_runs.keys() if full else changed_buys
         entries = array("q")
         runs, buy_runs = self.runs, self.buy_runs
+        # A changed run that a sweep has freed since (idle past the runs' lifetime) is left
+        # out: an older entry of it in the log is past its gap too, which reads as missing.
         for key in keys:
-            entries.extend((key >> 64, key & _LOW, runs[key]))
+            if (run := runs.get(key)) is not None:
+                entries.extend((key >> 64, key & _LOW, run))
         for key in buy_keys:
-            entries.extend((-1 - (key >> 64), key & _LOW, buy_runs[key]))
+            if (run := buy_runs.get(key)) is not None:
+                entries.extend((-1 - (key >> 64), key & _LOW, run))
         count = len(entries) // 3
         self.logged = count if full else self.logged + count
         changed.clear()

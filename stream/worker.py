@@ -27,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import faust
 import orjson
@@ -174,6 +175,19 @@ async def retrying(attempt: Callable[[], Awaitable[T]], patience_s: float) -> T:
             delay = min(2.0, delay * 2)
 
 
+def die(exc: BaseException) -> NoReturn:
+    """Stop the worker process at once on an error inside the batch loop.
+
+    Its memory (sessions, the pending batch, journals not yet stored) may be half-updated, and
+    Faust would restart the agent on top of it. Nothing is lost by exiting: Kafka's committed
+    offsets cover only batches Redis has, so the next worker (or this one, restarted by its
+    supervisor) is given the rest again, and Redis's stored offsets skip what it has.
+    """
+    log.critical("the batch loop failed; exiting so that Kafka redelivers", exc_info=exc)
+    logging.shutdown()
+    os._exit(70)  # EX_SOFTWARE
+
+
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
                       partitions: int, max_batch: int, config: PipelineConfig,
                       batch_window_s: float = 0.01, model_sync_s: float = 5.0) -> faust.App:
@@ -220,6 +234,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     in_flight: asyncio.Task[list[Any] | None] | None = None  # script sent, not yet stored
     arrived = False  # an event came in since the agent last took a batch
     lock = asyncio.Lock()  # one coroutine at a time moves batches between the stages
+    flushes: set[asyncio.Task[None]] = set()
     agent_stream: Any = None
 
     @app.agent(events_topic)
@@ -239,24 +254,32 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             return value
 
         stream.add_processor(note_arrival)
-        async for items in stream.noack_take(max_batch, within=batch_window_s):
-            arrived = False
-            async with lock:
-                await settle()
-                batch = await stage(items)
-                await send_pending()
-                if batch is not None:
-                    apply(batch)
-                    pending = batch
-            if pending is not None:
-                asyncio.create_task(flush_when_stored(pending))
+        try:
+            async for items in stream.noack_take(max_batch, within=batch_window_s):
+                arrived = False
+                async with lock:
+                    await settle()
+                    batch = await stage(items)
+                    await send_pending()
+                    if batch is not None:
+                        apply(batch)
+                        pending = batch
+                if pending is not None:
+                    flush = asyncio.create_task(flush_when_stored(pending))
+                    flushes.add(flush)  # the loop keeps only weak references to tasks
+                    flush.add_done_callback(flushes.discard)
+        except Exception as exc:
+            die(exc)
 
     async def flush_when_stored(batch: Prepared) -> None:
         """Send a pending batch once the one in flight is stored, unless events are coming:
-        then the next batch sends it after reading its own sessions (at most a window)."""
+        then the next batch sends it after reading its own sessions, within a window (and
+        if it does not, this sends it after two)."""
         if in_flight is not None:
             await asyncio.wait([in_flight])
-        if arrived or pending is not batch:
+        if arrived:
+            await asyncio.sleep(2 * batch_window_s)
+        if pending is not batch:
             return
         async with lock:
             if pending is batch:
@@ -267,11 +290,15 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         """Wait until no script is in flight; redo a batch the script refused (with the lock
         held)."""
         nonlocal in_flight
+        redone = False
         while in_flight is not None:
             clock = time.perf_counter()
             task, in_flight = in_flight, None
             redo = await task
             tick(clock, "wait")
+            if redo is not None and redone:  # refused twice: the offsets have a gap
+                die(RuntimeError("a batch applied again from Redis was refused again"))
+            redone = redo is not None
             if redo is not None and (batch := await stage(redo)) is not None:
                 apply(batch)
                 in_flight = start_store(batch)
@@ -295,11 +322,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         return task
 
     def crash_on_error(task: asyncio.Task[Any]) -> None:
-        """A batch that cannot be stored (Redis gone for good) stops the worker, as it did
-        when stored inline: Kafka then redelivers its events to another one."""
+        """A batch that cannot be stored (Redis gone for good) stops the worker."""
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("storing a batch failed: %r", exc)
-            asyncio.ensure_future(app.crash(exc))
+            die(exc)
 
     async def stage(items: list[Any]) -> Prepared | None:
         """Drop what is already applied, send what is invalid to the dead-letter topic, and

@@ -197,3 +197,22 @@ def test_a_runs_log_is_rewritten_whole_once_twice_the_live_runs() -> None:
         sizes.append((len(entries) // 24, full))
     assert state.logged <= 2 * 1 + 64
     assert sizes[0] == (1, False) and (1, True) in sizes
+
+
+def test_runs_freed_by_a_sweep_before_they_are_logged_are_left_out() -> None:
+    """A run changed in a batch and freed by the batch's own expiry sweep later in it (the
+    session idle past the runs' lifetime) is not in the log, and reading the state back
+    gives what the worker holds (a worker once crashed on it: large batches of replayed
+    days)."""
+    state = SessionState.empty(30, track=True)
+    changed = 1 << 64 | 2
+    state.runs[changed] = 5
+    state.runs[3 << 64 | 4] = 6
+    state.buy_runs[5 << 64 | 6] = 7
+    state.changed_runs.add(changed)  # type: ignore[union-attr]
+    state.changed_buy_runs.add(5 << 64 | 6)  # type: ignore[union-attr]
+    state.runs.clear()  # what SessionStore.expire does to an idle session
+    state.buy_runs.clear()
+    entries, full = state.take_runs_log()
+    assert (entries, full) == (b"", False)
+    assert SessionState.from_bytes(state.to_bytes(runs=False), 30, entries) == state

@@ -3,12 +3,15 @@ the batch definition, and lists read from Redis equal the embedded pipeline's.""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+import redis.asyncio
 
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
@@ -145,6 +148,45 @@ def test_a_batch_past_a_gap_is_refused(store: RedisStore) -> None:
     assert store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (0, 2)})
     with pytest.raises(OffsetConflict):
         store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (5, 9)})
+
+
+def test_the_asyncio_path_applies_exactly_once_like_the_blocking_one(
+    redis_url: str, unique_prefix: str
+) -> None:
+    """What the worker uses: a batch encoded on the loop, its script run by the asyncio
+    client. Same contract as :meth:`RedisStore.apply`: once, refused when redelivered, an
+    error past a gap."""
+    async_client = redis.asyncio.Redis.from_url(redis_url)
+    store = RedisStore(redis.Redis.from_url(redis_url), unique_prefix,
+                       async_client=async_client)
+    blocking = RedisStore.from_url(redis_url, unique_prefix + "b-")
+    pipeline = SessionPipeline()
+    pipeline.covis.take_journal()
+    pipeline.apply([Event(1, 10, 1_000, 0), Event(1, 20, 2_000, 1), Event(1, 30, 3_000, 2)])
+    journal = pipeline.covis.take_journal()
+    batch = store.encode(journal, {(TOPIC, 0): (0, 3)}, events=3)
+
+    async def run() -> list[bool]:
+        try:
+            first = await store.apply_async(batch)
+            again = await store.apply_async(batch)
+            with pytest.raises(OffsetConflict):
+                await store.apply_async(store.encode(journal, {(TOPIC, 0): (7, 9)}))
+            return [first, again]
+        finally:
+            await async_client.aclose()
+
+    try:
+        assert asyncio.run(run()) == [True, False]
+        assert blocking.apply(journal, {(TOPIC, 0): (0, 3)}, events=3)
+        for matrix in ("clicks", "carts_orders", "buy2buy"):
+            for aid in (10, 20, 30):
+                assert store.row(matrix, aid) == blocking.row(matrix, aid)
+        assert store.row("carts_orders", 10)
+        assert store.stored_offset(TOPIC, 0) == 3
+    finally:
+        store.clear()
+        blocking.clear()
 
 
 def test_covis_from_store_dumps_in_the_covis_format(
