@@ -9,6 +9,9 @@ runtime, whose journal is then applied to Redis with the batch's offsets in one 
 State: matrices, popularity counts and each touched session's window and changed open runs go
 to Redis in the same script as the batch's offsets; a worker keeps sessions in memory as a
 cache, drops it when partitions are revoked, and loads sessions it does not hold from Redis.
+Batch N's script runs in Redis while batch N+1 is applied in memory; Kafka offsets are
+acknowledged by hand once Redis has a batch, so a crash loses nothing (see ``docs/production.md``,
+"Two stages per batch"). An error inside this loop exits the process (:func:`die`).
 
 Lists: after a batch is stored, the worker computes the lists of the touched sessions that some
 web node's client watches (from the shared state, :mod:`stream.serving`), stores them and
@@ -226,9 +229,11 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # re-read only for other workers' increments (at most a second late).
     row_cache = RowCache(max_age_s=1.0)
 
-    # Batches move through two stages: while batch N's script runs in Redis (in a thread),
-    # the loop applies batch N+1 in memory; N+1's script is sent once N is stored and the
-    # sessions of the batch after have been read, so that reads never queue behind a script.
+    # Batches move through two stages: while batch N's script runs in Redis (awaited through
+    # the asyncio client), the loop applies batch N+1 in memory; N+1's script is sent once N
+    # is stored and the sessions of the batch after have been read, so that reads never queue
+    # behind a script. Sessions of a batch not yet stored are in memory, so those reads never
+    # miss its writes.
     generation = 0
     pending: Prepared | None = None  # applied in memory, script not sent
     in_flight: asyncio.Task[list[Any] | None] | None = None  # script sent, not yet stored
