@@ -3,7 +3,7 @@ message.
 
 Faust 0.15's fetcher delivers each message by racing its callback against the consumer's
 ``suspend_flow`` event (``Service.wait_first``): four tasks and an ``asyncio.wait`` per
-message, about 50 µs, which was a third of the worker's time per event (``docs/benchmarks.md``).
+message, about 50 µs: over a quarter of the worker's main thread (``docs/benchmarks.md``).
 The callback (the conductor's ``on_message``) puts the event in its stream's queue without
 blocking (``put_nowait_enhanced``: a full queue pauses the partition instead), so the race
 protects almost nothing; here the callback is awaited directly and the flow is checked
