@@ -44,6 +44,18 @@ class CellJournal:
         """One matrix's increments, decoded (``clicks``, ``carts_orders`` or ``buy2buy``)."""
         return matrix_of(self.pairs, self.buys, name)
 
+    def rows(self, name: str) -> dict[int, dict[int, int]]:
+        """One matrix's rows as stored, packed for the ``all`` family (:meth:`row` decodes
+        one): for a reader that wants a few rows, not the whole matrix decoded."""
+        if name not in MATRICES:
+            raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
+        return self.buys if name == "buy2buy" else self.pairs
+
+    def row(self, name: str, aid: int) -> dict[int, int]:
+        """One row's increments, decoded."""
+        row = self.rows(name).get(aid, {})
+        return dict(row) if name == "buy2buy" else decode(row, name == "clicks")
+
 
 def fold_epochs(rows: dict[int, dict[int, int]], shift: int) -> dict[int, int]:
     """One clicks row from its per-epoch sums: oldest first, shift right ``shift`` bits per

@@ -121,11 +121,12 @@ class RowCache:
         self._rows.put(key, (clicks_epoch, dict(row)), now)
 
     def add(self, journals: Iterable[CellJournal]) -> None:
-        """A batch this process stored: add its increments to the rows held."""
+        """A batch this process stored: add its increments to the rows held (only those
+        rows are decoded: the cache holds the watched sessions' few)."""
         rows = self._rows
         for journal in journals:
             for matrix in MATRICES:
-                for aid, increments in journal.matrix(matrix).items():
+                for aid in journal.rows(matrix):
                     cached = rows.peek((matrix, aid))
                     if cached is None:
                         continue
@@ -133,7 +134,7 @@ class RowCache:
                         rows.drop((matrix, aid))  # another scale: not a plain sum
                         continue
                     row = cached[1]
-                    for b, inc in increments.items():
+                    for b, inc in journal.row(matrix, aid).items():
                         row[b] = row.get(b, 0) + inc
 
 

@@ -99,7 +99,6 @@ class Prepared:
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     features: Features | None = None
     journal: list[CellJournal] = field(default_factory=list)
-    counts: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
     states: dict[int, SessionState] = field(default_factory=dict)
     encoded: EncodedBatch | None = None
     """The Redis script's keys and arguments."""
@@ -377,13 +376,13 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         clock = time.perf_counter()
         touched = pipeline.apply(batch.events, features=batch.features)
         batch.journal = pipeline.covis.take_journal()
-        batch.counts = pipeline.popularity.take_journal()
+        counts = pipeline.popularity.take_journal()
         batch.states = {s: state for s in touched
                         if (state := pipeline.sessions.get(s)) is not None}
         # A session's window is rewritten, its runs only appended to (what changed).
         writes = {s: (st.to_bytes(runs=False), *st.take_runs_log())
                   for s, st in batch.states.items()}
-        batch.encoded = shared.encode(batch.journal, batch.offsets, writes, batch.counts,
+        batch.encoded = shared.encode(batch.journal, batch.offsets, writes, counts,
                                       {s: st.max_ts for s, st in batch.states.items()},
                                       len(batch.events))
         for (_, partition), (_, end) in batch.offsets.items():
