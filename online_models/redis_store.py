@@ -35,7 +35,7 @@ Cluster would refuse; liverec's store is one Redis (with a replica for failover)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -183,6 +183,7 @@ class RedisStore:
         """Session keys expire after this long without a change (0 = never): the event-time
         expiry of the in-memory store, in wall-clock time."""
         self._apply = client.register_script(_APPLY)
+        self._async = async_client
         self._apply_async = (async_client.register_script(_APPLY)
                              if async_client is not None else None)
 
@@ -272,6 +273,40 @@ class RedisStore:
         if self._apply_async is None:
             raise RuntimeError("RedisStore was made without an asyncio client")
         return self.applied(batch, await self._apply_async(keys=batch.keys, args=batch.args))
+
+    async def send_apply(self, batch: EncodedBatch) -> Callable[[], Awaitable[bool]]:
+        """Send an encoded batch's script through the asyncio client now; return the wait for
+        its outcome (:meth:`apply`'s).
+
+        Apart from the wait so that a worker knows the script is on its way before it turns
+        to CPU-bound work: a task that made the whole call would not write the script until
+        the event loop was next idle, and Redis would sit idle meanwhile.
+        """
+        if self._async is None:
+            raise RuntimeError("RedisStore was made without an asyncio client")
+        pool = self._async.connection_pool
+        connection = await pool.get_connection()
+        try:
+            # EVAL, not EVALSHA: nothing to reload after a Redis restart; Redis compiles a
+            # script body once and finds it again by its digest.
+            await connection.send_command("EVAL", _APPLY, len(batch.keys), *batch.keys,
+                                          *batch.args)
+        except BaseException:
+            await connection.disconnect()
+            await pool.release(connection)
+            raise
+
+        async def outcome() -> bool:
+            try:
+                reply = await connection.read_response()
+            except BaseException:
+                await connection.disconnect()  # a reply may be left unread
+                raise
+            finally:
+                await pool.release(connection)
+            return self.applied(batch, reply)
+
+        return outcome
 
     @staticmethod
     def applied(batch: EncodedBatch, reply: Any) -> bool:

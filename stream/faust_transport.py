@@ -1,62 +1,87 @@
-"""A Faust transport whose consumer hands fetched messages to the agents without a race per
-message.
+"""A Faust transport whose consumer hands a topic's fetches to an agent whole.
 
-Faust 0.15's fetcher delivers each message by racing its callback against the consumer's
-``suspend_flow`` event (``Service.wait_first``): four tasks and an ``asyncio.wait`` per
-message, about 50 µs: over a quarter of the worker's main thread (``docs/benchmarks.md``).
-The callback (the conductor's ``on_message``) puts the event in its stream's queue without
-blocking (``put_nowait_enhanced``: a full queue pauses the partition instead), so the race
-protects almost nothing; here the callback is awaited directly and the flow is checked
-between messages. Everything else (fetching in the consumer thread, offsets, acks, gaps,
-commits, rebalances) is Faust's own.
+Faust 0.15 delivers every message on its own: the fetcher makes a ``Message``, the conductor
+an ``Event`` per subscribed channel, the stream sets it as the current event, runs its
+processors and sensors and acknowledges it. On this project's 2-core machine that machinery
+took about 40 % of a worker's main thread, more than the pipeline itself
+(``docs/benchmarks.md``), and the worker uses none of it: it decodes values itself, keeps its
+offsets in Redis (exactly once) and acknowledges whole batches.
+
+So the consumer here hands each fetch of a *bulk* topic (:meth:`DirectTransport.
+deliver_in_bulk`) to a callback as one :class:`Fetched`: the raw records per partition, as
+aiokafka returned them. Everything else is Faust's: fetching in its consumer thread,
+subscriptions, rebalances and the seek to the committed offsets after one, flow control, and
+the per-message delivery of any other topic. Bulk records bypass Faust's acknowledgements, so
+their owner commits offsets itself (:meth:`DirectConsumer.commit_bulk`).
+
+Batching follows the load: the consumer waits ``linger_s`` between fetches of a bulk topic,
+so a fetch holds what arrived meanwhile (up to ``broker_max_poll_records``), and a callback
+that blocks (a full queue) holds back the next fetch, which then takes everything that
+piled up. A slow agent gets large batches, an idle one small and prompt ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
+from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-#: Hand the event loop back after this many messages, as Faust's own loop does, so that
-#: timers, heartbeats and the agents run while a large fetch is delivered.
+#: Hand the event loop back after this many per-message deliveries, as Faust's own loop
+#: does, so that timers, heartbeats and the agents run while a large fetch is delivered.
 YIELD_EVERY = 100
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One fetch of a bulk topic: its records per partition, in offset order."""
+
+    generation: int
+    """The consumer group generation the records were fetched in. After a rebalance Faust
+    seeks every partition back to its committed offset, so an older fetch is delivered again
+    and its owner drops this copy."""
+    records: dict[TP, list[ConsumerRecord[Any, Any]]]
+
+    def __len__(self) -> int:
+        return sum(len(records) for records in self.records.values())
+
+
+BulkSink = Callable[[Fetched], Awaitable[None]]
+
+
 class DirectConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, delivering messages with a direct ``await``."""
+    """Faust's aiokafka consumer, delivering bulk topics' fetches whole and other topics'
+    messages with a direct ``await`` (Faust's own fetcher races each delivery against its
+    flow-control event: four tasks and an ``asyncio.wait`` per message)."""
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        callback = self.callback
+        transport = cast(DirectTransport, self.transport)
+        sinks, linger_s = transport.bulk_sinks, transport.linger_s
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        read_offset: dict[TP, int | None] = self._read_offset  # type: ignore[assignment]
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        delivered = 0
+        last_fetch = 0.0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                records = self.getmany(timeout=1.0)
-                await asyncio.sleep(0)  # getmany may return at once, again and again
+                if sinks and linger_s > 0:
+                    wait = last_fetch + linger_s - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                last_fetch = time.monotonic()
+                records, active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)  # a fetch may return at once, again and again
                 if self.should_stop:
                     break
-                async for tp, message in records:
-                    offset = message.offset
-                    last = read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # already delivered before a seek back
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if self.suspend_flow.is_set():
-                        break  # a rebalance: the flow resumes from the committed offsets
-                    await callback(message)
-                    read_offset[tp] = offset
-                    delivered += 1
-                    if delivered % YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
+                if not records:
+                    continue
+                if not self.flow_active:  # a rebalance began during the fetch
+                    await self.perform_seek()
+                    continue
+                await self._deliver(records, active, sinks)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
                 raise
@@ -64,8 +89,73 @@ class DirectConsumer(faust_aiokafka.Consumer):
             if not self.transport.app.should_stop:
                 raise
 
+    async def _deliver(self, records: Mapping[Any, list[ConsumerRecord[Any, Any]]],
+                       active: set[TP] | None, sinks: Mapping[str, BulkSink]) -> None:
+        generation = self.app.consumer_generation_id
+        read_offset: dict[TP, int | None] = self._read_offset  # type: ignore[assignment]
+        bulk: dict[str, dict[TP, list[ConsumerRecord[Any, Any]]]] = {}
+        single: list[tuple[TP, list[ConsumerRecord[Any, Any]]]] = []
+        for raw_tp, part in records.items():
+            tp = TP(raw_tp.topic, raw_tp.partition)
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            last = read_offset.get(tp)
+            if last is not None and part and part[0].offset < last:
+                part = [r for r in part if r.offset >= last]  # delivered before a seek back
+            if not part:
+                continue
+            if tp.topic in sinks:
+                bulk.setdefault(tp.topic, {})[tp] = part
+                read_offset[tp] = part[-1].offset + 1
+            else:
+                single.append((tp, part))
+        for topic, parts in bulk.items():
+            await sinks[topic](Fetched(generation, parts))
+        if single:
+            await self._deliver_each(single)
+
+    async def _deliver_each(self, parts: list[tuple[TP, list[ConsumerRecord[Any, Any]]]]) -> None:
+        """Faust's per-message delivery, without a race per message."""
+        callback = self.callback
+        read_offset: dict[TP, int | None] = self._read_offset  # type: ignore[assignment]
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        delivered = 0
+        for tp, part in parts:
+            for record in part:
+                offset = record.offset
+                last = read_offset[tp]
+                if last and offset - last > 1 and acks_enabled_for(tp.topic):
+                    await self._add_gap(tp, last + 1, offset)
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                if self.suspend_flow.is_set():
+                    return  # a rebalance: the flow resumes from the committed offsets
+                await callback(self._to_message(tp, record))
+                read_offset[tp] = offset
+                delivered += 1
+                if delivered % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+
+    async def commit_bulk(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit the next offsets to read of bulk-delivered partitions (their records bypass
+        Faust's acknowledgements). Partitions no longer assigned are left out by Faust."""
+        due = {tp: offset for tp, offset in offsets.items() if self._should_commit(tp, offset)}
+        return bool(due) and await self._commit_offsets(due)
+
 
 class DirectTransport(faust_aiokafka.Transport):
     """The aiokafka transport with :class:`DirectConsumer`."""
 
     Consumer: ClassVar[Any] = DirectConsumer
+
+    def __init__(self, *args: Any, linger_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bulk_sinks: dict[str, BulkSink] = {}
+        self.linger_s = linger_s
+        """Least time between two fetches while a bulk topic is subscribed."""
+
+    def deliver_in_bulk(self, topic: str, sink: BulkSink) -> None:
+        """Hand this topic's fetches to ``sink`` whole, bypassing Faust's streams; register
+        before the app starts."""
+        self.bulk_sinks[topic] = sink

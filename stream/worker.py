@@ -1,16 +1,19 @@
 """The Faust worker: consume ``{prefix}events`` in batches, feed the pipeline, sum the
 co-visitation matrices in Redis exactly once (see ``docs/production.md``).
 
-Each batch is split by partition; messages below a partition's stored offset (already applied
-before a crash or a rebalance) are dropped; invalid ones go to ``{prefix}events.dlq`` with the
-reason; the rest feed the same :class:`~stream.pipeline.SessionPipeline` as the embedded
-runtime, whose journal is then applied to Redis with the batch's offsets in one script.
+The consumer hands the agent each fetch of the events topic whole
+(:mod:`stream.faust_transport`): a batch is what arrived since the last fetch, up to
+``max_batch`` events. It is split by partition; records below a partition's stored offset
+(already applied before a crash or a rebalance) are dropped; invalid ones go to
+``{prefix}events.dlq`` with the reason; the rest feed the same
+:class:`~stream.pipeline.SessionPipeline` as the embedded runtime, whose journal is then
+applied to Redis with the batch's offsets in one script.
 
 State: matrices, popularity counts and each touched session's window and changed open runs go
 to Redis in the same script as the batch's offsets; a worker keeps sessions in memory as a
 cache, drops it when partitions are revoked, and loads sessions it does not hold from Redis.
-Batch N's script runs in Redis while batch N+1 is applied in memory; Kafka offsets are
-acknowledged by hand once Redis has a batch, so a crash loses nothing (see ``docs/production.md``,
+Batch N's script runs in Redis while batch N+1 is applied in memory; offsets are committed to
+Kafka only once Redis has a batch, so a crash loses nothing (see ``docs/production.md``,
 "Two stages per batch"). An error inside this loop exits the process (:func:`die`).
 
 Lists: after a batch is stored, the worker computes the lists of the touched sessions that some
@@ -33,11 +36,10 @@ import logging
 import os
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import faust
 import orjson
@@ -50,7 +52,7 @@ from online_models.rerank import candidate_rows
 from online_models.rows import CellJournal
 from online_models.sessions import SessionState
 from stream.events import Event, EventError
-from stream.faust_transport import DirectTransport
+from stream.faust_transport import DirectConsumer, DirectTransport, Fetched
 from stream.kafka_bus import decode
 from stream.metrics import prequential_families
 from stream.pipeline import Features, PipelineConfig, SessionPipeline
@@ -65,6 +67,10 @@ from stream.serving import (
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
 PHASES = ("load", "apply", "wait", "store", "lists")
+#: How often a worker commits to Kafka the offsets Redis has.
+COMMIT_EVERY_S = 1.0
+#: Errors that mean Redis is away (restarting, loading): worth waiting for.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 T = TypeVar("T")
 
 
@@ -93,8 +99,8 @@ class Prepared:
     generation: int
     """How many times the worker had dropped its state when the batch was staged: one staged
     before a drop was applied to state that may be stale, and is staged again."""
-    items: list[Any]
-    """The Faust events (messages) of the batch, acknowledged once it is stored."""
+    fetched: Fetched
+    """The records of the batch as fetched (again, when Redis refuses it)."""
     events: list[Event] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     features: Features | None = None
@@ -168,7 +174,7 @@ async def retrying(attempt: Callable[[], Awaitable[T]], patience_s: float) -> T:
     while True:
         try:
             return await attempt()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except REDIS_DOWN as exc:
             if waited >= patience_s:
                 raise
             log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
@@ -200,11 +206,17 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     web_enabled=False, consumer_auto_offset_reset="earliest",
                     datadir=str(datadir),
                     # A worker that dies is noticed in seconds, not the default minute.
-                    broker_session_timeout=8.0, broker_heartbeat_interval=1.0)
-    app.transport = DirectTransport(app.conf.broker_consumer, app)
+                    broker_session_timeout=8.0, broker_heartbeat_interval=1.0,
+                    # A fetch is a batch (stream/faust_transport.py).
+                    broker_max_poll_records=max_batch)
+    transport = DirectTransport(app.conf.broker_consumer, app, linger_s=batch_window_s)
+    app.transport = transport
     topic_name = f"{topic_prefix}events"
     events_topic = app.topic(topic_name, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw", partitions=partitions)
+    # The consumer hands the topic's fetches to the agent through this channel; one waits in
+    # it while the agent works, and the consumer holds back the next (which then grows).
+    fetches = app.channel(maxsize=1)
     dlq = app.topic(f"{topic_name}.dlq", key_serializer="raw", value_serializer="raw")
     pipeline = SessionPipeline(config)
     pipeline.sessions.track = True  # sessions' changed runs go to Redis, not all of them
@@ -235,35 +247,39 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # miss its writes.
     generation = 0
     pending: Prepared | None = None  # applied in memory, script not sent
-    in_flight: asyncio.Task[list[Any] | None] | None = None  # script sent, not yet stored
-    arrived = False  # an event came in since the agent last took a batch
+    in_flight: asyncio.Task[Fetched | None] | None = None  # script sent, not yet stored
+    arrived = False  # a fetch came in since the agent last took one
     lock = asyncio.Lock()  # one coroutine at a time moves batches between the stages
     flushes: set[asyncio.Task[None]] = set()
-    agent_stream: Any = None
+    agent_started = asyncio.Event()
+    stored: dict[TP, int] = {}  # per partition, the next offset Redis wants: Kafka's to commit
 
-    @app.agent(events_topic)
+    async def hand_over(fetched: Fetched) -> None:
+        """The consumer's callback for the events topic's fetches."""
+        nonlocal arrived
+        await agent_started.wait()  # the channel drops what it gets before the agent listens
+        arrived = True
+        await fetches.send(value=fetched)
+
+    transport.deliver_in_bulk(topic_name, hand_over)
+    app.topics.add(events_topic)  # subscribe: the topic's records reach the agent in bulk
+
+    @app.agent(fetches)
     async def apply_events(stream: Any) -> None:
         """Read, apply and store batches, the store overlapping the next batch's apply.
 
-        Kafka offsets are acknowledged by hand (``noack_take``) once Redis has a batch, so a
-        crash in between loses nothing: Kafka redelivers, and the stored offsets skip what
-        Redis has.
+        Offsets are committed to Kafka (:func:`commit_stored`) only once Redis has a batch,
+        so a crash in between loses nothing: Kafka redelivers, and the stored offsets skip
+        what Redis has.
         """
-        nonlocal pending, arrived, agent_stream
-        agent_stream = stream
-
-        async def note_arrival(value: Any) -> Any:
-            nonlocal arrived
-            arrived = True
-            return value
-
-        stream.add_processor(note_arrival)
+        nonlocal pending, arrived
+        agent_started.set()
         try:
-            async for items in stream.noack_take(max_batch, within=batch_window_s):
+            async for fetched in stream:
                 arrived = False
                 async with lock:
                     await settle()
-                    batch = await stage(items)
+                    batch = await stage(fetched)
                     await send_pending()
                     if batch is not None:
                         apply(batch)
@@ -305,7 +321,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             redone = redo is not None
             if redo is not None and (batch := await stage(redo)) is not None:
                 apply(batch)
-                in_flight = start_store(batch)
+                in_flight = await start_store(batch)
 
     async def send_pending() -> None:
         """Start the pending batch's script (with the lock held, nothing in flight)."""
@@ -314,14 +330,21 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         if batch is None:
             return
         if batch.generation != generation:  # the state it was applied to was dropped
-            batch = await stage(batch.items)
+            batch = await stage(batch.fetched)
             if batch is None:
                 return
             apply(batch)
-        in_flight = start_store(batch)
+        in_flight = await start_store(batch)
 
-    def start_store(batch: Prepared) -> asyncio.Task[list[Any] | None]:
-        task = asyncio.create_task(store_batch(batch))
+    async def start_store(batch: Prepared) -> asyncio.Task[Fetched | None]:
+        """Send a batch's script to Redis, and wait for its outcome in a task."""
+        assert batch.encoded is not None, "a batch is applied before it is stored"
+        try:
+            outcome = await shared.send_apply(batch.encoded)
+        except REDIS_DOWN as exc:
+            log.warning("Redis unavailable (%s); the batch will wait for it", exc)
+            outcome = None
+        task = asyncio.create_task(store_batch(batch, outcome))
         task.add_done_callback(crash_on_error)
         return task
 
@@ -330,38 +353,40 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         if not task.cancelled() and (exc := task.exception()) is not None:
             die(exc)
 
-    async def stage(items: list[Any]) -> Prepared | None:
+    async def stage(fetched: Fetched) -> Prepared | None:
         """Drop what is already applied, send what is invalid to the dead-letter topic, and
         read from Redis what applying the rest needs (sessions, the re-rankers' features).
 
-        None when nothing is left to apply; the messages are then acknowledged.
+        None when nothing is left to apply, or when the fetch is from before a rebalance (Faust
+        then delivers its records again, from the committed offsets).
         """
+        if fetched.generation != app.consumer_generation_id:
+            return None
         clock = time.perf_counter()
-        batch = Prepared(generation, items)
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        for item in items:
-            by_partition[item.message.partition].append(item)
-        for partition, part in by_partition.items():
-            stored = stats.offsets.get(partition)
-            if stored is None:
-                stored = await with_retry(shared.stored_offset, topic_name, partition) or 0
-                stats.offsets[partition] = stored
-            fresh = [e for e in part if e.message.offset >= stored]
-            stats.skipped += len(part) - len(fresh)
-            if not fresh:
-                continue
-            batch.offsets[(topic_name, partition)] = (fresh[0].message.offset,
-                                                      fresh[-1].message.offset + 1)
-            for item in fresh:
+        batch = Prepared(generation, fetched)
+        for tp, records in fetched.records.items():
+            partition = tp.partition
+            next_offset = stats.offsets.get(partition)
+            if next_offset is None:
+                next_offset = await with_retry(shared.stored_offset, topic_name,
+                                               partition) or 0
+                stats.offsets[partition] = stored[tp] = next_offset
+            if records[0].offset < next_offset:
+                fresh = [r for r in records if r.offset >= next_offset]
+                stats.skipped += len(records) - len(fresh)
+                if not fresh:
+                    continue
+                records = fresh
+            batch.offsets[(topic_name, partition)] = (records[0].offset,
+                                                      records[-1].offset + 1)
+            for record in records:
                 try:
-                    batch.events.append(decode(item.value))
+                    batch.events.append(decode(record.value))
                 except EventError as exc:
                     stats.rejected += 1
-                    await dlq.send(value=item.value or b"",
+                    await dlq.send(value=record.value or b"",
                                    headers={"reason": str(exc).encode()})
         if not batch.offsets:
-            for item in items:
-                await agent_stream.ack(item)
             return None
         await load_sessions({e.session for e in batch.events})
         if models is not None:
@@ -389,25 +414,37 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             stats.offsets[partition] = end  # the next batch starts here
         tick(clock, "apply")
 
-    async def store_batch(batch: Prepared) -> list[Any] | None:
-        """Store a batch in Redis, acknowledge its messages, announce its lists.
+    async def store_batch(batch: Prepared,
+                          outcome: Callable[[], Awaitable[bool]] | None) -> Fetched | None:
+        """Wait for a batch's script (sent, unless Redis was down), mark its offsets to
+        commit, announce its lists.
 
-        Returns the messages to apply again when the script refused the batch (another
+        Returns the records to apply again when the script refused the batch (another
         worker stored part of it, around a rebalance): this worker's state is stale then.
         """
         clock = time.perf_counter()
+        assert batch.encoded is not None, "a batch is applied before it is stored"
         try:
-            assert batch.encoded is not None, "a batch is applied before it is stored"
-            applied = await with_retry_async(shared.apply_async, batch.encoded)
+            try:
+                if outcome is None:
+                    raise redis.ConnectionError("the script was not sent")
+                applied = await outcome()
+            except REDIS_DOWN as exc:
+                # Sent again: if Redis had applied it before the connection broke, the
+                # stored offsets refuse it, and the worker reloads what Redis has.
+                log.warning("Redis unavailable (%s); retrying the batch", exc)
+                applied = await with_retry_async(shared.apply_async, batch.encoded)
         except OffsetConflict:
             applied = False
         if not applied:
             log.warning("batch %s was applied elsewhere; reloading state", batch.offsets)
             forget()
-            return batch.items
+            return batch.fetched
         row_cache.add(batch.journal)
         for (_, partition), (_, end) in batch.offsets.items():
-            highwater = app.consumer.highwater(TP(topic_name, partition))
+            tp = TP(topic_name, partition)
+            stored[tp] = end
+            highwater = app.consumer.highwater(tp)
             if highwater is not None:
                 stats.lag[partition] = max(0, highwater - end)
         stats.processed += len(batch.events)
@@ -418,8 +455,6 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             stats.model_version = models.version
             stats.judging = pipeline.prequential.stats()
         clock = tick(clock, "store")
-        for item in batch.items:
-            await agent_stream.ack(item)
         await publish_lists(batch.states)
         tick(clock, "lists")
         return None
@@ -468,8 +503,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     async def load_sessions(sessions: set[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""
         missing = [s for s in sessions if s not in pipeline.sessions]
-        stored = await with_retry(shared.session_states, missing)
-        for session, (blob, runs) in stored.items():
+        found = await with_retry(shared.session_states, missing)
+        for session, (blob, runs) in found.items():
             pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window,
                                                                    runs))
 
@@ -479,6 +514,19 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         pipeline.sessions.clear()
         stats.offsets.clear()
         stats.lag.clear()
+        stored.clear()
+
+    async def commit_stored() -> None:
+        """Tell Kafka where Redis is, so that a restarted group resumes near there (Redis's
+        offsets, not Kafka's, decide what is applied: a stale commit costs only skipping)."""
+        try:
+            await cast(DirectConsumer, app.consumer).commit_bulk(dict(stored))
+        except Exception as exc:  # a rebalance under way: the next tick commits
+            log.info("offsets not committed (%s); retrying in %s s", exc, COMMIT_EVERY_S)
+
+    @app.timer(COMMIT_EVERY_S)
+    async def commit_on_clock() -> None:
+        await commit_stored()
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Partitions may move: what this worker holds of their sessions may go stale. The
@@ -488,6 +536,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         async with lock:
             await settle()
             pending = None
+            await commit_stored()
             forget()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

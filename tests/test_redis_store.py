@@ -15,7 +15,7 @@ import redis.asyncio
 
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
-from online_models.redis_store import OffsetConflict, RedisStore
+from online_models.redis_store import EncodedBatch, OffsetConflict, RedisStore
 from online_models.rerank import RerankConfig, Reranker
 from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
@@ -150,8 +150,9 @@ def test_a_batch_past_a_gap_is_refused(store: RedisStore) -> None:
         store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (5, 9)})
 
 
+@pytest.mark.parametrize("way", ["apply_async", "send_apply"])
 def test_the_asyncio_path_applies_exactly_once_like_the_blocking_one(
-    redis_url: str, unique_prefix: str
+    redis_url: str, unique_prefix: str, way: str
 ) -> None:
     """What the worker uses: a batch encoded on the loop, its script run by the asyncio
     client. Same contract as :meth:`RedisStore.apply`: once, refused when redelivered, an
@@ -166,12 +167,24 @@ def test_the_asyncio_path_applies_exactly_once_like_the_blocking_one(
     journal = pipeline.covis.take_journal()
     batch = store.encode(journal, {(TOPIC, 0): (0, 3)}, events=3)
 
+    async def apply(encoded: EncodedBatch) -> bool:
+        if way == "apply_async":
+            return await store.apply_async(encoded)
+        outcome = await store.send_apply(encoded)
+        # Sent means sent: Redis runs the script while the loop is blocked elsewhere.
+        deadline = time.monotonic() + 5
+        while store.stored_offset(TOPIC, 0) != 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # noqa: ASYNC251 - blocks the loop on purpose
+        assert store.stored_offset(TOPIC, 0) == 3, "the script waited for the loop"
+        return await outcome()
+
     async def run() -> list[bool]:
         try:
-            first = await store.apply_async(batch)
-            again = await store.apply_async(batch)
+            first = await apply(batch)
+            assert store.stored_offset(TOPIC, 0) == 3
+            again = await apply(batch)
             with pytest.raises(OffsetConflict):
-                await store.apply_async(store.encode(journal, {(TOPIC, 0): (7, 9)}))
+                await apply(store.encode(journal, {(TOPIC, 0): (7, 9)}))
             return [first, again]
         finally:
             await async_client.aclose()
