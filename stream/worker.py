@@ -16,9 +16,10 @@ Batch N's script runs in Redis while batch N+1 is applied in memory; offsets are
 Kafka only once Redis has a batch, so a crash loses nothing (see ``docs/production.md``,
 "Two stages per batch"). An error inside this loop exits the process (:func:`die`).
 
-Lists: after a batch is stored, the worker computes the lists of the touched sessions that some
-web node's client watches (from the shared state, :mod:`stream.serving`), stores them and
-announces them on the ``{prefix}lists`` channel. Web nodes push them to their clients.
+Lists: once a batch is stored, its touched sessions are due for new lists. A task apart from
+the batch loop takes every session due at once, computes the lists of those some web node's
+client watches (from the shared state, :mod:`stream.serving`), stores them and announces them
+on the ``{prefix}lists`` channel. Web nodes push them to their clients.
 
 Re-rankers (when the pipeline has them): a worker judges and learns test-then-train inside the
 batch like the embedded pipeline, with candidates read from the shared store (at most ten
@@ -69,6 +70,8 @@ log = logging.getLogger("liverec.worker")
 PHASES = ("load", "apply", "wait", "store", "lists")
 #: How often a worker commits to Kafka the offsets Redis has.
 COMMIT_EVERY_S = 1.0
+#: How often a worker forgets watches no web node renewed (wall-clock ms).
+WATCH_SWEEP_MS = 10_000
 #: Errors that mean Redis is away (restarting, loading): worth waiting for.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 T = TypeVar("T")
@@ -252,6 +255,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     lock = asyncio.Lock()  # one coroutine at a time moves batches between the stages
     flushes: set[asyncio.Task[None]] = set()
     agent_started = asyncio.Event()
+    lists_due: dict[int, SessionState] = {}  # stored sessions whose lists are not announced
+    lists_wanted = asyncio.Event()
+    last_sweep = 0  # when lapsed watches were last forgotten (wall-clock ms)
     stored: dict[TP, int] = {}  # per partition, the next offset Redis wants: Kafka's to commit
 
     async def hand_over(fetched: Fetched) -> None:
@@ -454,9 +460,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 await with_retry(models.refresh)
             stats.model_version = models.version
             stats.judging = pipeline.prequential.stats()
-        clock = tick(clock, "store")
-        await publish_lists(batch.states)
-        tick(clock, "lists")
+        tick(clock, "store")
+        lists_due.update(batch.states)
+        lists_wanted.set()
         return None
 
     def tick(since: float, phase: str) -> float:
@@ -464,12 +470,35 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         stats.seconds[phase] += now - since
         return now
 
-    async def publish_lists(states: dict[int, Any]) -> None:
+    @app.task
+    async def publish_forever() -> None:
+        """Announce lists, one round at a time, for every session touched since the last.
+
+        Apart from the batch loop so that computing lists never holds back the next batch's
+        script, and coalescing: under load a round covers many batches, and a session
+        touched by several of them gets one list, from its latest state (which may include
+        a batch applied in memory and not yet stored; a crash re-applies it to the same).
+        """
+        nonlocal last_sweep
+        while True:
+            await lists_wanted.wait()
+            lists_wanted.clear()
+            due = dict(lists_due)
+            lists_due.clear()
+            clock = time.perf_counter()
+            try:
+                now = int(time.time() * 1000)
+                if now - last_sweep > WATCH_SWEEP_MS:
+                    last_sweep = now
+                    await with_retry(shared.forget_lapsed_watches, now)
+                await publish_lists(due, now)
+            except Exception as exc:
+                die(exc)
+            tick(clock, "lists")
+
+    async def publish_lists(states: dict[int, Any], now: int) -> None:
         """Announce the new lists of the touched sessions some client watches."""
-        now = int(time.time() * 1000)
         watched = await with_retry(shared.watched, list(states), now)
-        if stats.batches % 1000 == 0:
-            await with_retry(shared.forget_lapsed_watches, now)
         if not watched:
             return
         lists = await with_retry(lists_from_store, shared, {s: states[s] for s in watched},
@@ -515,6 +544,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         stats.offsets.clear()
         stats.lag.clear()
         stored.clear()
+        lists_due.clear()
 
     async def commit_stored() -> None:
         """Tell Kafka where Redis is, so that a restarted group resumes near there (Redis's
