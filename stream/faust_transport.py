@@ -5,7 +5,7 @@ an ``Event`` per subscribed channel, the stream sets it as the current event, ru
 processors and sensors and acknowledges it. On this project's 2-core machine that machinery
 took about 40 % of a worker's main thread, more than the pipeline itself
 (``docs/benchmarks.md``), and the worker uses none of it: it decodes values itself, keeps its
-offsets in Redis (exactly once) and acknowledges whole batches.
+offsets in Redis (exactly once) and settles whole batches.
 
 So the consumer here hands each fetch of a *bulk* topic (:meth:`DirectTransport.
 deliver_in_bulk`) to a callback as one :class:`Fetched`: the raw records per partition, as
@@ -46,9 +46,6 @@ class Fetched:
     seeks every partition back to its committed offset, so an older fetch is delivered again
     and its owner drops this copy."""
     records: dict[TP, list[ConsumerRecord[Any, Any]]]
-
-    def __len__(self) -> int:
-        return sum(len(records) for records in self.records.values())
 
 
 BulkSink = Callable[[Fetched], Awaitable[None]]

@@ -155,7 +155,7 @@ async def with_retry(call: Callable[..., T], *args: Any, patience_s: float = 300
 
     Short calls are synchronous and run on the event loop: a local Redis answers in well under
     a millisecond, and a hop to a thread per call costs more than that once the loop is busy
-    (the GIL is handed over every 5 ms). Nothing is acknowledged to Kafka before Redis has the
+    (the GIL is handed over every 5 ms). Nothing is committed to Kafka before Redis has the
     batch, so waiting is safe; giving up (after ``patience_s``) lets the worker die and Kafka
     redeliver to another one.
     """
@@ -560,8 +560,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Partitions may move: what this worker holds of their sessions may go stale. The
-        # batch in flight is stored and acknowledged first, so the next owner starts after
-        # it; the pending one is dropped unacknowledged, so Kafka delivers it again.
+        # batch in flight is stored and committed first, so the next owner starts after
+        # it; the pending one is dropped uncommitted, so Kafka delivers it again.
         nonlocal pending
         async with lock:
             await settle()
