@@ -1,11 +1,13 @@
 """What the distributed benchmarks share: where the local services are, a worker's phase
-timings, and removing a run's state."""
+timings and logs, and removing a run's state."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import urllib.request
+from pathlib import Path
 
 from online_models.redis_store import RedisStore
 
@@ -26,6 +28,15 @@ def worker_phases(port: int) -> dict[str, float]:
     batches = [float(line.split()[-1]) for line in body.splitlines()
                if line.startswith("liverec_worker_batches_total ")]
     return {**phases, "batches": batches[0] if batches else 0}
+
+
+def show_logs(paths: list[Path], lines: int = 40) -> None:
+    """The last lines of the processes' logs, on stderr: why a run stopped."""
+    for path in paths:
+        tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+        print(f"--- last {len(tail)} lines of {path}", file=sys.stderr)
+        for line in tail:
+            print(f"    {line}", file=sys.stderr)
 
 
 def drop_state(redis_url: str, prefix: str, kafka_url: str | None = None) -> None:

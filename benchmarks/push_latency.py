@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 import orjson
 import websockets
-from bench_distributed import add_service_args, drop_state, worker_phases
+from bench_distributed import add_service_args, drop_state, show_logs, worker_phases
 
 BASE_SESSION = 7_000_000_000
 
@@ -166,14 +166,20 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
             "missed": len(sent), "server": server_side}
 
 
-def start_embedded(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> None:
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``liverec ARGS`` in the background, its output in ``log`` (shown if the run fails)."""
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "liverec", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def start_embedded(args: argparse.Namespace, workdir: Path,
+                   procs: list[subprocess.Popen[bytes]]) -> None:
     """The demo, warm; ``procs`` gets the process at once, so a failure still stops it."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "liverec", "demo", "--port", str(args.port), "--speed", "max",
-         "--sessions", str(args.warm_sessions), "--items", "20000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "LIVEREC_RERANK": "true" if args.rerank else "false"})
-    procs.append(server)
+    procs.append(spawn(["demo", "--port", str(args.port), "--speed", "max", "--sessions",
+                        str(args.warm_sessions), "--items", "20000"],
+                       {**os.environ, "LIVEREC_RERANK": "true" if args.rerank else "false"},
+                       workdir / "demo.log"))
     asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs))
 
 
@@ -187,13 +193,9 @@ def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
     subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
                     str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
                    check=True, stdout=subprocess.DEVNULL, env=env)
-    procs += [subprocess.Popen([sys.executable, "-m", "liverec", "worker"],
-                               env={**env, "LIVEREC_METRICS_PORT": str(args.metrics_port + i)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-              for i in range(args.workers)]
-    procs.append(subprocess.Popen([sys.executable, "-m", "liverec", "web", "--port",
-                                   str(args.port)], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL))
+    procs += [spawn(["worker"], {**env, "LIVEREC_METRICS_PORT": str(args.metrics_port + i)},
+                    workdir / f"worker-{i}.log") for i in range(args.workers)]
+    procs.append(spawn(["web", "--port", str(args.port)], env, workdir / "web.log"))
     replay = subprocess.run([sys.executable, "-m", "liverec", "replay", str(warm), "--to",
                              args.kafka, "--quiet"], check=True, capture_output=True, text=True,
                             env=env)
@@ -226,12 +228,15 @@ def main() -> None:
             if args.distributed:
                 start_distributed(args, Path(workdir), prefix, procs)
             else:
-                start_embedded(args, procs)
+                start_embedded(args, Path(workdir), procs)
             result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds,
                                          args.sessions))
             if args.distributed:
                 result["phases"] = [worker_phases(args.metrics_port + i)
                                     for i in range(args.workers)]
+        except Exception:
+            show_logs(sorted(Path(workdir).glob("*.log")))
+            raise
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGINT)

@@ -25,7 +25,10 @@ import uuid
 from pathlib import Path
 
 import redis
-from bench_distributed import add_service_args, drop_state, worker_phases
+from bench_distributed import add_service_args, drop_state, show_logs, worker_phases
+
+#: A run stops, with the workers' logs, when the stored offsets stay still this long.
+STALL_S = 60.0
 
 
 def liverec(*args: str, env: dict[str, str]) -> str:
@@ -38,15 +41,19 @@ def applied(client: redis.Redis, prefix: str, topic: str, partitions: int) -> in
     return sum(int(v) for v in client.mget(keys) if v is not None)
 
 
-def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: int) -> float:
+def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: int,
+             workdir: Path) -> float:
     """Workers on the topic ``{prefix}events`` (state under the same prefix in Redis)."""
     client = redis.Redis.from_url(args.redis)
     run_env = {**env, "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-")}
     ports = [args.metrics_port + i for i in range(args.workers)]
-    workers = [subprocess.Popen([sys.executable, "-m", "liverec", "worker"],
-                                env={**run_env, "LIVEREC_METRICS_PORT": str(port)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for port in ports]
+    logs = [workdir / f"{prefix}worker-{port}.log" for port in ports]
+    workers = []
+    for port, log in zip(ports, logs, strict=True):
+        with log.open("wb") as out:  # the child keeps its own descriptor
+            workers.append(subprocess.Popen([sys.executable, "-m", "liverec", "worker"],
+                                            env={**run_env, "LIVEREC_METRICS_PORT": str(port)},
+                                            stdout=out, stderr=subprocess.STDOUT))
     topic = f"{prefix}events"
     try:
         deadline = time.monotonic() + 120
@@ -56,14 +63,23 @@ def run_once(args: argparse.Namespace, env: dict[str, str], prefix: str, total: 
             time.sleep(0.01)
         started, first = time.perf_counter(), applied(client, prefix, topic,
                                                       args.partitions)
+        last, moved = first, time.monotonic()
         while (done := applied(client, prefix, topic, args.partitions)) < total:
             if any(w.poll() is not None for w in workers):
                 raise RuntimeError("a worker exited")
+            if done != last:
+                last, moved = done, time.monotonic()
+            elif time.monotonic() - moved > STALL_S:
+                raise RuntimeError(f"no progress for {STALL_S:.0f} s at {done:,} of "
+                                   f"{total:,} events")
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
         for port in ports:
             print(f"  worker on :{port}, seconds per phase: {worker_phases(port)}")
         return (done - first) / elapsed
+    except RuntimeError:
+        show_logs(logs)
+        raise
     finally:
         for worker in workers:
             worker.kill()
@@ -97,7 +113,7 @@ def main() -> None:
             out = liverec("replay", str(data), "--to", args.kafka, "--quiet",
                           env={**env, "LIVEREC_TOPIC_PREFIX": topic_prefix})
             total = int(out.split("published ")[1].split(" events")[0].replace(",", ""))
-            rate = run_once(args, env, topic_prefix, total)
+            rate = run_once(args, env, topic_prefix, total, Path(workdir))
             rates.append(rate)
             print(f"run {run + 1}: {total:,} events, {rate:,.0f} events/s with "
                   f"{args.workers} worker(s)", flush=True)
