@@ -66,7 +66,7 @@ WATCH_TTL_MS = 30_000
 # A batch's increments travel in a few arguments, not two per cell: redis-py encodes each
 # argument in pure Python. Cells, some 16 per event, are packed by msgpack's C extension and
 # unpacked by Redis's cmsgpack into a Lua table: 1.9 µs a cell in Redis against 3.1 when the
-# script matched them out of text (docs/production.md, "Redis settings").
+# script matched them out of text (docs/production.md).
 _APPLY = """
 local n, s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prefix = ARGV[4]

@@ -17,6 +17,7 @@ from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
 from online_models.redis_store import EncodedBatch, OffsetConflict, RedisStore
 from online_models.rerank import RerankConfig, Reranker
+from online_models.rows import CO_BITS, CellJournal, journal_add
 from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
@@ -139,6 +140,18 @@ def test_a_batch_applied_twice_counts_once(store: RedisStore) -> None:
     assert not store.apply(journal, {(TOPIC, 0): (0, 2)})  # redelivered after a crash
     assert store.row("carts_orders", 10) == {20: 6}
     assert store.stored_offset(TOPIC, 0) == 2
+
+
+def test_increments_beyond_a_double_s_precision_arrive_exactly(store: RedisStore) -> None:
+    """Lua numbers are doubles: a cell increment past 2^53 must reach HINCRBY as written."""
+    journal = CellJournal(epoch=3)
+    big = (1 << 60) + 1
+    journal_add(journal.pairs, 10, 20, (big << CO_BITS) | ((1 << 31) + 3))
+    journal_add(journal.buys, 10, 30, big)
+    assert store.apply(journal, {(TOPIC, 0): (0, 1)})
+    assert store.row("clicks", 10) == {20: big}
+    assert store.row("carts_orders", 10) == {20: (1 << 31) + 3}
+    assert store.row("buy2buy", 10) == {30: big}
 
 
 def test_a_batch_past_a_gap_is_refused(store: RedisStore) -> None:
