@@ -160,30 +160,19 @@ def _cells(journals: Sequence[CellJournal]) -> bytes:
     cost a third more, on the worker's hot path)."""
     out: list[str | int] = []
     add = out.append
-    mask = CO_MASK
     for journal in journals:
-        clicks = f"clicks:{journal.epoch}:"
-        for aid, row in journal.pairs.items():
-            if row:
-                add(f"{clicks}{aid}")
-                add(len(row))
-                for b, v in row.items():
-                    add(str(b))
-                    add(str(v >> CO_BITS))
-        for aid, row in journal.pairs.items():
-            if row:
-                add(f"carts_orders:{aid}")
-                add(len(row))
-                for b, v in row.items():
-                    add(str(b))
-                    add(str(v & mask))
-        for aid, row in journal.buys.items():
-            if row:
-                add(f"buy2buy:{aid}")
-                add(len(row))
-                for b, v in row.items():
-                    add(str(b))
-                    add(str(v))
+        # Per matrix: its key's start, its rows, and how a stored value yields its weight
+        # (value >> shift & mask; -1 keeps every bit).
+        for name, rows, shift, mask in ((f"clicks:{journal.epoch}:", journal.pairs, CO_BITS, -1),
+                                        ("carts_orders:", journal.pairs, 0, CO_MASK),
+                                        ("buy2buy:", journal.buys, 0, -1)):
+            for aid, row in rows.items():
+                if row:
+                    add(f"{name}{aid}")
+                    add(len(row))
+                    for b, v in row.items():
+                        add(str(b))
+                        add(str(v >> shift & mask))
     return msgpack.packb(out)
 
 
