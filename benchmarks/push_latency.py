@@ -41,6 +41,8 @@ import orjson
 import websockets
 from bench_distributed import add_service_args, drop_state, show_logs, worker_phases
 
+from liverec import eventloop
+
 BASE_SESSION = 7_000_000_000
 
 
@@ -127,7 +129,10 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
     listeners = [asyncio.create_task(listen(BASE_SESSION + i, readies[i])) for i in range(n)]
     await asyncio.gather(*(r.wait() for r in readies))
     total = int(rate * seconds)
-    pool = RawHttpPool("127.0.0.1", port, 16)
+    # One keep-alive connection per watched session, as each shopper's browser has its own:
+    # a smaller pool would queue the posts in this client, and make one produce request to
+    # Kafka carry at most as many events as the pool has connections.
+    pool = RawHttpPool("127.0.0.1", port, n)
     await pool.open()
     # The measuring client must not pause itself: its own garbage collections would show up
     # as push latency. The run is bounded, so its garbage is too.
@@ -229,8 +234,10 @@ def main() -> None:
                 start_distributed(args, Path(workdir), prefix, procs)
             else:
                 start_embedded(args, Path(workdir), procs)
-            result = asyncio.run(measure(args.port, ws_base, args.rate, args.seconds,
-                                         args.sessions))
+            # The measuring client shares the machine's cores with what it measures: on uvloop
+            # (like the web node) it takes less of them.
+            result = eventloop.run(measure(args.port, ws_base, args.rate, args.seconds,
+                                           args.sessions), "auto")
             if args.distributed:
                 result["phases"] = [worker_phases(args.metrics_port + i)
                                     for i in range(args.workers)]

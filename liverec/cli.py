@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from liverec import __version__
+from liverec import __version__, eventloop
 from liverec.settings import Settings
 from liverec.sources import generated_catalog, generated_events, ordered_file_events
 from online_models.covisitation import CovisConfig
@@ -226,7 +226,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _distributed_settings("web")
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=updates)
-    return asyncio.run(run_web(settings, pipeline_config(settings, distributed=True)))
+    return eventloop.run(run_web(settings, pipeline_config(settings, distributed=True)),
+                         settings.event_loop)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -248,8 +249,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         events, total = iter(listed), len(listed)
         source = (f"{args.sessions:,} synthetic sessions, {total:,} events "
                   f"(generated in {time.perf_counter() - started:.1f} s)")
-    return asyncio.run(run_demo(settings, events, total, source=source, speed=args.speed,
-                                rate=args.rate, catalog=catalog))
+    return eventloop.run(run_demo(settings, events, total, source=source, speed=args.speed,
+                                  rate=args.rate, catalog=catalog), settings.event_loop)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,3 +112,11 @@ def test_catalog_gives_stable_readable_items(client: httpx.Client) -> None:
 @pytest.mark.parametrize("session", ["-5", "abc", str(2**63)])
 def test_an_invalid_session_id_is_rejected(client: httpx.Client, session: str) -> None:
     assert client.get(f"/sessions/{session}/recommendations").status_code == 422
+
+
+def test_post_events_is_in_the_openapi_schema(client: httpx.Client) -> None:
+    # A plain route for speed (web/app.py), documented by hand: the docs must still list it.
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/events"]["post"]["responses"]) == {"202", "422"}
+    assert "/sessions/{session}/recommendations" in paths
+    assert client.get("/events").status_code == 405  # POST only
