@@ -133,8 +133,13 @@ class CoVisitation:
     [(2, 1024)]
     """
 
-    def __init__(self, config: CovisConfig | None = None) -> None:
+    def __init__(self, config: CovisConfig | None = None, *, keep_matrices: bool = True) -> None:
         self.config = config or CovisConfig()
+        self.keep_matrices = keep_matrices
+        """False: increments go to the journal only (:meth:`take_journal`), the matrices here
+        stay empty. For a worker whose matrices live in a shared store: holding its own copy
+        cost memory without bound and about a third of the pairing's time, and it read
+        none of it."""
         self.pairs: dict[int, dict[int, int]] = {}
         """``all`` family rows: aid → {neighbour: clicks << 32 | carts_orders}."""
         self.buy2buy: dict[int, dict[int, int]] = {}
@@ -154,6 +159,8 @@ class CoVisitation:
         self.journal: CellJournal | None = None
         """When set, every cell increment is also recorded there (see :meth:`take_journal`)."""
         self._journals: dict[int, CellJournal] = {}  # per clicks epoch, since the last take
+        if not keep_matrices:
+            self.take_journal()  # nowhere else for the increments to go
 
     def take_journal(self) -> list[CellJournal]:
         """Start recording increments (first call) and return those recorded since last time:
@@ -250,10 +257,23 @@ class CoVisitation:
                     changed.add(key)
         if not fresh:
             return
-        pairs = self.pairs
-        top = self._top_pairs
         inc = (w_time << CO_BITS) + 1
         journal = self.journal
+        if not self.keep_matrices:
+            assert journal is not None
+            rows = journal.pairs
+            row_b = rows.get(b)
+            if row_b is None:
+                row_b = rows[b] = {}
+            for a in fresh:
+                row_a = rows.get(a)
+                if row_a is None:
+                    row_a = rows[a] = {}
+                row_a[b] = row_a.get(b, 0) + inc
+                row_b[a] = row_b.get(a, 0) + inc
+            return
+        pairs = self.pairs
+        top = self._top_pairs
         row_b = pairs.get(b)
         if row_b is None:
             row_b = pairs[b] = {}
@@ -299,6 +319,8 @@ class CoVisitation:
         start = w_time << 32  # CO_BITS; literals below keep the hot loop free of globals
         grown: list[int] = []
         row_b: dict[int, int] | None = None
+        keep = self.keep_matrices
+        journal_pairs = self.journal.pairs if self.journal is not None else {}
         for a, ta, type_a in state.recent:
             if a == b or not -gap < t - ta < gap:
                 continue
@@ -327,6 +349,12 @@ class CoVisitation:
                     inc_ab, inc_ba = new_lohi - old_lohi, new_hilo - old_hilo
                 else:
                     inc_ab, inc_ba = new_hilo - old_hilo, new_lohi - old_lohi
+            if not keep:
+                if inc_ab:
+                    journal_add(journal_pairs, a, b, inc_ab)
+                if inc_ba:
+                    journal_add(journal_pairs, b, a, inc_ba)
+                continue
             if row_b is None:
                 row_b = pairs.get(b)
                 if row_b is None:
@@ -346,7 +374,7 @@ class CoVisitation:
                     journal_add(self.journal.pairs, b, a, inc_ba)
             top.pop(a, None)
         cap = self.config.max_neighbors
-        if cap and grown:
+        if cap and grown and keep:
             limit = 3 * cap
             for x in (b, *grown):
                 if len(pairs[x]) > limit:
@@ -360,8 +388,9 @@ class CoVisitation:
         runs = state.buy_runs  # unordered pair → run start
         buy2buy = self.buy2buy
         top = self._top_buys
+        keep = self.keep_matrices
         row_b = buy2buy.get(b)
-        if row_b is None:
+        if row_b is None and keep:
             row_b = buy2buy[b] = {}
         grew = False
         for a in partners:
@@ -372,14 +401,17 @@ class CoVisitation:
             runs[key] = t
             if state.changed_buy_runs is not None:
                 state.changed_buy_runs.add(key)
+            if self.journal is not None:
+                journal_add(self.journal.buys, a, b, 1)
+                journal_add(self.journal.buys, b, a, 1)
+            if not keep:
+                continue
+            assert row_b is not None
             row_a = buy2buy.get(a)
             if row_a is None:
                 row_a = buy2buy[a] = {}
             row_a[b] = row_a.get(b, 0) + 1
             row_b[a] = row_b.get(a, 0) + 1
-            if self.journal is not None:
-                journal_add(self.journal.buys, a, b, 1)
-                journal_add(self.journal.buys, b, a, 1)
             top.pop(a, None)
             grew = True
         top.pop(b, None)

@@ -116,10 +116,13 @@ class Features:
 class SessionPipeline:
     """History, co-visitation and popularity, updated per event; lists on demand."""
 
-    def __init__(self, config: PipelineConfig | None = None) -> None:
+    def __init__(self, config: PipelineConfig | None = None, *,
+                 keep_matrices: bool = True) -> None:
+        """``keep_matrices=False``: co-visitation increments are journaled only, for a store
+        that holds the matrices (see :attr:`CoVisitation.keep_matrices`)."""
         self.config = config or PipelineConfig()
         covis = self.config.covis
-        self.covis = CoVisitation(covis)
+        self.covis = CoVisitation(covis, keep_matrices=keep_matrices)
         self.sessions = SessionStore(covis.window, covis.max_gap_ms,
                                      max(self.config.session_ttl_ms, covis.buy_max_gap_ms))
         self.popularity = Popularity(self.config.popularity_half_life_ms)

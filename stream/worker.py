@@ -221,9 +221,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # it while the agent works, and the consumer holds back the next (which then grows).
     fetches = app.channel(maxsize=1)
     dlq = app.topic(f"{topic_name}.dlq", key_serializer="raw", value_serializer="raw")
-    pipeline = SessionPipeline(config)
+    # The matrices live in Redis: the pipeline only journals their increments.
+    pipeline = SessionPipeline(config, keep_matrices=False)
     pipeline.sessions.track = True  # sessions' changed runs go to Redis, not all of them
-    pipeline.covis.take_journal()
     pipeline.popularity.take_journal()
     shared = RedisStore(redis.Redis.from_url(store, socket_connect_timeout=2, socket_timeout=10),
                         topic_prefix, session_ttl_ms=config.session_ttl_ms,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -216,3 +218,25 @@ def test_runs_freed_by_a_sweep_before_they_are_logged_are_left_out() -> None:
     entries, full = state.take_runs_log()
     assert (entries, full) == (b"", False)
     assert SessionState.from_bytes(state.to_bytes(runs=False), 30, entries) == state
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs(), configs, st.integers(1, 7), st.sampled_from([0, 2]))
+def test_a_journal_only_instance_journals_the_same_increments(
+    log: Log, config: CovisConfig, every: int, cap: int
+) -> None:
+    """A worker's matrices live in the store: its instance journals increments and keeps no
+    rows. Its journals must be the full instance's, batch by batch (pruning included)."""
+    config = dataclasses.replace(config, max_neighbors=cap)
+    full, lean = CoVisitation(config), CoVisitation(config, keep_matrices=False)
+    full.take_journal()
+    states = {cv: {} for cv in (full, lean)}  # type: ignore[var-annotated]
+    for i, (session, aid, ts, etype) in enumerate(log, 1):
+        for cv in (full, lean):
+            state = states[cv].setdefault(session, SessionState.empty(config.window))
+            cv.update(state, aid, ts, etype)
+        if i % every == 0 or i == len(log):
+            expected, got = full.take_journal(), lean.take_journal()
+            assert [(j.epoch, j.pairs, j.buys) for j in got] == \
+                [(j.epoch, j.pairs, j.buys) for j in expected]
+    assert lean.pairs == {} and lean.buy2buy == {} and lean.cell_count() == 0

@@ -142,16 +142,21 @@ def test_a_batch_applied_twice_counts_once(store: RedisStore) -> None:
     assert store.stored_offset(TOPIC, 0) == 2
 
 
-def test_increments_beyond_a_double_s_precision_arrive_exactly(store: RedisStore) -> None:
-    """Lua numbers are doubles: a cell increment past 2^53 must reach HINCRBY as written."""
+def test_ids_and_increments_beyond_a_double_s_precision_arrive_exactly(
+        store: RedisStore) -> None:
+    """Lua numbers are doubles: an aid or a cell increment past 2^53 must reach HINCRBY as
+    written (the largest below it travels as a number)."""
     journal = CellJournal(epoch=3)
-    big = (1 << 60) + 1
+    big, edge, aid = (1 << 60) + 1, (1 << 53) - 1, (1 << 62) + 7
     journal_add(journal.pairs, 10, 20, (big << CO_BITS) | ((1 << 31) + 3))
     journal_add(journal.buys, 10, 30, big)
+    journal_add(journal.buys, 10, aid, edge)
+    journal_add(journal.buys, aid, edge, 5)
     assert store.apply(journal, {(TOPIC, 0): (0, 1)})
     assert store.row("clicks", 10) == {20: big}
     assert store.row("carts_orders", 10) == {20: (1 << 31) + 3}
-    assert store.row("buy2buy", 10) == {30: big}
+    assert store.row("buy2buy", 10) == {30: big, aid: edge}
+    assert store.row("buy2buy", aid) == {edge: 5}
 
 
 def test_a_batch_past_a_gap_is_refused(store: RedisStore) -> None:
