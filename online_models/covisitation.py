@@ -459,16 +459,20 @@ class CoVisitation:
 
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
         """The ``k`` heaviest neighbours of ``aid``: weight descending, then aid ascending."""
+        # A cached list shorter than ``k`` is whole unless the row has more entries (it was
+        # computed for a smaller k): rows under k entries, common for new items, were
+        # recomputed on every call before.
         if matrix == "buy2buy":
             cached = self._top_buys.get(aid)
-            if cached is None or len(cached) < k:
+            if cached is None or (len(cached) < k
+                                  and len(cached) < len(self.buy2buy.get(aid, ()))):
                 cached = self._top_buys[aid] = top_items(self.buy2buy.get(aid, {}), k)
             return cached[:k]
         entry = self._top_pairs.get(aid)
         if entry is None:
             entry = self._top_pairs[aid] = {}
         cached = entry.get(matrix)
-        if cached is None or len(cached) < k:
+        if cached is None or (len(cached) < k and len(cached) < len(self.pairs.get(aid, ()))):
             if matrix not in MATRICES:
                 raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
             cached = entry[matrix] = top_packed(self.pairs.get(aid, {}), k, matrix == "clicks")

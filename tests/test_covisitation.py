@@ -240,3 +240,23 @@ def test_a_journal_only_instance_journals_the_same_increments(
             assert [(j.epoch, j.pairs, j.buys) for j in got] == \
                 [(j.epoch, j.pairs, j.buys) for j in expected]
     assert lean.pairs == {} and lean.buy2buy == {} and lean.cell_count() == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(logs(), configs, st.lists(st.tuples(st.sampled_from(["clicks", "carts_orders", "buy2buy"]),
+                                           st.integers(0, 8), st.integers(1, 12)),
+                                 min_size=1, max_size=6),
+       st.sampled_from([0, 2]))
+def test_cached_top_lists_always_equal_a_fresh_ranking(
+    log: Log, config: CovisConfig, reads: list[tuple[str, int, int]], cap: int
+) -> None:
+    """Top lists are cached per row until the row changes, whatever k they were read with."""
+    config = dataclasses.replace(config, max_neighbors=cap)
+    cv = CoVisitation(config)
+    states: dict[int, SessionState] = {}
+    for session, aid, ts, etype in log:
+        state = states.setdefault(session, SessionState.empty(config.window))
+        cv.update(state, aid, ts, etype)
+        for matrix, row, k in reads:
+            fresh = sorted(cv.row(matrix, row).items(), key=lambda e: (-e[1], e[0]))[:k]
+            assert cv.top(matrix, row, k) == fresh
