@@ -18,7 +18,8 @@ worker → Redis → lists channel → web node → WebSocket. Then, from this p
 * times each event from just before its POST to the arrival of the push carrying its version.
 
 Every session gets an event every ``sessions / rate`` seconds, so pushes do not coalesce.
-Prints the median, p90, p99 and max latency in ms, and how many pushes were missed.
+Prints the median, p90, p99 and max latency in ms, how many pushes were missed, and how long
+the POSTs took to be answered (distributed: until Kafka acknowledged the event).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ async def wait_ready(base: str, procs: list[subprocess.Popen[bytes]],
 async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) -> dict:
     sent: dict[tuple[int, int], float] = {}
     latencies: list[float] = []
+    answers: list[float] = []  # POST → 202 (distributed: once Kafka acknowledged the event)
     versions = {BASE_SESSION + i: 0 for i in range(n)}
 
     async def listen(session: int, ready: asyncio.Event) -> None:
@@ -143,9 +145,10 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
 
     async def post(session: int, aid: int) -> None:
         versions[session] += 1
-        sent[(session, versions[session])] = time.perf_counter()
+        sent[(session, versions[session])] = started = time.perf_counter()
         status = await pool.post_json("/events", {"session": session, "aid": aid,
                                                   "type": "clicks"})
+        answers.append((time.perf_counter() - started) * 1000)
         if status != 202:
             raise RuntimeError(f"POST /events answered {status}")
 
@@ -168,7 +171,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         server_side = (await client.get("/stats")).json().get("latency_ms")
     return {"events": total, "achieved_rate": achieved, "latencies": latencies,
-            "missed": len(sent), "server": server_side}
+            "answers": answers, "missed": len(sent), "server": server_side}
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -262,6 +265,10 @@ def main() -> None:
           f"(warm state: {args.warm_sessions:,} replayed sessions; cpus {os.cpu_count()})")
     print(f"  pushes received {len(lat):,}, missed {result['missed']:,}; server side (batch "
           f"start to send, last 2,048 pushes): {result['server']}")
+    answers = result["answers"]
+    if answers:
+        print(f"  POST answered (202): p50 {statistics.median(answers):.2f} ms   "
+              f"p99 {percentile(answers, 0.99):.2f} ms")
     if "phases" in result:
         for phases in result["phases"]:
             print(f"  worker seconds per phase, warm-up included: {phases}")
