@@ -41,6 +41,7 @@ from online_models.rows import (
     CO_MASK,
     MATRICES,
     CellJournal,
+    add_star,
     decode,
     export_rows,
     journal_add,
@@ -258,42 +259,21 @@ class CoVisitation:
         if not fresh:
             return
         inc = (w_time << CO_BITS) + 1
-        journal = self.journal
+        if self.journal is not None:
+            add_star(self.journal.pairs, b, fresh, inc)
         if not self.keep_matrices:
-            assert journal is not None
-            rows = journal.pairs
-            row_b = rows.get(b)
-            if row_b is None:
-                row_b = rows[b] = {}
-            for a in fresh:
-                row_a = rows.get(a)
-                if row_a is None:
-                    row_a = rows[a] = {}
-                row_a[b] = row_a.get(b, 0) + inc
-                row_b[a] = row_b.get(a, 0) + inc
             return
         pairs = self.pairs
+        add_star(pairs, b, fresh, inc)
         top = self._top_pairs
-        row_b = pairs.get(b)
-        if row_b is None:
-            row_b = pairs[b] = {}
         top.pop(b, None)
-        cap = self.config.max_neighbors
-        limit = 3 * cap if cap else 1 << 62
         for a in fresh:
-            row_a = pairs.get(a)
-            if row_a is None:
-                row_a = pairs[a] = {}
-            row_a[b] = row_a.get(b, 0) + inc
-            row_b[a] = row_b.get(a, 0) + inc
-            if journal is not None:
-                journal_add(journal.pairs, a, b, inc)
-                journal_add(journal.pairs, b, a, inc)
             top.pop(a, None)
-            if len(row_a) > limit:
-                self._prune_pairs(a, cap)
-        if len(row_b) > limit:
-            self._prune_pairs(b, cap)
+        cap = self.config.max_neighbors
+        if cap:
+            for x in (b, *fresh):
+                if len(pairs[x]) > 3 * cap:
+                    self._prune_pairs(x, cap)
 
     def _enter_epoch(self, ts: int) -> None:
         tw = self.time_weight
@@ -386,13 +366,7 @@ class CoVisitation:
         if not partners:
             return
         runs = state.buy_runs  # unordered pair → run start
-        buy2buy = self.buy2buy
-        top = self._top_buys
-        keep = self.keep_matrices
-        row_b = buy2buy.get(b)
-        if row_b is None and keep:
-            row_b = buy2buy[b] = {}
-        grew = False
+        grown: list[int] = []
         for a in partners:
             key = a << _PAIR_SHIFT | b if a < b else b << _PAIR_SHIFT | a
             began = runs.get(key)
@@ -401,22 +375,21 @@ class CoVisitation:
             runs[key] = t
             if state.changed_buy_runs is not None:
                 state.changed_buy_runs.add(key)
-            if self.journal is not None:
-                journal_add(self.journal.buys, a, b, 1)
-                journal_add(self.journal.buys, b, a, 1)
-            if not keep:
-                continue
-            assert row_b is not None
-            row_a = buy2buy.get(a)
-            if row_a is None:
-                row_a = buy2buy[a] = {}
-            row_a[b] = row_a.get(b, 0) + 1
-            row_b[a] = row_b.get(a, 0) + 1
-            top.pop(a, None)
-            grew = True
+            grown.append(a)
+        if not grown:
+            return
+        if self.journal is not None:
+            add_star(self.journal.buys, b, grown, 1)
+        if not self.keep_matrices:
+            return
+        buy2buy = self.buy2buy
+        add_star(buy2buy, b, grown, 1)
+        top = self._top_buys
         top.pop(b, None)
+        for a in grown:
+            top.pop(a, None)
         cap = self.config.max_neighbors
-        if cap and grew:
+        if cap:
             for x in (b, *partners):
                 if len(buy2buy[x]) > 3 * cap:
                     buy2buy[x] = dict(top_items(buy2buy[x], cap))

@@ -84,6 +84,21 @@ def journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> N
     row[y] = row.get(y, 0) + inc
 
 
+def add_star(table: dict[int, dict[int, int]], b: int, partners: Iterable[int],
+             inc: int) -> None:
+    """Add ``inc`` to cells (a, b) and (b, a) for each ``a`` in ``partners``: one event's
+    new pairs, whose two directions weigh the same (a matrix's rows or a journal's)."""
+    row_b = table.get(b)
+    if row_b is None:
+        row_b = table[b] = {}
+    for a in partners:
+        row_a = table.get(a)
+        if row_a is None:
+            row_a = table[a] = {}
+        row_a[b] = row_a.get(b, 0) + inc
+        row_b[a] = row_b.get(a, 0) + inc
+
+
 def matrix_of(pairs: dict[int, dict[int, int]], buys: dict[int, dict[int, int]],
             name: str) -> dict[int, dict[int, int]]:
     """One matrix out of packed ``all``-family rows and buy2buy rows, as new dicts."""
