@@ -11,10 +11,12 @@ refused, so nothing counts twice; one lost in a crash was never stored, so Kafka
 
 Layout (``{p}`` = key prefix):
 
-* ``{p}cv:{matrix}:{aid}``: hash, neighbour → weight (``carts_orders``, ``buy2buy``);
-  ``{p}cv:clicks:{epoch}:{aid}``: the clicks weights added in the scale of one clicks epoch,
-  folded into one row when read (:func:`~online_models.covisitation.fold_epochs`: a shift
-  is not an increment, so epochs cannot share a hash); ``{p}cv:epochs``: the epochs in use;
+* ``{p}cv:all:{epoch}:{aid}``: a row log (below) of ``clicks`` and ``carts_orders``
+  together, records (neighbour, clicks weight, carts_orders weight) with the clicks weights
+  in the scale of one clicks epoch, folded into one row when read
+  (:func:`~online_models.rows.fold_epochs`: a shift is not an increment, so epochs cannot
+  share a log); ``{p}cv:buy2buy:{aid}``: a row log of records (neighbour, weight);
+  ``{p}cv:epochs``: the clicks epochs in use;
 * ``{p}pop:{epoch}:{kind}``: sorted set, aid → integer count of that epoch (kinds 0–2 the event
   types, 3 all of them); ``{p}pop:epoch``: the latest epoch (older ones are deleted);
 * ``{p}session:{id}``: a session's window (JSON), with a time to live;
@@ -28,15 +30,28 @@ Layout (``{p}`` = key prefix):
   watch lapses unless renewed (wall-clock ms); ``{p}lists:{id}``: a watched session's latest
   lists (JSON, expiring with the watch), also published on the channel ``{p}lists``.
 
+Row logs: a row is a string, a 16-byte ASCII header (the generation, bumped by each
+compaction, and the log's length after its last compaction, 8 digits each) followed by
+little-endian int64 records, one per increment; the row is the sum of its records per
+neighbour. A batch adds its increments to a row with one ``APPEND``, where a hash took one
+``HINCRBY`` per cell and matrix: a batch of 1,000 generated events touches some 700 rows
+but 16,000 cells (``docs/production.md``, "Row logs"). A log more than twice as long as
+after its last compaction (and past ``compact_min_bytes``) is named in the script's reply;
+the worker then sums it and writes the sums back (:meth:`RedisStore.compact`), only if its
+header shows no other compaction since it read it, keeping what was appended meanwhile.
+Compacting changes no row.
+
 The script builds the names of old popularity keys to delete from the prefix, which a Redis
 Cluster would refuse; liverec's store is one Redis (with a replica for failover).
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from array import array
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgpack
@@ -44,7 +59,14 @@ import redis
 import redis.asyncio
 
 from online_models.popularity import EPOCH_HALF_LIVES, TopSide, merged_top
-from online_models.rows import CO_BITS, CO_MASK, CellJournal, export_rows, fold_epochs
+from online_models.rows import (
+    CO_BITS,
+    CO_MASK,
+    MATRICES,
+    CellJournal,
+    export_rows,
+    fold_epochs,
+)
 
 #: Recently active sessions kept in ``{p}live``.
 LIVE_SESSIONS = 1000
@@ -55,24 +77,24 @@ WATCH_TTL_MS = 30_000
 # epoch key, the live set and the event counter. ARGV: n, s, the batch's latest popularity
 # epoch (-1: none), the key prefix, events, session ttl (ms, 0 = none), live sessions to keep,
 # then
-#   cells       one MessagePack array: per row "matrix:aid", its cell count m, then m pairs
-#               "b", "inc" (HINCRBY {p}cv:matrix:aid b inc; strings, so that Lua's doubles
-#               never round one, and because Redis formats a number argument with snprintf:
-#               integers below 2^53 made the script 2x slower per cell, not worth the
-#               worker's 6 µs/event saved by not calling str()),
+#   logs        one MessagePack array: per row "all:epoch:aid" or "buy2buy:aid", then the
+#               records to append to its log (bytes: the aids and weights as int64, which
+#               Lua never reads, so its doubles never round one),
 #   popularity  "epoch:kind aid:inc,…" lines (ZINCRBY {p}pop:epoch:kind inc aid),
 #   live        "session:ts,…" (ZADD {p}live ts session),
-#   epochs      "epoch,…" (SADD {p}cv:epochs epoch: the clicks epochs of the batch);
+#   epochs      "epoch,…" (SADD {p}cv:epochs epoch: the clicks epochs of the batch),
+#   floor       logs shorter than this many bytes are never due for compaction;
 # then (start, end) per offset key, and per session its state, how its runs change ('' none,
 # 'a' append to the log, 's' replace the log) and the runs' bytes.
-# A batch's increments travel in a few arguments, not two per cell: redis-py encodes each
-# argument in pure Python. Cells, some 16 per event, are packed by msgpack's C extension and
-# unpacked by Redis's cmsgpack into a Lua table: 1.9 µs a cell in Redis against 3.1 when the
-# script matched them out of text (docs/production.md).
+# A batch's increments travel in a few arguments, not two per row: redis-py encodes each
+# argument in pure Python. The logs are packed by msgpack's C extension, as "raw" strings:
+# Redis 7.0's cmsgpack does not read msgpack's bin type. A new log gets its header (generation
+# 0, compacted length 16) by a SET after the APPEND that created it. Replies {1, 0, 0, logs due
+# for compaction} when applied, {0, i, stored offset} when offset key i refuses the batch.
 _APPLY = """
 local n, s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prefix = ARGV[4]
-local arg = 12
+local arg = 13
 for i = 1, n do
   local stored = tonumber(redis.call('GET', KEYS[i]) or ARGV[arg])
   if stored ~= tonumber(ARGV[arg]) then
@@ -83,15 +105,18 @@ end
 for epoch in string.gmatch(ARGV[11], '%d+') do
   redis.call('SADD', prefix .. 'cv:epochs', epoch)
 end
-local cells = cmsgpack.unpack(ARGV[8])
-local c, cn = 1, #cells
-while c <= cn do
-  local key = prefix .. 'cv:' .. cells[c]
-  local last = c + 2 * cells[c + 1]
-  for j = c + 2, last, 2 do
-    redis.call('HINCRBY', key, cells[j], cells[j + 1])
+local logs = cmsgpack.unpack(ARGV[8])
+local floor = tonumber(ARGV[12])
+local compact = {}
+for c = 1, #logs, 2 do
+  local key = prefix .. 'cv:' .. logs[c]
+  local records = logs[c + 1]
+  local size = redis.call('APPEND', key, records)
+  if size == #records then
+    redis.call('SET', key, '0000000000000016' .. records)
+  elseif size > floor and size > 2 * tonumber(redis.call('GETRANGE', key, 8, 15)) then
+    compact[#compact + 1] = logs[c]
   end
-  c = last + 2
 end
 local marker = KEYS[n + 2 * s + 1]
 local current = tonumber(redis.call('GET', marker) or '-1')
@@ -139,43 +164,117 @@ if ARGV[10] ~= '' then
   redis.call('ZREMRANGEBYRANK', live, 0, -tonumber(ARGV[7]) - 1)
 end
 redis.call('INCRBY', KEYS[n + 2 * s + 3], ARGV[5])
-arg = 12
+arg = 13
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[arg + 1])
   arg = arg + 2
 end
-return {1, 0, 0}
+return {1, 0, 0, compact}
 """
 
 
-def _ints(raw: Mapping[bytes, bytes]) -> dict[int, int]:
-    return {int(k): int(v) for k, v in raw.items()}
+# KEYS: a row log. ARGV: its header as the compaction read it, its new header and sums, and
+# the length it read. Replaces what was read with the sums, keeping what was appended since;
+# refused (0) when another compaction came first.
+_COMPACT = """
+if redis.call('GETRANGE', KEYS[1], 0, 15) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2] .. redis.call('GETRANGE', KEYS[1], tonumber(ARGV[3]), -1))
+return 1
+"""
 
 
 def _fields(row: Mapping[int, int]) -> str:
     return ",".join([f"{key}:{value}" for key, value in row.items()])
 
 
-def _cells(journals: Sequence[CellJournal]) -> bytes:
-    """The script's ``cells`` argument: packed ``all``-family cells split into their clicks
-    and carts_orders halves as they are written (decoding each matrix into new dicts first
-    cost a third more, on the worker's hot path)."""
-    out: list[str | int] = []
+#: A row log's header: generation and length after the last compaction, 8 ASCII digits each.
+HEADER = 16
+_INT64_MAX = (1 << 63) - 1
+_LITTLE = sys.byteorder == "little"
+
+
+def _int64s(values: list[int]) -> bytes:
+    """Little-endian int64s (records of a row log)."""
+    packed = array("q", values)
+    if not _LITTLE:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def pack_records(values: list[int], width: int) -> bytes:
+    """Records of ``width`` int64s (neighbour, weights…); a weight past int64, which only a
+    long-lived sum can reach, is split over several records of the same neighbour."""
+    try:
+        return _int64s(values)
+    except OverflowError:
+        split: list[int] = []
+        for i in range(0, len(values), width):
+            b, weights = values[i], values[i + 1:i + width]
+            while True:
+                split.append(b)
+                split += [min(w, _INT64_MAX) for w in weights]
+                weights = [w - min(w, _INT64_MAX) for w in weights]
+                if not any(weights):
+                    break
+        return _int64s(split)
+
+
+def log_sums(blob: bytes, width: int) -> list[dict[int, int]]:
+    """A row log's sums: per weight column, neighbour → weight (records after the header)."""
+    values = array("q")
+    values.frombytes(memoryview(blob)[HEADER:])
+    if not _LITTLE:
+        values.byteswap()
+    aids = values[0::width]
+    columns = [values[i::width] for i in range(1, width)]
+    if len(set(aids)) == len(aids):  # compacted: one record per neighbour
+        return [dict(zip(aids, column, strict=True)) for column in columns]
+    out: list[dict[int, int]] = [{} for _ in columns]
+    for row, column in zip(out, columns, strict=True):
+        for b, w in zip(aids, column, strict=True):
+            row[b] = row.get(b, 0) + w
+    return out
+
+
+def compacted_log(blob: bytes, width: int) -> bytes:
+    """A row log as its compaction writes it: the next generation's header, then one record
+    per neighbour with its sums."""
+    flat: list[int] = []
+    sums = log_sums(blob, width)
+    first, rest = sums[0], sums[1:]
+    for b, w in first.items():
+        flat.append(b)
+        flat.append(w)
+        flat += [column[b] for column in rest]
+    body = pack_records(flat, width)
+    generation = (int(blob[:8]) + 1) % 100_000_000
+    return b"%08d%08d" % (generation, min(HEADER + len(body), 99_999_999)) + body
+
+
+def _logs(journals: Sequence[CellJournal]) -> bytes:
+    """The script's ``logs`` argument: per touched row, its increments as records, the
+    ``all`` family's packed cells split into their clicks and carts_orders weights."""
+    out: list[str | bytes] = []
     add = out.append
     for journal in journals:
-        # Per matrix: its key's start, its rows, and how a stored value yields its weight
-        # (value >> shift & mask; -1 keeps every bit).
-        for name, rows, shift, mask in ((f"clicks:{journal.epoch}:", journal.pairs, CO_BITS, -1),
-                                        ("carts_orders:", journal.pairs, 0, CO_MASK),
-                                        ("buy2buy:", journal.buys, 0, -1)):
-            for aid, row in rows.items():
-                if row:
-                    add(f"{name}{aid}")
-                    add(len(row))
-                    for b, v in row.items():
-                        add(str(b))
-                        add(str(v >> shift & mask))
-    return msgpack.packb(out)
+        family = f"all:{journal.epoch}:"
+        for aid, row in journal.pairs.items():
+            if row:
+                flat: list[int] = []
+                for b, v in row.items():
+                    flat += (b, v >> CO_BITS, v & CO_MASK)
+                add(f"{family}{aid}")
+                add(pack_records(flat, 3))
+        for aid, row in journal.buys.items():
+            if row:
+                flat = []
+                for b, v in row.items():
+                    flat += (b, v)
+                add(f"buy2buy:{aid}")
+                add(pack_records(flat, 2))
+    return msgpack.packb(out, use_bin_type=False)
 
 
 #: A session's write: its state without runs, its runs log's new bytes, and whether they
@@ -190,6 +289,9 @@ class EncodedBatch:
     keys: list[str]
     args: list[int | str | bytes]
     offsets: dict[tuple[str, int], tuple[int, int]]
+    compact: list[str] = field(default_factory=list)
+    """Once applied: the row logs the script found due for compaction
+    (:meth:`RedisStore.compact`)."""
 
 
 class OffsetConflict(RuntimeError):
@@ -201,8 +303,12 @@ class RedisStore:
 
     def __init__(self, client: redis.Redis, prefix: str = "", session_ttl_ms: int = 0,
                  epoch_shift: int = 32, popularity_max_age_s: float = 0.0,
-                 async_client: redis.asyncio.Redis | None = None) -> None:
+                 async_client: redis.asyncio.Redis | None = None,
+                 compact_min_bytes: int = 16_384) -> None:
         self.client = client
+        self.compact_min_bytes = compact_min_bytes
+        """Row logs shorter than this are never due for compaction: summing a short log on
+        read costs less than a compaction's two round trips."""
         self.popularity_max_age_s = popularity_max_age_s
         """Reuse a popularity list read this recently (0: always read). Workers pushing live
         lists use a second: the fill of short sessions may lag popularity by that much, and a
@@ -216,6 +322,7 @@ class RedisStore:
         """Session keys expire after this long without a change (0 = never): the event-time
         expiry of the in-memory store, in wall-clock time."""
         self._apply = client.register_script(_APPLY)
+        self._compact = client.register_script(_COMPACT)
         self._async = async_client
         self._apply_async = (async_client.register_script(_APPLY)
                              if async_client is not None else None)
@@ -227,11 +334,17 @@ class RedisStore:
 
     # -- keys ------------------------------------------------------------------------------------
     @staticmethod
-    def _row_suffix(matrix: str, epoch: int) -> str:
-        return f"clicks:{epoch}:" if matrix == "clicks" else f"{matrix}:"
+    def _family(matrix: str) -> str:
+        """The log family a matrix is stored in: ``clicks`` and ``carts_orders`` share one."""
+        if matrix == "buy2buy":
+            return "buy2buy"
+        if matrix in ("clicks", "carts_orders"):
+            return "all"
+        raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
 
-    def _row_key(self, matrix: str, aid: int, epoch: int = 0) -> str:
-        return f"{self.prefix}cv:{self._row_suffix(matrix, epoch)}{aid}"
+    def _log_key(self, family: str, aid: int, epoch: int = 0) -> str:
+        return (f"{self.prefix}cv:all:{epoch}:{aid}" if family == "all"
+                else f"{self.prefix}cv:{family}:{aid}")
 
     def _pop_key(self, epoch: int, kind: int) -> str:
         return f"{self.prefix}pop:{epoch}:{kind}"
@@ -250,9 +363,10 @@ class RedisStore:
               offsets: Mapping[tuple[str, int], tuple[int, int]],
               sessions: Mapping[int, bytes | SessionWrite] | None = None,
               popularity: Mapping[tuple[int, int], Mapping[int, int]] | None = None,
-              live: Mapping[int, int] | None = None, events: int = 0) -> bool:
+              live: Mapping[int, int] | None = None, events: int = 0,
+              compact: bool = True) -> bool:
         """Add a batch's increments, store its sessions' states, if no part of it was applied
-        before.
+        before; then, with ``compact``, compact the row logs it made due.
 
         ``offsets`` maps (topic, partition) to the batch's (first, next) offsets; ``sessions``
         a session to its state (:meth:`SessionState.to_bytes`) or to a :data:`SessionWrite`
@@ -262,6 +376,13 @@ class RedisStore:
         :class:`OffsetConflict` when it starts past a gap (events would be lost).
         """
         batch = self.encode(journal, offsets, sessions, popularity, live, events)
+        applied = self.apply_encoded(batch)
+        if applied and compact:
+            self.compact(batch.compact)
+        return applied
+
+    def apply_encoded(self, batch: EncodedBatch) -> bool:
+        """:meth:`apply` an encoded batch, without compacting."""
         return self.applied(batch, self._apply(keys=batch.keys, args=batch.args))
 
     def encode(self, journal: CellJournal | Sequence[CellJournal],
@@ -280,14 +401,15 @@ class RedisStore:
             keys += [self._session_key(session), self._runs_key(session)]
         keys += [f"{self.prefix}pop:epoch", f"{self.prefix}live", f"{self.prefix}events"]
         journals = [journal] if isinstance(journal, CellJournal) else list(journal)
-        cells = _cells(journals)
+        logs = _logs(journals)
         counts = "\n".join([f"{epoch}:{kind} {_fields(row)}"
                             for (epoch, kind), row in popularity.items() if row])
         latest = max((epoch for epoch, _ in popularity), default=-1)
         args: list[int | str | bytes] = [len(offsets), len(sessions), latest, self.prefix,
-                                         events, self.session_ttl_ms, LIVE_SESSIONS, cells,
+                                         events, self.session_ttl_ms, LIVE_SESSIONS, logs,
                                          counts, _fields(live),
-                                         ",".join(str(j.epoch) for j in journals)]
+                                         ",".join(str(j.epoch) for j in journals),
+                                         self.compact_min_bytes]
         for start, end in offsets.values():
             args += [start, end]
         for value in sessions.values():
@@ -341,15 +463,39 @@ class RedisStore:
 
     @staticmethod
     def applied(batch: EncodedBatch, reply: Any) -> bool:
-        """What the script's reply means (see :meth:`apply`)."""
-        applied, index, stored = reply
+        """What the script's reply means (see :meth:`apply`); keeps the row logs it found due
+        for compaction in ``batch.compact``."""
+        applied, index, stored = reply[:3]
         if applied:
+            batch.compact = [name.decode() if isinstance(name, bytes) else name
+                             for name in reply[3]]
             return True
         (topic, partition), (start, end) = list(batch.offsets.items())[index - 1]
         if int(stored) >= end:
             return False  # applied before: a redelivery after a crash or a rebalance
         raise OffsetConflict(f"{topic}[{partition}]: batch covers {start}..{end - 1} but the "
                              f"next offset to apply is {stored}")
+
+    def compact(self, logs: Iterable[str]) -> int:
+        """Replace these row logs (named as in :attr:`EncodedBatch.compact`) by their sums,
+        one record per neighbour; return how many were replaced.
+
+        Safe beside any number of workers: a log is replaced only if its header shows no
+        other compaction since it was read here, and what was appended meanwhile is kept.
+        A compaction refused, or lost in a crash, leaves a longer log that reads the same.
+        """
+        keys = [f"{self.prefix}cv:{name}" for name in dict.fromkeys(logs)]
+        if not keys:
+            return 0
+        blobs = cast(list[Any], self.client.mget(keys))
+        pipe = self.client.pipeline(transaction=False)
+        buys = f"{self.prefix}cv:buy2buy:"
+        for key, blob in zip(keys, blobs, strict=True):
+            if blob is None or len(blob) <= HEADER:
+                continue
+            summed = compacted_log(blob, 2 if key.startswith(buys) else 3)
+            self._compact(keys=[key], args=[blob[:HEADER], summed, len(blob)], client=pipe)
+        return sum(int(done) for done in pipe.execute())
 
     # -- read ------------------------------------------------------------------------------------
     def stored_offset(self, topic: str, partition: int) -> int | None:
@@ -377,32 +523,48 @@ class RedisStore:
                 for s, b in zip(ids, blobs, strict=True) if b is not None}
 
     def rows(self, wanted: Iterable[tuple[str, int]]) -> dict[tuple[str, int], dict[int, int]]:
-        """Several matrix rows in one round trip: (matrix, aid) → {neighbour: weight}."""
+        """Several matrix rows in one round trip: (matrix, aid) → {neighbour: weight}.
+
+        ``clicks`` and ``carts_orders`` of one item come from the same logs, read once.
+        """
         wanted = list(dict.fromkeys(wanted))
         if not wanted:
             return {}
+        logs = list(dict.fromkeys((self._family(matrix), aid) for matrix, aid in wanted))
         while True:
             epochs = self._epochs
             pipe = self.client.pipeline(transaction=False)
             pipe.smembers(f"{self.prefix}cv:epochs")
-            for matrix, aid in wanted:
-                for epoch in (epochs if matrix == "clicks" else (0,)):
-                    pipe.hgetall(self._row_key(matrix, aid, epoch))
+            for family, aid in logs:
+                for epoch in (epochs if family == "all" else (0,)):
+                    pipe.get(self._log_key(family, aid, epoch))
             replies = pipe.execute()
             self._epochs = sorted(int(e) for e in replies[0])
             if self._epochs == epochs:  # else a new epoch began since last read: again
                 break
-        out: dict[tuple[str, int], dict[int, int]] = {}
+        read: dict[tuple[str, int], dict[int, int]] = {}
         position = 1
-        for matrix, aid in wanted:
-            if matrix != "clicks":
-                out[(matrix, aid)] = _ints(replies[position])
+        for family, aid in logs:
+            if family == "buy2buy":
+                blob = replies[position]
                 position += 1
+                read[("buy2buy", aid)] = log_sums(blob, 2)[0] if blob else {}
                 continue
-            per_epoch = {e: _ints(replies[position + i]) for i, e in enumerate(epochs)}
+            clicks: dict[int, dict[int, int]] = {}
+            co: dict[int, int] = {}
+            for i, epoch in enumerate(epochs):
+                blob = replies[position + i]
+                clicks[epoch] = {}
+                if blob:
+                    clicks[epoch], in_epoch = log_sums(blob, 3)
+                    for b, w in in_epoch.items():
+                        co[b] = co.get(b, 0) + w
             position += len(epochs)
-            out[(matrix, aid)] = fold_epochs(per_epoch, self.epoch_shift)
-        return out
+            # Every epoch takes part, empty or not: an older epoch's weights are shifted to
+            # the latest one's scale, as renormalising does in memory.
+            read[("clicks", aid)] = fold_epochs(clicks, self.epoch_shift)
+            read[("carts_orders", aid)] = co
+        return {key: read[key] for key in wanted}
 
     @property
     def clicks_epoch(self) -> int | None:
@@ -559,7 +721,7 @@ class RedisStore:
     # -- dump ------------------------------------------------------------------------------------
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix (for dumps and tests)."""
-        pattern = f"{self.prefix}cv:{self._row_suffix(name, 0).split(':')[0]}:*"
+        pattern = f"{self.prefix}cv:{self._family(name)}:*"
         aids = sorted({int(key.rsplit(b":", 1)[1])
                        for key in self.client.scan_iter(match=pattern, count=1000)})
         out: dict[int, dict[int, int]] = {}

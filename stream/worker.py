@@ -67,7 +67,7 @@ from stream.serving import (
 
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
-PHASES = ("load", "apply", "wait", "store", "lists")
+PHASES = ("load", "apply", "wait", "store", "lists", "compact")
 #: How often a worker commits to Kafka the offsets Redis has.
 COMMIT_EVERY_S = 1.0
 #: How often a worker forgets watches no web node renewed (wall-clock ms).
@@ -257,6 +257,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     agent_started = asyncio.Event()
     lists_due: dict[int, SessionState] = {}  # stored sessions whose lists are not announced
     lists_wanted = asyncio.Event()
+    compact_due: set[str] = set()  # row logs the scripts found due for compaction
+    compact_wanted = asyncio.Event()
     last_sweep = 0  # when lapsed watches were last forgotten (wall-clock ms)
     stored: dict[TP, int] = {}  # per partition, the next offset Redis wants: Kafka's to commit
 
@@ -447,6 +449,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             forget()
             return batch.fetched
         row_cache.add(batch.journal)
+        if batch.encoded.compact:
+            compact_due.update(batch.encoded.compact)
+            compact_wanted.set()
         for (_, partition), (_, end) in batch.offsets.items():
             tp = TP(topic_name, partition)
             stored[tp] = end
@@ -495,6 +500,25 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             except Exception as exc:
                 die(exc)
             tick(clock, "lists")
+
+    @app.task
+    async def compact_forever() -> None:
+        """Compact the row logs that stored batches found due, apart from the batch loop.
+
+        A compaction changes no row, so it needs no ordering with the batches: one that
+        fails or is lost in a crash leaves a longer log that reads the same.
+        """
+        while True:
+            await compact_wanted.wait()
+            compact_wanted.clear()
+            due = list(compact_due)
+            compact_due.clear()
+            clock = time.perf_counter()
+            try:
+                await with_retry(shared.compact, due)
+            except Exception as exc:
+                die(exc)
+            tick(clock, "compact")
 
     async def publish_lists(states: dict[int, Any], now: int) -> None:
         """Announce the new lists of the touched sessions some client watches."""

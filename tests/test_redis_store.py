@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -15,7 +16,13 @@ import redis.asyncio
 
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
-from online_models.redis_store import EncodedBatch, OffsetConflict, RedisStore
+from online_models.redis_store import (
+    HEADER,
+    EncodedBatch,
+    OffsetConflict,
+    RedisStore,
+    compacted_log,
+)
 from online_models.rerank import RerankConfig, Reranker
 from online_models.rows import CO_BITS, CellJournal, journal_add
 from online_models.sessions import SessionState
@@ -73,6 +80,10 @@ def test_two_workers_on_four_partitions_sum_to_one_process(
     else:
         events = list(time_ordered(read_events(shared_data / "otto-sample" / "train.jsonl")))
     parts = partitioned(events, 4)
+    # Row logs compact at 512 bytes, and only after worker 0's batches: compacted and plain
+    # logs, and logs compacted by a worker that did not append all of them, sum the same.
+    store.compact_min_bytes = 512
+    compactions = 0
     # The served configuration (row bound included), but sessions kept for the whole log: in
     # Redis they expire in wall-clock time, in memory in event time.
     config = PipelineConfig(covis=covis, session_ttl_ms=10_000 * DAY_MS)
@@ -95,8 +106,12 @@ def test_two_workers_on_four_partitions_sum_to_one_process(
             offsets = {(TOPIC, partition): (chunk[0][0], chunk[-1][0] + 1)}
             states = {s: (st.to_bytes(runs=False), *st.take_runs_log()) for s in touched
                       if (st := pipeline.sessions.get(s)) is not None}
-            assert store.apply(pipeline.covis.take_journal(), offsets, states,
-                               pipeline.popularity.take_journal())
+            batch = store.encode(pipeline.covis.take_journal(), offsets, states,
+                                 pipeline.popularity.take_journal())
+            assert store.apply_encoded(batch)
+            if partition % 2 == 0:
+                compactions += store.compact(batch.compact)
+    assert compactions > 10
     log = [tuple(e) for e in events]
     clicks, carts_orders, buy2buy = batch_covisitation(log, config.covis)
     assert store.matrix("clicks") == clicks
@@ -157,6 +172,42 @@ def test_ids_and_increments_beyond_a_double_s_precision_arrive_exactly(
     assert store.row("carts_orders", 10) == {20: (1 << 31) + 3}
     assert store.row("buy2buy", 10) == {30: big, aid: edge}
     assert store.row("buy2buy", aid) == {edge: 5}
+
+
+def test_a_compaction_keeps_what_was_appended_meanwhile_and_yields_to_another(
+        store: RedisStore) -> None:
+    """The compaction contract: sums written back only over the bytes that were read, kept
+    appends after them, and refused when another compaction replaced the log first."""
+    store.compact_min_bytes = 64
+    key = f"{store.prefix}cv:buy2buy:10"
+
+    def batch(offset: int, cells: dict[int, int]) -> list[str]:
+        journal = CellJournal()
+        for b, inc in cells.items():
+            journal_add(journal.buys, 10, b, inc)
+        encoded = store.encode(journal, {(TOPIC, 0): (offset, offset + 1)})
+        assert store.apply_encoded(encoded)
+        return encoded.compact
+
+    due: list[str] = []
+    for offset in range(6):
+        due += batch(offset, {20: 1, 30 + offset: 2})
+    assert due and set(due) == {"buy2buy:10"}
+    expected = {20: 6, **{30 + o: 2 for o in range(6)}}
+    assert store.row("buy2buy", 10) == expected
+    read = cast(bytes, store.client.get(key))
+    batch(6, {20: 100, 99: 1})  # appended after the read, before the write
+    summed = compacted_log(read, 2)
+    assert store._compact(keys=[key], args=[read[:HEADER], summed, len(read)]) == 1
+    expected |= {20: 106, 99: 1}
+    assert store.row("buy2buy", 10) == expected
+    assert len(cast(bytes, store.client.get(key))) == len(summed) + 2 * 2 * 8
+    # A second compaction from the same read finds another generation: refused, no change.
+    assert store._compact(keys=[key], args=[read[:HEADER], summed, len(read)]) == 0
+    assert store.row("buy2buy", 10) == expected
+    assert store.compact(["buy2buy:10"]) == 1
+    assert store.row("buy2buy", 10) == expected
+    assert len(cast(bytes, store.client.get(key))) == HEADER + 8 * 2 * 8  # one record each
 
 
 def test_a_batch_past_a_gap_is_refused(store: RedisStore) -> None:
