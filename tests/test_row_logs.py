@@ -11,7 +11,9 @@ from online_models.redis_store import HEADER, compacted_log, log_sums, pack_reco
 
 NEW_LOG = b"0000000000000016"
 aids = st.integers(min_value=0, max_value=2**63 - 1)
-weights = st.integers(min_value=0, max_value=2**70)
+# Weights as the matrices have them, and past int64 (a sum split over several records).
+weights = st.one_of(st.integers(min_value=0, max_value=2**42),
+                    st.integers(min_value=0, max_value=2**70))
 cells = st.lists(st.tuples(aids, weights, weights), max_size=40)
 
 
