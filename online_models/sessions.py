@@ -102,16 +102,17 @@ class SessionState:
         full = self.logged + len(changed) + len(changed_buys) > 2 * live + _LOG_SLACK
         keys = self.runs.keys() if full else changed
         buy_keys = self.buy_runs.keys() if full else changed_buys
-        entries = array("q")
+        flat: list[int] = []  # one array from a list: a third faster than extending one
         runs, buy_runs = self.runs, self.buy_runs
         # A changed run that a sweep has freed since (idle past the runs' lifetime) is left
         # out: an older entry of it in the log is past its gap too, which reads as missing.
         for key in keys:
             if (run := runs.get(key)) is not None:
-                entries.extend((key >> 64, key & _LOW, run))
+                flat += (key >> 64, key & _LOW, run)
         for key in buy_keys:
             if (run := buy_runs.get(key)) is not None:
-                entries.extend((-1 - (key >> 64), key & _LOW, run))
+                flat += (-1 - (key >> 64), key & _LOW, run)
+        entries = array("q", flat)
         count = len(entries) // 3
         self.logged = count if full else self.logged + count
         changed.clear()
