@@ -14,12 +14,17 @@ worker → Redis → lists channel → web node → WebSocket. Then, from this p
 
 * opens one WebSocket per watched session (``--sessions``),
 * posts events with ``POST /events`` at ``--rate`` events/s, round-robin over those sessions,
-  each a click on a new item so the session's lists must change,
-* times each event from just before its POST to the arrival of the push carrying its version.
+  each a click on a new item so the session's lists must change (``--intake kafka``, distributed
+  only: publishes them to the events topic itself, as a shop's backend would, with the web
+  node's producer settings; the web node then only pushes),
+* times each event from just before its POST (or send) to the arrival of the first push that
+  reflects it: the push of its version, or of a later one when the pushes coalesced (a slow
+  consumer of lists skips versions; the event then waited for the later push).
 
-Every session gets an event every ``sessions / rate`` seconds, so pushes do not coalesce.
-Prints the median, p90, p99 and max latency in ms, how many pushes were missed, and how long
-the POSTs took to be answered (distributed: until Kafka acknowledged the event).
+Every session gets an event every ``sessions / rate`` seconds. Prints the median, p90, p99 and
+max latency in ms over every event sent, how many events no push reflected before the end
+("never pushed"), how many pushes coalesced several events, and how long the POSTs took to be
+answered (distributed: until Kafka acknowledged the event).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 
 import httpx
@@ -43,6 +49,8 @@ import websockets
 from bench_distributed import add_service_args, drop_state, show_logs, worker_phases
 
 from liverec import eventloop
+from stream.events import CLICKS, Event
+from stream.kafka_bus import KafkaBus
 
 BASE_SESSION = 7_000_000_000
 
@@ -109,23 +117,30 @@ async def wait_ready(base: str, procs: list[subprocess.Popen[bytes]],
             await asyncio.sleep(0.5)
 
 
-async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) -> dict:
-    sent: dict[tuple[int, int], float] = {}
+async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
+                  kafka: KafkaBus | None = None) -> dict:
+    # Per session, its events not yet reflected by a push: (version, sent at), in order.
+    sent: dict[int, deque[tuple[int, float]]] = {BASE_SESSION + i: deque() for i in range(n)}
     latencies: list[float] = []
+    coalesced = 0  # pushes that reflected more than one event
     answers: list[float] = []  # POST → 202 (distributed: once Kafka acknowledged the event)
     versions = {BASE_SESSION + i: 0 for i in range(n)}
 
     async def listen(session: int, ready: asyncio.Event) -> None:
+        nonlocal coalesced
+        waiting = sent[session]
         async with websockets.connect(f"{ws_base}/ws/sessions/{session}") as ws:
             first = orjson.loads(await ws.recv())
             versions[session] = first["version"]
             ready.set()
             async for message in ws:
                 arrived = time.perf_counter()
-                body = orjson.loads(message)
-                started = sent.pop((session, body["version"]), None)
-                if started is not None:
-                    latencies.append((arrived - started) * 1000)
+                version = orjson.loads(message)["version"]
+                reflected = 0
+                while waiting and waiting[0][0] <= version:
+                    latencies.append((arrived - waiting.popleft()[1]) * 1000)
+                    reflected += 1
+                coalesced += reflected > 1
 
     readies = [asyncio.Event() for _ in range(n)]
     listeners = [asyncio.create_task(listen(BASE_SESSION + i, readies[i])) for i in range(n)]
@@ -136,6 +151,8 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
     # Kafka carry at most as many events as the pool has connections.
     pool = RawHttpPool("127.0.0.1", port, n)
     await pool.open()
+    if kafka is not None:
+        await kafka.publish([])  # connects its producer before the clock starts
     # The measuring client must not pause itself: its own garbage collections would show up
     # as push latency. The run is bounded, so its garbage is too.
     gc.collect()
@@ -145,7 +162,12 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
 
     async def post(session: int, aid: int) -> None:
         versions[session] += 1
-        sent[(session, versions[session])] = started = time.perf_counter()
+        started = time.perf_counter()
+        sent[session].append((versions[session], started))
+        if kafka is not None:
+            await kafka.publish([Event(session, aid, int(time.time() * 1000), CLICKS)])
+            answers.append((time.perf_counter() - started) * 1000)
+            return
         status = await pool.post_json("/events", {"session": session, "aid": aid,
                                                   "type": "clicks"})
         answers.append((time.perf_counter() - started) * 1000)
@@ -170,8 +192,11 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int) 
         task.cancel()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         server_side = (await client.get("/stats")).json().get("latency_ms")
+    if kafka is not None:
+        await kafka.close()
     return {"events": total, "achieved_rate": achieved, "latencies": latencies,
-            "answers": answers, "missed": len(sent), "server": server_side}
+            "answers": answers, "missed": sum(len(w) for w in sent.values()),
+            "coalesced": coalesced, "server": server_side}
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -226,8 +251,13 @@ def main() -> None:
                         "without it, the recipe")
     parser.add_argument("--distributed", action="store_true",
                         help="through a worker and a web node on Kafka and Redis")
+    parser.add_argument("--intake", choices=("http", "kafka"), default="http",
+                        help="how measured events enter (distributed): POST /events to the "
+                        "web node, or straight to the events topic")
     add_service_args(parser)
     args = parser.parse_args()
+    if args.intake == "kafka" and not args.distributed:
+        parser.error("--intake kafka needs --distributed")
     ws_base = f"ws://127.0.0.1:{args.port}"
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
     with tempfile.TemporaryDirectory() as workdir:
@@ -239,8 +269,10 @@ def main() -> None:
                 start_embedded(args, Path(workdir), procs)
             # The measuring client shares the machine's cores with what it measures: on uvloop
             # (like the web node) it takes less of them.
+            kafka = (KafkaBus(args.kafka, topic=f"{prefix}events", partitions=4)
+                     if args.intake == "kafka" else None)
             result = eventloop.run(measure(args.port, ws_base, args.rate, args.seconds,
-                                           args.sessions), "auto")
+                                           args.sessions, kafka), "auto")
             if args.distributed:
                 result["phases"] = [worker_phases(args.metrics_port + i)
                                     for i in range(args.workers)]
@@ -260,14 +292,18 @@ def main() -> None:
     lat = result["latencies"]
     path = ("POST -> web node -> Kafka -> worker -> Redis -> web node" if args.distributed
             else "POST -> embedded pipeline")
+    if args.intake == "kafka":
+        path = "Kafka -> worker -> Redis -> web node"
     print(f"event -> WebSocket push latency ({path}), {result['events']:,} events at "
           f"{result['achieved_rate']:,.0f} events/s over {args.sessions} sessions "
           f"(warm state: {args.warm_sessions:,} replayed sessions; cpus {os.cpu_count()})")
-    print(f"  pushes received {len(lat):,}, missed {result['missed']:,}; server side (batch "
+    print(f"  events reflected by a push {len(lat):,}, never pushed {result['missed']:,}; "
+          f"pushes that reflected several events {result['coalesced']:,}; server side (batch "
           f"start to send, last 2,048 pushes): {result['server']}")
     answers = result["answers"]
     if answers:
-        print(f"  POST answered (202): p50 {statistics.median(answers):.2f} ms   "
+        what = "sent (Kafka acknowledged)" if args.intake == "kafka" else "POST answered (202)"
+        print(f"  {what}: p50 {statistics.median(answers):.2f} ms   "
               f"p99 {percentile(answers, 0.99):.2f} ms")
     if "phases" in result:
         for phases in result["phases"]:

@@ -56,6 +56,9 @@ class DirectConsumer(faust_aiokafka.Consumer):
     messages with a direct ``await`` (Faust's own fetcher races each delivery against its
     flow-control event: four tasks and an ``asyncio.wait`` per message)."""
 
+    def _new_consumer_thread(self) -> Any:
+        return DirectConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         transport = cast(DirectTransport, self.transport)
         sinks, linger_s = transport.bulk_sinks, transport.linger_s
@@ -141,16 +144,32 @@ class DirectConsumer(faust_aiokafka.Consumer):
         return bool(due) and await self._commit_offsets(due)
 
 
+class DirectConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, its aiokafka consumer with the transport's
+    ``fetch_max_wait_ms`` (Faust hard-codes 1,500)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads it when the consumer starts and builds its fetcher.
+        consumer._fetch_max_wait_ms = cast(DirectTransport, transport).fetch_max_wait_ms
+        return consumer
+
+
 class DirectTransport(faust_aiokafka.Transport):
     """The aiokafka transport with :class:`DirectConsumer`."""
 
     Consumer: ClassVar[Any] = DirectConsumer
 
-    def __init__(self, *args: Any, linger_s: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, linger_s: float = 0.0, fetch_max_wait_ms: int = 100,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bulk_sinks: dict[str, BulkSink] = {}
         self.linger_s = linger_s
         """Least time between two fetches while a bulk topic is subscribed."""
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        """Longest the broker may hold a fetch waiting for more data. Faust's 1,500 ms held
+        fetches that long under load although records had arrived (one fetch in flight per
+        broker, for the partitions it named), and pushes lagged by seconds."""
 
     def deliver_in_bulk(self, topic: str, sink: BulkSink) -> None:
         """Hand this topic's fetches to ``sink`` whole, bypassing Faust's streams; register

@@ -201,7 +201,8 @@ def die(exc: BaseException) -> NoReturn:
 
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
                       partitions: int, max_batch: int, config: PipelineConfig,
-                      batch_window_s: float = 0.01, model_sync_s: float = 5.0) -> faust.App:
+                      batch_window_s: float = 0.01, model_sync_s: float = 5.0,
+                      fetch_max_wait_ms: int = 100) -> faust.App:
     """A Faust app whose agent drives a pipeline; topics must exist before it starts."""
     # Faust wants a data directory even without tables; keep it out of the working tree.
     datadir = Path(tempfile.gettempdir()) / f"liverec-faust-{app_id}"
@@ -212,7 +213,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     broker_session_timeout=8.0, broker_heartbeat_interval=1.0,
                     # A fetch is a batch (stream/faust_transport.py).
                     broker_max_poll_records=max_batch)
-    transport = DirectTransport(app.conf.broker_consumer, app, linger_s=batch_window_s)
+    transport = DirectTransport(app.conf.broker_consumer, app, linger_s=batch_window_s,
+                                fetch_max_wait_ms=fetch_max_wait_ms)
     app.transport = transport
     topic_name = f"{topic_prefix}events"
     events_topic = app.topic(topic_name, key_type=bytes, value_type=bytes,
@@ -241,7 +243,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     feature_cache = FeatureCache(max_age_s=10.0)
     # Rows for the watched sessions' lists: kept current with this worker's own batches, so
     # re-read only for other workers' increments (at most a second late).
-    row_cache = RowCache(max_age_s=1.0)
+    row_cache = RowCache(max_age_s=5.0)
 
     # Batches move through two stages: while batch N's script runs in Redis (awaited through
     # the asyncio client), the loop applies batch N+1 in memory; N+1's script is sent once N
