@@ -3,11 +3,12 @@
 Each worker applies its own partitions' events and sends the batch's increments here:
 co-visitation cells (:class:`~online_models.covisitation.CellJournal`) and popularity counts
 (:meth:`~online_models.popularity.Popularity.take_journal`). Both are integer sums, so
-``HINCRBY``/``ZINCRBY`` from any number of workers, in any order, end at the state one process
-would compute. Exactly once: a batch carries the offset range it covers per (topic, partition);
-a Lua script applies it only if the stored offset of each partition is where the batch starts,
-then moves those offsets to the batch's end, all atomically. A batch replayed after a crash is
-refused, so nothing counts twice; one lost in a crash was never stored, so Kafka redelivers it.
+appended row records and ``ZINCRBY`` from any number of workers, in any order, end at the
+state one process would compute. Exactly once: a batch carries the offset range it covers per
+(topic, partition); a Lua script applies it only if the stored offset of each partition is
+where the batch starts, then moves those offsets to the batch's end, all atomically. A batch
+replayed after a crash is refused, so nothing counts twice; one lost in a crash was never
+stored, so Kafka redelivers it.
 
 Layout (``{p}`` = key prefix):
 

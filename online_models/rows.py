@@ -24,10 +24,11 @@ class CellJournal:
     """The cell increments of one batch, for a store that sums them elsewhere.
 
     Every cell is a sum of integer run weights, so increments from different workers commute:
-    a shared store (Redis ``HINCRBY``) ends with the same matrices whatever order the workers'
-    batches arrive in. ``pairs`` is packed like the live matrices' rows; its clicks weights are
-    in the scale of clicks epoch ``epoch``. A store keeps clicks sums per epoch and folds
-    them when read (:func:`fold_epochs`), which is exactly what renormalisation does in memory.
+    a shared store (Redis row logs, summed when read) ends with the same matrices whatever
+    order the workers' batches arrive in. ``pairs`` is packed like the live matrices' rows;
+    its clicks weights are in the scale of clicks epoch ``epoch``. A store keeps clicks sums
+    per epoch and folds them when read (:func:`fold_epochs`), which is exactly what
+    renormalisation does in memory.
     """
 
     __slots__ = ("pairs", "buys", "epoch")

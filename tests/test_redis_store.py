@@ -159,8 +159,8 @@ def test_a_batch_applied_twice_counts_once(store: RedisStore) -> None:
 
 def test_ids_and_increments_beyond_a_double_s_precision_arrive_exactly(
         store: RedisStore) -> None:
-    """Lua numbers are doubles: an aid or a cell increment past 2^53 must reach HINCRBY as
-    written (the largest below it travels as a number)."""
+    """Lua numbers are doubles: an aid or a cell increment past 2^53 must reach the row log as
+    written."""
     journal = CellJournal(epoch=3)
     big, edge, aid = (1 << 60) + 1, (1 << 53) - 1, (1 << 62) + 7
     journal_add(journal.pairs, 10, 20, (big << CO_BITS) | ((1 << 31) + 3))

@@ -63,7 +63,7 @@ redis_up() {
   apt_install redis-server redis-server
   mkdir -p "$REDIS_DIR"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
-    --appendonly yes --appendfsync everysec --save "" --hash-max-listpack-entries 64 \
+    --appendonly yes --appendfsync everysec --save "" \
     --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
   wait_port "$REDIS_PORT" redis 20 "$REDIS_DIR/redis.log"
   say "redis up on 127.0.0.1:$REDIS_PORT (AOF in $REDIS_DIR)"
