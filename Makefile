@@ -40,6 +40,7 @@ bench: setup                     ## the benchmarks of docs/benchmarks.md
 	$(BIN)/python benchmarks/push_latency.py
 
 bench-distributed: setup up      ## the Kafka + Redis benchmarks of docs/benchmarks.md
+	$(BIN)/python benchmarks/store_apply.py
 	$(BIN)/python benchmarks/worker_throughput.py
 	$(BIN)/python benchmarks/push_latency.py --distributed
 
