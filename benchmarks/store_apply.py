@@ -8,7 +8,8 @@ journal-only pipeline (as a worker does) in batches of ``--batch`` events, and s
 to Redis with :meth:`RedisStore.apply`. Prints per event, medians of ``--repeat`` runs on fresh
 key prefixes: Redis's CPU in the script (from ``INFO commandstats``, so other clients of the
 same Redis do not count), the worker's encoding of the script's arguments, and, where the store
-compacts row logs, Redis's time in compactions and the worker's in preparing them.
+compacts row logs, Redis's time in compactions and the worker's in preparing them; and per
+run, how much Redis's memory grew (the state of the whole run, sessions included).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def run_once(url: str, events: list[Event], batch: int,
     pipeline.popularity.take_journal()
     encode_s = compact_s = 0.0
     script_before = script_usec(client)
+    memory_before = int(client.info("memory")["used_memory"])
     compacted = 0
     try:
         for start in range(0, len(events), batch):
@@ -68,11 +70,13 @@ def run_once(url: str, events: list[Event], batch: int,
                 compacted += store.compact(due)
                 compact_s += time.perf_counter() - clock
         script_s = (script_usec(client) - script_before) / 1e6
+        memory = int(client.info("memory")["used_memory"]) - memory_before
     finally:
         drop_state(url, prefix)
     n = len(events)
     return {"redis_us": script_s / n * 1e6, "encode_us": encode_s / n * 1e6,
-            "compact_us": compact_s / n * 1e6, "compactions": compacted}
+            "compact_us": compact_s / n * 1e6, "compactions": compacted,
+            "memory_mib": memory / 2**20}
 
 
 def main() -> None:
@@ -94,7 +98,8 @@ def main() -> None:
         runs.append(result)
         print(f"run {i + 1}: Redis {result['redis_us']:.1f} µs/event in the script, encoding "
               f"{result['encode_us']:.1f} µs/event, compactions {result['compactions']:,.0f} "
-              f"({result['compact_us']:.1f} µs/event, both sides)")
+              f"({result['compact_us']:.1f} µs/event, both sides); Redis memory "
+              f"+{result['memory_mib']:.0f} MiB")
     print(f"median of {args.repeat} on {len(events):,} events in batches of {args.batch:,}: "
           f"Redis {statistics.median(r['redis_us'] for r in runs):.1f} µs/event, encoding "
           f"{statistics.median(r['encode_us'] for r in runs):.1f} µs/event, compactions "
