@@ -487,22 +487,15 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         touched by several of them gets one list, from its latest state (which may include
         a batch applied in memory and not yet stored; a crash re-applies it to the same).
         """
-        nonlocal last_sweep
-        while True:
-            await lists_wanted.wait()
-            lists_wanted.clear()
-            due = dict(lists_due)
-            lists_due.clear()
-            clock = time.perf_counter()
-            try:
-                now = int(time.time() * 1000)
-                if now - last_sweep > WATCH_SWEEP_MS:
-                    last_sweep = now
-                    await with_retry(shared.forget_lapsed_watches, now)
-                await publish_lists(due, now)
-            except Exception as exc:
-                die(exc)
-            tick(clock, "lists")
+        async def publish_round(due: dict[int, SessionState]) -> None:
+            nonlocal last_sweep
+            now = int(time.time() * 1000)
+            if now - last_sweep > WATCH_SWEEP_MS:
+                last_sweep = now
+                await with_retry(shared.forget_lapsed_watches, now)
+            await publish_lists(due, now)
+
+        await serve_due(lists_wanted, lists_due, publish_round, "lists")
 
     @app.task
     async def compact_forever() -> None:
@@ -511,17 +504,26 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         A compaction changes no row, so it needs no ordering with the batches: one that
         fails or is lost in a crash leaves a longer log that reads the same.
         """
+        async def compact(due: set[str]) -> None:
+            await with_retry(shared.compact, due)
+
+        await serve_due(compact_wanted, compact_due, compact, "compact")
+
+    async def serve_due(wanted: asyncio.Event, due: Any, work: Callable[[Any], Awaitable[None]],
+                        phase: str) -> None:
+        """Each time ``wanted`` is set, take everything in ``due`` (a dict or a set the batch
+        loop fills) and run ``work`` on it, timed as ``phase``; an error exits the worker."""
         while True:
-            await compact_wanted.wait()
-            compact_wanted.clear()
-            due = list(compact_due)
-            compact_due.clear()
+            await wanted.wait()
+            wanted.clear()
+            taken = due.copy()
+            due.clear()
             clock = time.perf_counter()
             try:
-                await with_retry(shared.compact, due)
+                await work(taken)
             except Exception as exc:
                 die(exc)
-            tick(clock, "compact")
+            tick(clock, phase)
 
     async def publish_lists(states: dict[int, Any], now: int) -> None:
         """Announce the new lists of the touched sessions some client watches."""
