@@ -3,10 +3,10 @@
     python benchmarks/store_apply.py [--sessions 20000] [--batch 1000] [--repeat 3]
 
 Needs the local Redis (``deploy/local/services.sh up``); no Kafka, no worker process. Generates
-the sessions of ``benchmarks/worker_throughput.py``, applies them in time order to one
-journal-only pipeline (as a worker does) in batches of ``--batch`` events, and sends each batch
-to Redis with :meth:`RedisStore.apply`. Prints per event, medians of ``--repeat`` runs on fresh
-key prefixes: Redis's CPU in the script (from ``INFO commandstats``, so other clients of the
+the sessions of ``benchmarks/worker_throughput.py``, applies them in time order to the
+worker's journal-only pipeline in batches of ``--batch`` events, and sends each batch to
+Redis with :meth:`RedisStore.apply_encoded`. Prints per event, medians of ``--repeat`` runs on
+fresh key prefixes: Redis's CPU in the script (from ``INFO commandstats``, so other clients of the
 same Redis do not count), the worker's encoding of the script's arguments, and, where the store
 compacts row logs, Redis's time in compactions and the worker's in preparing them; and per
 run, how much Redis's memory grew (the state of the whole run, sessions included).
@@ -25,7 +25,8 @@ from bench_distributed import add_service_args, drop_state
 from online_models.redis_store import RedisStore
 from producers.generator import GeneratorConfig, generate_sessions
 from stream.events import Event
-from stream.pipeline import PipelineConfig, SessionPipeline
+from stream.pipeline import PipelineConfig
+from stream.worker import journaling_pipeline, take_for_store
 
 
 def script_usec(client: redis.Redis) -> float:
@@ -42,10 +43,7 @@ def run_once(url: str, events: list[Event], batch: int,
     if compact_min_bytes is not None:
         store.compact_min_bytes = compact_min_bytes
     client = store.client
-    pipeline = SessionPipeline(PipelineConfig(), keep_matrices=False)
-    pipeline.sessions.track = True
-    pipeline.covis.take_journal()
-    pipeline.popularity.take_journal()
+    pipeline = journaling_pipeline(PipelineConfig())
     encode_s = compact_s = 0.0
     script_before = script_usec(client)
     memory_before = int(client.info("memory")["used_memory"])
@@ -55,13 +53,9 @@ def run_once(url: str, events: list[Event], batch: int,
             chunk = events[start:start + batch]
             touched = pipeline.apply(chunk)
             clock = time.perf_counter()
-            states = {s: st for s in touched if (st := pipeline.sessions.get(s)) is not None}
-            writes = {s: (st.to_bytes(runs=False), *st.take_runs_log())
-                      for s, st in states.items()}
-            encoded = store.encode(pipeline.covis.take_journal(),
-                                   {("events", 0): (start, start + len(chunk))}, writes,
-                                   pipeline.popularity.take_journal(),
-                                   {s: st.max_ts for s, st in states.items()}, len(chunk))
+            _, _, encoded = take_for_store(pipeline, touched, store,
+                                           {("events", 0): (start, start + len(chunk))},
+                                           len(chunk))
             encode_s += time.perf_counter() - clock
             if not store.apply_encoded(encoded):
                 raise RuntimeError("a fresh prefix refused a batch")

@@ -390,7 +390,7 @@ class CoVisitation:
             top.pop(a, None)
         cap = self.config.max_neighbors
         if cap:
-            for x in (b, *partners):
+            for x in (b, *grown):  # only rows that grew can have passed the bound
                 if len(buy2buy[x]) > 3 * cap:
                     buy2buy[x] = dict(top_items(buy2buy[x], cap))
                     self.pruned_rows += 1

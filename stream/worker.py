@@ -199,6 +199,31 @@ def die(exc: BaseException) -> NoReturn:
     os._exit(70)  # EX_SOFTWARE
 
 
+def journaling_pipeline(config: PipelineConfig) -> SessionPipeline:
+    """The pipeline a worker runs: the matrices live in Redis, so it only journals their
+    increments, and its sessions record which runs changed (their runs go to Redis as a log,
+    not whole) and its popularity its counts."""
+    pipeline = SessionPipeline(config, keep_matrices=False)
+    pipeline.sessions.track = True
+    pipeline.popularity.take_journal()
+    return pipeline
+
+
+def take_for_store(pipeline: SessionPipeline, touched: set[int], shared: RedisStore,
+                   offsets: dict[tuple[str, int], tuple[int, int]], events: int
+                   ) -> tuple[list[CellJournal], dict[int, SessionState], EncodedBatch]:
+    """What Redis must store of a batch the pipeline just applied, taken from it: the
+    journals, the touched sessions' states, and the encoded script."""
+    journal = pipeline.covis.take_journal()
+    counts = pipeline.popularity.take_journal()
+    states = {s: state for s in touched if (state := pipeline.sessions.get(s)) is not None}
+    # A session's window is rewritten, its runs only appended to (what changed).
+    writes = {s: (st.to_bytes(runs=False), *st.take_runs_log()) for s, st in states.items()}
+    encoded = shared.encode(journal, offsets, writes, counts,
+                            {s: st.max_ts for s, st in states.items()}, events)
+    return journal, states, encoded
+
+
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
                       partitions: int, max_batch: int, config: PipelineConfig,
                       batch_window_s: float = 0.01, model_sync_s: float = 5.0,
@@ -223,10 +248,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # it while the agent works, and the consumer holds back the next (which then grows).
     fetches = app.channel(maxsize=1)
     dlq = app.topic(f"{topic_name}.dlq", key_serializer="raw", value_serializer="raw")
-    # The matrices live in Redis: the pipeline only journals their increments.
-    pipeline = SessionPipeline(config, keep_matrices=False)
-    pipeline.sessions.track = True  # sessions' changed runs go to Redis, not all of them
-    pipeline.popularity.take_journal()
+    pipeline = journaling_pipeline(config)
     shared = RedisStore(redis.Redis.from_url(store, socket_connect_timeout=2, socket_timeout=10),
                         topic_prefix, session_ttl_ms=config.session_ttl_ms,
                         epoch_shift=config.covis.epoch_half_lives, popularity_max_age_s=1.0,
@@ -411,16 +433,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         """Run a staged batch through the pipeline and take what Redis must store."""
         clock = time.perf_counter()
         touched = pipeline.apply(batch.events, features=batch.features)
-        batch.journal = pipeline.covis.take_journal()
-        counts = pipeline.popularity.take_journal()
-        batch.states = {s: state for s in touched
-                        if (state := pipeline.sessions.get(s)) is not None}
-        # A session's window is rewritten, its runs only appended to (what changed).
-        writes = {s: (st.to_bytes(runs=False), *st.take_runs_log())
-                  for s, st in batch.states.items()}
-        batch.encoded = shared.encode(batch.journal, batch.offsets, writes, counts,
-                                      {s: st.max_ts for s, st in batch.states.items()},
-                                      len(batch.events))
+        batch.journal, batch.states, batch.encoded = take_for_store(
+            pipeline, touched, shared, batch.offsets, len(batch.events))
         for (_, partition), (_, end) in batch.offsets.items():
             stats.offsets[partition] = end  # the next batch starts here
         tick(clock, "apply")
