@@ -54,5 +54,8 @@ class Server(uvicorn.Server):
 
 def make_server(app: FastAPI, host: str, port: int, log_level: str = "warning") -> Server:
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
-                            ws="websockets-sansio", ws_ping_interval=20.0, ws_ping_timeout=20.0)
+                            ws="websockets-sansio", ws_ping_interval=20.0, ws_ping_timeout=20.0,
+                            # Pushes are a few hundred bytes of JSON: compressing each one
+                            # cost both ends CPU (zlib per message) for little bandwidth.
+                            ws_per_message_deflate=False)
     return Server(config)

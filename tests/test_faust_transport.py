@@ -19,3 +19,40 @@ def test_the_consumer_holds_fetches_for_the_configured_wait_not_faust_s() -> Non
         return int(consumer._fetch_max_wait_ms)
 
     assert asyncio.run(build()) == 37
+
+
+def test_the_consumer_lingers_between_fetches_only_while_catching_up() -> None:
+    """After a fetch of at least a quarter of the batch the next one waits the batch window
+    (so that it grows); after a small one it goes at once (waiting would only add latency)."""
+    window = 0.5
+    sizes = [1, 1, 30, 1, 1]  # max_batch 100: 25 records or more mean catching up
+
+    async def run() -> list[float]:
+        app = create_worker_app(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
+                                topic_prefix="t-", app_id="linger-test", partitions=4,
+                                max_batch=100, config=PipelineConfig(), batch_window_s=window)
+        consumer = app.consumer
+        fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
+        app.transport.bulk_sinks["t-events"] = None  # type: ignore[attr-defined]
+        calls: list[float] = []
+
+        async def fetch(_wait_s: float) -> tuple[dict[str, list[int]], set[str]]:
+            calls.append(asyncio.get_running_loop().time())
+            if len(calls) > len(sizes):
+                fetcher._stopped.set()
+                return {}, set()
+            return {"tp": [0] * sizes[len(calls) - 1]}, set()
+
+        async def nothing(*args: object) -> None:
+            return None
+
+        consumer._wait_next_records = fetch  # type: ignore[attr-defined]
+        consumer._deliver = nothing  # type: ignore[attr-defined]
+        consumer.perform_seek = nothing  # type: ignore[attr-defined]
+        await consumer._drain_messages(fetcher)  # type: ignore[attr-defined]
+        return [b - a for a, b in zip(calls, calls[1:], strict=False)]
+
+    gaps = asyncio.run(run())
+    assert len(gaps) == len(sizes)
+    assert gaps[2] >= window * 0.9  # after the 30-record fetch
+    assert all(gap < window * 0.8 for i, gap in enumerate(gaps) if i != 2), gaps

@@ -68,6 +68,34 @@ def test_a_bad_event_gets_422_with_the_field_and_reason(
     assert live_server.runtime.pipeline.events_applied == 0  # all or nothing
 
 
+def test_a_body_over_the_limit_gets_413_and_is_not_read(live_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    from web.app import MAX_BODY_BYTES
+
+    response = client.post("/events", content=b"[" + b" " * MAX_BODY_BYTES + b"]")
+    assert response.status_code == 413
+    assert "bytes" in response.json()["detail"][0]["reason"]
+    assert client.post("/events", json={"session": 3, "aid": 1, "type": "clicks"}
+                       ).status_code == 202  # the node goes on
+
+
+def test_a_failing_intake_answers_500_and_the_node_goes_on(
+    live_server, client: httpx.Client, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    runtime = live_server.runtime
+    publish = runtime.publish
+
+    async def broken(events: object) -> None:
+        raise RuntimeError("the bus is gone")
+
+    monkeypatch.setattr(runtime, "publish", broken)
+    body = {"session": 3, "aid": 1, "type": "clicks"}
+    response = client.post("/events", json=body)
+    assert response.status_code == 500 and response.json() == {"detail": "Internal Server Error"}
+    monkeypatch.setattr(runtime, "publish", publish)
+    assert client.post("/events", json=body).status_code == 202
+    assert client.get("/healthz").status_code == 200
+
+
 def test_a_body_that_is_not_json_gets_422(client: httpx.Client) -> None:
     response = client.post("/events", content=b"{nope")
     assert response.status_code == 422
