@@ -369,7 +369,7 @@ def test_a_row_cache_kept_with_the_batches_equals_what_redis_holds(
                             for m in ("clicks", "carts_orders", "buy2buy")], [], 20)
     assert cache.hits > 0 and cache.reads > 0
     now, epoch = time.monotonic(), store.clicks_epoch
-    held = {key: row for key in list(cache._rows)
+    held = {key: row for key in list(cache)
             if (row := cache.get(key, now, epoch)) is not None}
     assert len(held) > 100
     assert held == store.rows(held)
