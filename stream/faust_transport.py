@@ -16,9 +16,10 @@ their owner commits offsets itself (:meth:`DirectConsumer.commit_bulk`).
 
 Batching follows the load: a callback that blocks (a full queue) holds back the next fetch,
 which then takes everything that piled up, so a slow agent gets large batches and an idle one
-small and prompt ones. After a large fetch (at least ``linger_after`` records: the agent is
-catching up) the consumer also waits ``linger_s`` before the next, so that it too is large;
-after a small one it fetches at once, since waiting would only delay the next event.
+small and prompt ones. After a fetch of at least ``linger_after`` records (events arrive
+faster than they are fetched) the consumer also waits ``linger_s`` before the next, so that
+it is larger; after a smaller one it fetches at once, since waiting would only delay the next
+event.
 """
 
 from __future__ import annotations
@@ -171,9 +172,8 @@ class DirectTransport(faust_aiokafka.Transport):
         """Least time between two fetches while a bulk topic is subscribed, once a fetch
         brought at least ``linger_after`` records."""
         self.linger_after = linger_after
-        """A fetch this large means the agent is behind: the next one waits ``linger_s``
-        to grow. (0: always wait.) A fixed wait of 10 ms cost about 15 ms of the median
-        event → push latency at 100 events/s, for batches that large bring nothing."""
+        """A fetch this large means records arrive faster than they are fetched: the next
+        one waits ``linger_s`` to grow. (0: always wait.)"""
         self.fetch_max_wait_ms = fetch_max_wait_ms
         """Longest the broker may hold a fetch waiting for more data. Faust's 1,500 ms held
         fetches that long under load although records had arrived (one fetch in flight per

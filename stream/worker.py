@@ -68,6 +68,12 @@ from stream.serving import (
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
 PHASES = ("load", "apply", "wait", "store", "lists", "compact")
+#: A fetch of this many records or more means events arrive faster than the worker fetches:
+#: the next fetch waits the batch window to grow. After a single record it goes at once (a
+#: quiet stream: waiting cost ~15 ms of push latency at 100 events/s). A quarter of the batch
+#: instead of 2 gave smaller batches at 300–1,000 events/s and, in pairs of runs against the
+#: fixed window, a worse p50 or p99 there (docs/benchmarks.md).
+LINGER_AFTER = 2
 #: How often a worker commits to Kafka the offsets Redis has.
 COMMIT_EVERY_S = 1.0
 #: How often a worker forgets watches no web node renewed (wall-clock ms).
@@ -239,7 +245,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     # A fetch is a batch (stream/faust_transport.py).
                     broker_max_poll_records=max_batch)
     transport = DirectTransport(app.conf.broker_consumer, app, linger_s=batch_window_s,
-                                linger_after=max(1, max_batch // 4),
+                                linger_after=LINGER_AFTER,
                                 fetch_max_wait_ms=fetch_max_wait_ms)
     app.transport = transport
     topic_name = f"{topic_prefix}events"

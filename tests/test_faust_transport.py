@@ -22,10 +22,10 @@ def test_the_consumer_holds_fetches_for_the_configured_wait_not_faust_s() -> Non
 
 
 def test_the_consumer_lingers_between_fetches_only_while_catching_up() -> None:
-    """After a fetch of at least a quarter of the batch the next one waits the batch window
-    (so that it grows); after a small one it goes at once (waiting would only add latency)."""
+    """After a fetch of several records the next one waits the batch window (so that it
+    grows); after a single record it goes at once (waiting would only add latency)."""
     window = 0.5
-    sizes = [1, 1, 30, 1, 1]  # max_batch 100: 25 records or more mean catching up
+    sizes = [1, 1, 2, 1, 1]
 
     async def run() -> list[float]:
         app = create_worker_app(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
@@ -54,5 +54,5 @@ def test_the_consumer_lingers_between_fetches_only_while_catching_up() -> None:
 
     gaps = asyncio.run(run())
     assert len(gaps) == len(sizes)
-    assert gaps[2] >= window * 0.9  # after the 30-record fetch
+    assert gaps[2] >= window * 0.9  # after the 2-record fetch
     assert all(gap < window * 0.8 for i, gap in enumerate(gaps) if i != 2), gaps
