@@ -16,10 +16,11 @@ their owner commits offsets itself (:meth:`DirectConsumer.commit_bulk`).
 
 Batching follows the load: a callback that blocks (a full queue) holds back the next fetch,
 which then takes everything that piled up, so a slow agent gets large batches and an idle one
-small and prompt ones. After a fetch of at least ``linger_after`` records (events arrive
-faster than they are fetched) the consumer also waits ``linger_s`` before the next, so that
-it is larger; after a smaller one it fetches at once, since waiting would only delay the next
-event.
+small and prompt ones. While records come in fast enough that ``linger_s`` would gather at
+least ``linger_after`` of them (judged from the last fetch: its records over the time since
+the one before), the consumer also waits ``linger_s`` between fetches, so that batches grow
+with the rate and each batch's fixed costs are shared. On a quieter stream it fetches at
+once, since waiting would only delay the next event.
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ class DirectConsumer(faust_aiokafka.Consumer):
         linger_after = transport.linger_after
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        last_fetch, catching_up = 0.0, False
+        last_fetch = last_return = time.monotonic()
+        busy = False
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                if sinks and linger_s > 0 and catching_up:
+                if sinks and linger_s > 0 and busy:
                     wait = last_fetch + linger_s - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
@@ -79,7 +81,11 @@ class DirectConsumer(faust_aiokafka.Consumer):
                 await asyncio.sleep(0)  # a fetch may return at once, again and again
                 if self.should_stop:
                     break
-                catching_up = sum(map(len, records.values())) >= linger_after
+                # Records per linger window at the rate this fetch's records came in.
+                now = time.monotonic()
+                expected = sum(map(len, records.values())) * linger_s / max(now - last_return,
+                                                                            1e-4)
+                busy, last_return = expected >= linger_after, now
                 if not records:
                     continue
                 if not self.flow_active:  # a rebalance began during the fetch
@@ -172,8 +178,8 @@ class DirectTransport(faust_aiokafka.Transport):
         """Least time between two fetches while a bulk topic is subscribed, once a fetch
         brought at least ``linger_after`` records."""
         self.linger_after = linger_after
-        """A fetch this large means records arrive faster than they are fetched: the next
-        one waits ``linger_s`` to grow. (0: always wait.)"""
+        """Wait ``linger_s`` between fetches while it would gather at least this many records
+        at the rate of the last fetch's. (0: always wait.)"""
         self.fetch_max_wait_ms = fetch_max_wait_ms
         """Longest the broker may hold a fetch waiting for more data. Faust's 1,500 ms held
         fetches that long under load although records had arrived (one fetch in flight per

@@ -68,11 +68,12 @@ from stream.serving import (
 log = logging.getLogger("liverec.worker")
 #: The phases of a batch whose time the worker reports.
 PHASES = ("load", "apply", "wait", "store", "lists", "compact")
-#: A fetch of this many records or more means events arrive faster than the worker fetches:
-#: the next fetch waits the batch window to grow. After a single record it goes at once (a
-#: quiet stream: waiting cost ~15 ms of push latency at 100 events/s). A quarter of the batch
-#: instead of 2 gave smaller batches at 300–1,000 events/s and, in pairs of runs against the
-#: fixed window, a worse p50 or p99 there (docs/benchmarks.md).
+#: Fetches wait the batch window while it would gather this many records at the current
+#: rate (at least 200 events/s for a 10 ms window): batches then grow with the load. Below
+#: that a worker fetches at once; at 100 events/s a fixed wait cost ~15 ms of push latency.
+#: Deciding on the last fetch's size alone (a quarter of the batch, or 2 records) left a
+#: worker at 300 events/s fetching one record at a time, each batch paying its own script
+#: and lists round (docs/benchmarks.md).
 LINGER_AFTER = 2
 #: How often a worker commits to Kafka the offsets Redis has.
 COMMIT_EVERY_S = 1.0
