@@ -32,9 +32,10 @@ class Settings(BaseSettings):
     max_batch: int = Field(1000, ge=1)
     """Most events the pipeline applies in one batch."""
     batch_window_ms: float = Field(10.0, gt=0)
-    """``liverec worker``: after a fetch of more than one record, wait this long before the
-    next, so that batches grow with the load; after a single record (a quiet stream) the
-    worker fetches at once (waiting cost ~15 ms of push latency at 100 events/s)."""
+    """``liverec worker``: while records come in fast enough that this wait would gather two
+    (200 events/s at 10 ms), wait this long between fetches, so that batches grow with the
+    load; on a quieter stream fetch at once (waiting cost ~15 ms of push latency at 100
+    events/s)."""
     fetch_max_wait_ms: int = Field(100, ge=1)
     """``liverec worker``: longest Kafka may hold a fetch for more data (Kafka's
     ``fetch.max.wait.ms``). Faust sets 1,500, and under load fetches were held that long

@@ -175,8 +175,8 @@ class DirectTransport(faust_aiokafka.Transport):
         super().__init__(*args, **kwargs)
         self.bulk_sinks: dict[str, BulkSink] = {}
         self.linger_s = linger_s
-        """Least time between two fetches while a bulk topic is subscribed, once a fetch
-        brought at least ``linger_after`` records."""
+        """Least time between two fetches of a bulk topic while records come in fast (see
+        ``linger_after``)."""
         self.linger_after = linger_after
         """Wait ``linger_s`` between fetches while it would gather at least this many records
         at the rate of the last fetch's. (0: always wait.)"""

@@ -71,9 +71,10 @@ PHASES = ("load", "apply", "wait", "store", "lists", "compact")
 #: Fetches wait the batch window while it would gather this many records at the current
 #: rate (at least 200 events/s for a 10 ms window): batches then grow with the load. Below
 #: that a worker fetches at once; at 100 events/s a fixed wait cost ~15 ms of push latency.
-#: Deciding on the last fetch's size alone (a quarter of the batch, or 2 records) left a
-#: worker at 300 events/s fetching one record at a time, each batch paying its own script
-#: and lists round (docs/benchmarks.md).
+#: Deciding on the last fetch's size alone was tried: after a quarter of the batch, batches
+#: shrank at 300 events/s (p50 worse in pairs of runs); after 2 records, a single-record
+#: fetch is followed by another at once, which can lock a worker into batches of one event
+#: (docs/benchmarks.md).
 LINGER_AFTER = 2
 #: How often a worker commits to Kafka the offsets Redis has.
 COMMIT_EVERY_S = 1.0

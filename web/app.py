@@ -130,8 +130,8 @@ class LiverecApp(FastAPI):
 
     ``POST /events`` is the hot path: every event a page or a shop's backend posts. FastAPI
     and Starlette wrap each request in six middlewares (telemetry, body limit, errors, exit
-    stack, routing); at 1,000 events/s they took about 40 % of a web node's core, more than
-    the handler. So :meth:`__call__` hands that one request straight to :attr:`intake`,
+    stack, routing); at 1,000 events/s they took about 40 % of a web node's main thread,
+    more than the handler. So :meth:`__call__` hands that one request straight to :attr:`intake`,
     which answers its own errors; everything else goes through the stack as usual.
     """
 
