@@ -141,8 +141,7 @@ class RowCache:
                 rows = self._rows[matrix]
                 for aid in journal.rows(matrix).keys() & rows.keys():
                     cached = rows.peek(aid)
-                    if cached is None:
-                        continue
+                    assert cached is not None, "held: its key was just intersected"
                     if matrix == "clicks" and cached[0] != journal.epoch:
                         rows.drop(aid)  # another scale: not a plain sum
                         continue

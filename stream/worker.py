@@ -76,6 +76,10 @@ PHASES = ("load", "apply", "wait", "store", "lists", "compact")
 #: fetch is followed by another at once, which can lock a worker into batches of one event
 #: (docs/benchmarks.md).
 LINGER_AFTER = 2
+#: How stale what a worker's lists read from Redis may be: rows other workers changed, and
+#: the popular fill. Re-read every second, rows were most of the lists' time at 300 events/s
+#: and the popular top lists (ties included) a seventh.
+LISTS_MAX_AGE_S = 5.0
 #: How often a worker commits to Kafka the offsets Redis has.
 COMMIT_EVERY_S = 1.0
 #: How often a worker forgets watches no web node renewed (wall-clock ms).
@@ -261,10 +265,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     shared = RedisStore(redis.Redis.from_url(store, socket_connect_timeout=2, socket_timeout=10),
                         topic_prefix, session_ttl_ms=config.session_ttl_ms,
                         epoch_shift=config.covis.epoch_half_lives,
-                        # The lists' popular fill, as stale as the row cache's rows may be:
-                        # re-read each second, the top lists (ties included) took a seventh
-                        # of the lists' time at 300 events/s.
-                        popularity_max_age_s=5.0,
+                        popularity_max_age_s=LISTS_MAX_AGE_S,
                         # Batches' scripts: the loop applies the next batch meanwhile.
                         async_client=redis.asyncio.Redis.from_url(
                             store, socket_connect_timeout=2, socket_timeout=10))
@@ -277,9 +278,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # left the reads at half the worker's time (docs/benchmarks.md).
     feature_cache = FeatureCache(max_age_s=10.0)
     # Rows for the watched sessions' lists: kept current with this worker's own batches, so
-    # re-read only for other workers' increments (at most 5 s late). At 1 s, re-reading every
-    # watched session's rows each second was most of the lists' time at 300 events/s.
-    row_cache = RowCache(max_age_s=5.0)
+    # re-read only for other workers' increments.
+    row_cache = RowCache(max_age_s=LISTS_MAX_AGE_S)
 
     # Batches move through two stages: while batch N's script runs in Redis (awaited through
     # the asyncio client), the loop applies batch N+1 in memory; N+1's script is sent once N

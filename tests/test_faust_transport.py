@@ -4,16 +4,22 @@ contacted: the consumer is built, not started)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from stream.pipeline import PipelineConfig
 from stream.worker import create_worker_app
 
 
+def unstarted_app(app_id: str, **settings: Any) -> Any:
+    """A worker app whose broker and Redis are never contacted (built inside a loop)."""
+    return create_worker_app(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
+                             topic_prefix="t-", app_id=app_id, partitions=4, max_batch=100,
+                             config=PipelineConfig(), **settings)
+
+
 def test_the_consumer_holds_fetches_for_the_configured_wait_not_faust_s() -> None:
     async def build() -> int:
-        app = create_worker_app(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
-                                topic_prefix="t-", app_id="fetch-wait-test", partitions=4,
-                                max_batch=100, config=PipelineConfig(), fetch_max_wait_ms=37)
+        app = unstarted_app("fetch-wait-test", fetch_max_wait_ms=37)
         thread = app.consumer._new_consumer_thread()  # type: ignore[attr-defined]
         consumer = thread._create_worker_consumer(app.transport)
         return int(consumer._fetch_max_wait_ms)
@@ -29,9 +35,7 @@ def test_the_consumer_lingers_between_fetches_only_while_records_come_fast() -> 
     sizes = [1, 1, 3, 1, 1]  # 1 in 0.6 s: ~1.7 per window, quiet; 3 in 0.6 s: 5, busy
 
     async def run() -> list[float]:
-        app = create_worker_app(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
-                                topic_prefix="t-", app_id="linger-test", partitions=4,
-                                max_batch=100, config=PipelineConfig(), batch_window_s=window)
+        app = unstarted_app("linger-test", batch_window_s=window)
         consumer = app.consumer
         fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
         app.transport.bulk_sinks["t-events"] = None  # type: ignore[attr-defined]
