@@ -329,11 +329,18 @@ class CoVisitation:
                     inc_ab, inc_ba = new_lohi - old_lohi, new_hilo - old_hilo
                 else:
                     inc_ab, inc_ba = new_hilo - old_hilo, new_lohi - old_lohi
-            if not keep:
+            if not keep:  # a worker's case: journal_add inlined, b's row fetched once
                 if inc_ab:
-                    journal_add(journal_pairs, a, b, inc_ab)
+                    row_a = journal_pairs.get(a)
+                    if row_a is None:
+                        row_a = journal_pairs[a] = {}
+                    row_a[b] = row_a.get(b, 0) + inc_ab
                 if inc_ba:
-                    journal_add(journal_pairs, b, a, inc_ba)
+                    if row_b is None:
+                        row_b = journal_pairs.get(b)
+                        if row_b is None:
+                            row_b = journal_pairs[b] = {}
+                    row_b[a] = row_b.get(a, 0) + inc_ba
                 continue
             if row_b is None:
                 row_b = pairs.get(b)

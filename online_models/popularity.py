@@ -126,7 +126,10 @@ class Popularity:
     """
 
     def __init__(self, half_life_ms: int = 24 * 3_600_000, board_size: int = 200,
-                 cached_top: int = 40) -> None:
+                 cached_top: int = 40, *, keep_counts: bool = True) -> None:
+        """``keep_counts=False``: journal the increments only, for a store that holds the
+        counts (a worker's popularity is read from Redis, so its own counts, boards and top
+        lists would be a tenth of its time spent on nothing); reads then see no events."""
         if half_life_ms <= 0:
             raise ValueError("half_life_ms must be positive")
         self.half_life = half_life_ms
@@ -147,6 +150,9 @@ class Popularity:
         list re-sorted, instead of read again from the boards."""
         self._top_size = cached_top
         self._items = 0  # distinct items in the two epochs, kept up per update (see items())
+        self.keep_counts = keep_counts
+        if not keep_counts:
+            self.take_journal()  # nowhere else for the increments to go
 
     def take_journal(self) -> dict[tuple[int, int], dict[int, int]]:
         """The increments since the last call; the first call switches journaling on."""
@@ -168,6 +174,9 @@ class Popularity:
                 self._enter(epoch)
             elif epoch < self.epoch - 1:
                 return  # older than both epochs a score is made of: it would count 0
+        if not self.keep_counts:
+            self._journal(epoch, aid, etype, weight)
+            return
         counts, boards, tops = self.counts[epoch], self.boards[epoch], self._tops
         for kind in (etype, ALL_TYPES):
             table = counts[kind]
@@ -185,12 +194,16 @@ class Popularity:
             if aid not in other:
                 self._items += 1
         if self.journal is not None:
-            journal = self.journal
-            for kind in (etype, ALL_TYPES):
-                row = journal.get((epoch, kind))
-                if row is None:
-                    row = journal[(epoch, kind)] = {}
-                row[aid] = row.get(aid, 0) + weight
+            self._journal(epoch, aid, etype, weight)
+
+    def _journal(self, epoch: int, aid: int, etype: int, weight: int) -> None:
+        journal = self.journal
+        assert journal is not None
+        for kind in (etype, ALL_TYPES):
+            row = journal.get((epoch, kind))
+            if row is None:
+                row = journal[(epoch, kind)] = {}
+            row[aid] = row.get(aid, 0) + weight
 
     def _enter(self, epoch: int) -> None:
         """A later epoch: keep the one before it, drop older ones."""

@@ -83,8 +83,8 @@ class DirectConsumer(faust_aiokafka.Consumer):
                     break
                 # Records per linger window at the rate this fetch's records came in.
                 now = time.monotonic()
-                expected = sum(map(len, records.values())) * linger_s / max(now - last_return,
-                                                                            1e-4)
+                count = sum(len(batch) for batch in (records or {}).values())
+                expected = count * linger_s / max(now - last_return, 1e-4)
                 busy, last_return = expected >= linger_after, now
                 if not records:
                     continue

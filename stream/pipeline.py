@@ -118,14 +118,16 @@ class SessionPipeline:
 
     def __init__(self, config: PipelineConfig | None = None, *,
                  keep_matrices: bool = True) -> None:
-        """``keep_matrices=False``: co-visitation increments are journaled only, for a store
-        that holds the matrices (see :attr:`CoVisitation.keep_matrices`)."""
+        """``keep_matrices=False``: co-visitation increments and popularity counts are
+        journaled only, for a store that holds the matrices and counts (see
+        :attr:`CoVisitation.keep_matrices`)."""
         self.config = config or PipelineConfig()
         covis = self.config.covis
         self.covis = CoVisitation(covis, keep_matrices=keep_matrices)
         self.sessions = SessionStore(covis.window, covis.max_gap_ms,
                                      max(self.config.session_ttl_ms, covis.buy_max_gap_ms))
-        self.popularity = Popularity(self.config.popularity_half_life_ms)
+        self.popularity = Popularity(self.config.popularity_half_life_ms,
+                                     keep_counts=keep_matrices)
         rerank = self.config.rerank
         self.reranker = Reranker(rerank) if rerank is not None else None
         self.successors = (Successors(covis.max_neighbors)

@@ -217,7 +217,6 @@ def journaling_pipeline(config: PipelineConfig) -> SessionPipeline:
     not whole) and its popularity its counts."""
     pipeline = SessionPipeline(config, keep_matrices=False)
     pipeline.sessions.track = True
-    pipeline.popularity.take_journal()
     return pipeline
 
 

@@ -138,6 +138,24 @@ def test_popularity_top_is_exact_in_any_arrival_order(
                                    if pop.weight(ts)[0] >= latest - 1})
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 40_000), st.integers(0, 2)),
+                min_size=1, max_size=200), st.randoms(use_true_random=False))
+def test_popularity_journal_only_journals_what_the_full_model_does(
+        events: list[tuple[int, int, int]], rng: Any) -> None:
+    """A worker's popularity keeps no counts of its own (Redis holds them): its journal is
+    the full model's, epoch by epoch, in any arrival order (stale events dropped alike)."""
+    from online_models.popularity import Popularity
+
+    full, lean = Popularity(1000), Popularity(1000, keep_counts=False)
+    full.take_journal()
+    for aid, ts, etype in rng.sample(events, len(events)):
+        full.update(aid, ts, etype)
+        lean.update(aid, ts, etype)
+    assert lean.take_journal() == full.take_journal()
+    assert lean.top(0, 5) == [] and lean.score(0, events[0][0]) == 0
+
+
 def test_popularity_cached_top_list_stays_exact_between_reads() -> None:
     """The top list is cached and kept up per update (a member grows, an item enters): read
     every few updates, it always equals the from-scratch ranking. Random logs rather than
