@@ -182,14 +182,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from liverec.runtime import pipeline_config
     from producers.kafka_sink import KafkaSink
-    from stream.worker import create_worker_app
+    from stream.worker import WORKER_MAX_BATCH, create_worker_app
 
     settings = _distributed_settings("worker")
     # Faust only consumes topics that exist when it starts.
     KafkaSink(settings.bus, f"{settings.topic_prefix}events", settings.partitions).ensure_topic()
     app = create_worker_app(broker=settings.bus, store=settings.store,
                             topic_prefix=settings.topic_prefix, app_id=settings.app_id,
-                            partitions=settings.partitions, max_batch=settings.max_batch,
+                            partitions=settings.partitions,
+                            max_batch=settings.max_batch or WORKER_MAX_BATCH,
                             config=pipeline_config(settings, distributed=True),
                             batch_window_s=settings.batch_window_ms / 1000,
                             fetch_max_wait_ms=settings.fetch_max_wait_ms,

@@ -73,6 +73,11 @@ class RateMeter:
         return round((count - c0) / (now - t0), 1) if now - t0 > 0.2 else 0.0
 
 
+#: The embedded runtime's most events per batch (``LIVEREC_MAX_BATCH`` overrides it): a batch
+#: holds the event loop that serves the page and its WebSockets.
+EMBEDDED_MAX_BATCH = 1000
+
+
 class EmbeddedRuntime:
     """One process: a bus feeding the pipeline, the hub pushing its changes, the web app."""
 
@@ -80,7 +85,8 @@ class EmbeddedRuntime:
         self.settings = settings or Settings()
         self.bus: Bus = open_bus(self.settings.bus)
         self.pipeline = open_pipeline(self.settings)
-        self.runner = PipelineRunner(self.bus, self.pipeline, self.settings.max_batch)
+        self.runner = PipelineRunner(self.bus, self.pipeline,
+                                     self.settings.max_batch or EMBEDDED_MAX_BATCH)
         self.hub = RecommendationHub(self.pipeline)
         self.runner.add_listener(self.hub.notify)
         self.app: FastAPI = create_app(self, self.hub, catalog)
