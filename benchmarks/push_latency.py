@@ -13,10 +13,14 @@ waits until the workers have applied them; every measured event then goes POST �
 worker → Redis → lists channel → web node → WebSocket. Then, from this process:
 
 * opens one WebSocket per watched session (``--sessions``),
-* posts events with ``POST /events`` at ``--rate`` events/s, round-robin over those sessions,
-  each a click on a new item so the session's lists must change (``--intake kafka``, distributed
-  only: publishes them to the events topic itself, as a shop's backend would, with the web
-  node's producer settings; the web node then only pushes),
+* posts events with ``POST /events`` at ``--rate`` events/s, round-robin over those sessions
+  (``--intake kafka``, distributed only: publishes them to the events topic itself, as a
+  shop's backend would, with the web node's producer settings; the web node then only
+  pushes). ``--events new-items`` (default): each a click on an item never seen, so the
+  session's lists must change; the worst case, since every click pairs afresh with a full
+  window of items. ``--events sessions``: the warm sessions' events dealt out round-robin, each
+  watched session playing its share in order: a shop's mix of items, repeats, carts and
+  orders (a session whose lists happen not to change still gets its version pushed),
 * times each event from just before its POST (or send) to the arrival of the first push that
   reflects it: the push of its version, or of a later one when the pushes coalesced (a slow
   consumer of lists skips versions; the event then waited for the later push).
@@ -41,6 +45,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -49,7 +54,7 @@ import websockets
 from bench_distributed import add_service_args, drop_state, show_logs, worker_phases
 
 from liverec import eventloop
-from stream.events import CLICKS, Event
+from stream.events import CLICKS, TYPE_CODES, TYPE_NAMES, Event
 from stream.kafka_bus import KafkaBus
 
 BASE_SESSION = 7_000_000_000
@@ -117,8 +122,34 @@ async def wait_ready(base: str, procs: list[subprocess.Popen[bytes]],
             await asyncio.sleep(0.5)
 
 
+def new_items(n: int) -> Callable[[int], tuple[int, int]]:
+    """The ``i``-th event's (aid, type): a click on an item never seen."""
+    return lambda i: (10_000_000 + i, CLICKS)
+
+
+def played_sessions(path: Path, n: int) -> Callable[[int], tuple[int, int]]:
+    """The ``i``-th event's (aid, type), for watched session ``i % n``: the generated sessions
+    of ``path`` dealt out round-robin, each watched session playing its share in order."""
+    queues: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    with path.open("rb") as lines:
+        for k, line in enumerate(lines):
+            queues[k % n] += [(e["aid"], TYPE_CODES[e["type"]])
+                              for e in orjson.loads(line)["events"]]
+    if not all(queues):
+        raise ValueError(f"{path}: fewer generated sessions than watched ones")
+
+    def event(i: int) -> tuple[int, int]:
+        queue = queues[i % n]
+        return queue[(i // n) % len(queue)]
+
+    return event
+
+
 async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
-                  kafka: KafkaBus | None = None) -> dict:
+                  kafka: KafkaBus | None = None,
+                  event_of: Callable[[int], tuple[int, int]] | None = None) -> dict:
+    """``event_of(i)``: the ``i``-th event's (aid, type) (default: :func:`new_items`)."""
+    event_of = event_of or new_items(n)
     # Per session, its events not yet reflected by a push: (version, sent at), in order.
     sent: dict[int, deque[tuple[int, float]]] = {BASE_SESSION + i: deque() for i in range(n)}
     latencies: list[float] = []
@@ -160,16 +191,16 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
     start = time.perf_counter()
     posts: set[asyncio.Task[None]] = set()
 
-    async def post(session: int, aid: int) -> None:
+    async def post(session: int, aid: int, etype: int) -> None:
         versions[session] += 1
         started = time.perf_counter()
         sent[session].append((versions[session], started))
         if kafka is not None:
-            await kafka.publish([Event(session, aid, int(time.time() * 1000), CLICKS)])
+            await kafka.publish([Event(session, aid, int(time.time() * 1000), etype)])
             answers.append((time.perf_counter() - started) * 1000)
             return
         status = await pool.post_json("/events", {"session": session, "aid": aid,
-                                                  "type": "clicks"})
+                                                  "type": TYPE_NAMES[etype]})
         answers.append((time.perf_counter() - started) * 1000)
         if status != 202:
             raise RuntimeError(f"POST /events answered {status}")
@@ -180,7 +211,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
         if delay > 0:
             await asyncio.sleep(delay)
         session = BASE_SESSION + i % n
-        task = asyncio.create_task(post(session, 10_000_000 + i))
+        task = asyncio.create_task(post(session, *event_of(i)))
         posts.add(task)
         task.add_done_callback(posts.discard)
     await asyncio.gather(*posts)
@@ -206,6 +237,16 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                                 stderr=subprocess.STDOUT)
 
 
+def warm_sessions(args: argparse.Namespace, workdir: Path) -> Path:
+    """The generated sessions that warm the state (the demo generates the same ones)."""
+    warm = workdir / "warm.jsonl"
+    if not warm.exists():
+        subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
+                        str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
+                       check=True, stdout=subprocess.DEVNULL)
+    return warm
+
+
 def start_embedded(args: argparse.Namespace, workdir: Path,
                    procs: list[subprocess.Popen[bytes]]) -> None:
     """The demo, warm; ``procs`` gets the process at once, so a failure still stops it."""
@@ -222,10 +263,7 @@ def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
            "LIVEREC_PARTITIONS": "4", "LIVEREC_RERANK": "true" if args.rerank else "false"}
-    warm = workdir / "warm.jsonl"
-    subprocess.run([sys.executable, "-m", "liverec", "generate", "--sessions",
-                    str(args.warm_sessions), "--items", "20000", "--out", str(warm)],
-                   check=True, stdout=subprocess.DEVNULL, env=env)
+    warm = warm_sessions(args, workdir)
     procs += [spawn(["worker"], {**env, "LIVEREC_METRICS_PORT": str(args.metrics_port + i)},
                     workdir / f"worker-{i}.log") for i in range(args.workers)]
     procs.append(spawn(["web", "--port", str(args.port)], env, workdir / "web.log"))
@@ -251,6 +289,9 @@ def main() -> None:
                         "without it, the recipe")
     parser.add_argument("--distributed", action="store_true",
                         help="through a worker and a web node on Kafka and Redis")
+    parser.add_argument("--events", choices=("new-items", "sessions"), default="new-items",
+                        help="what the measured events are: clicks on items never seen (the "
+                        "worst case), or generated sessions played on the warm catalog")
     parser.add_argument("--intake", choices=("http", "kafka"), default="http",
                         help="how measured events enter (distributed): POST /events to the "
                         "web node, or straight to the events topic")
@@ -271,8 +312,11 @@ def main() -> None:
             # (like the web node) it takes less of them.
             kafka = (KafkaBus(args.kafka, topic=f"{prefix}events", partitions=4)
                      if args.intake == "kafka" else None)
+            event_of = None
+            if args.events == "sessions":  # the warm sessions' paths through the catalog
+                event_of = played_sessions(warm_sessions(args, Path(workdir)), args.sessions)
             result = eventloop.run(measure(args.port, ws_base, args.rate, args.seconds,
-                                           args.sessions, kafka), "auto")
+                                           args.sessions, kafka, event_of), "auto")
             if args.distributed:
                 result["phases"] = [worker_phases(args.metrics_port + i)
                                     for i in range(args.workers)]
@@ -294,7 +338,9 @@ def main() -> None:
             else "POST -> embedded pipeline")
     if args.intake == "kafka":
         path = "Kafka -> worker -> Redis -> web node"
-    print(f"event -> WebSocket push latency ({path}), {result['events']:,} events at "
+    what = ("clicks on new items" if args.events == "new-items"
+            else "generated sessions' events")
+    print(f"event -> WebSocket push latency ({path}), {result['events']:,} events ({what}) at "
           f"{result['achieved_rate']:,.0f} events/s over {args.sessions} sessions "
           f"(warm state: {args.warm_sessions:,} replayed sessions; cpus {os.cpu_count()})")
     server = result["server"] or {}

@@ -157,6 +157,26 @@ def top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
     return items[:k]
 
 
+def raised_top(top: list[tuple[int, int]], k: int, b: int, weight: int
+               ) -> list[tuple[int, int]]:
+    """:func:`top_items` of a row after ``b``'s weight rose to ``weight`` (``b`` may be new),
+    from ``top``, :func:`top_items` of the row before, without reading the row: every other
+    weight is unchanged, so only ``b`` can move, or enter in place of the last. A new list;
+    ``top`` is left as it was (others may hold it).
+
+    >>> raised_top([(7, 9), (8, 5)], 2, 9, 6)
+    [(7, 9), (9, 6)]
+    """
+    if len(top) >= k and weight < top[-1][1]:
+        return top  # below the last: neither in the list (its weight only rose) nor entering
+    listed = [entry for entry in top if entry[0] != b]
+    if len(listed) == len(top) and len(top) >= k and (-weight, b) > (-top[-1][1], top[-1][0]):
+        return top  # tied with the last, and after it by aid
+    listed.append((b, weight))
+    listed.sort(key=lambda kv: (-kv[1], kv[0]))
+    return listed[:k]
+
+
 def top_k(row: dict[int, int], k: int) -> list[list[int]]:
     """``k`` heaviest entries as ``[[aid, weight], …]``, weight descending then aid ascending."""
     return [[b, w] for b, w in top_items(row, k)]

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 from online_models.recommend import rows_needed
 from online_models.redis_store import RedisStore
 from online_models.rerank import RerankConfig, Reranker, candidate_rows
-from online_models.rows import MATRICES, CellJournal, top_items
+from online_models.rows import MATRICES, CellJournal, raised_top, top_items
 from online_models.sessions import SessionState
 from online_models.types import CARTS, CLICKS, ORDERS
 from stream.pipeline import Features, Recommendations, session_lists
@@ -92,6 +92,19 @@ class FeatureCache:
         self.tops.max_age_s = self.scores.max_age_s = value
 
 
+class HeldRow:
+    """A row a :class:`RowCache` holds, and its top lists."""
+
+    __slots__ = ("epoch", "row", "tops")
+
+    def __init__(self, epoch: int | None, row: dict[int, int]) -> None:
+        self.epoch = epoch
+        """The clicks epoch a clicks row is folded to."""
+        self.row = row
+        self.tops: dict[int, list[tuple[int, int]]] = {}
+        """k → :func:`top_items` of the row, kept up with it."""
+
+
 class RowCache:
     """Whole rows read from the store, kept current with this process's own increments.
 
@@ -108,9 +121,8 @@ class RowCache:
         # One cache per matrix, keyed by aid, so that a batch's journal finds the rows held
         # by intersecting key sets (in C) rather than looking up each of its rows: a batch
         # of the push benchmark's events touches about 1,300 rows, of which a few are held.
-        self._rows: dict[str, AgedCache[int, tuple[int | None, dict[int, int]]]] = {
+        self._rows: dict[str, AgedCache[int, HeldRow]] = {
             matrix: AgedCache(max_age_s, size) for matrix in MATRICES}
-        """matrix → aid → (the clicks epoch a clicks row is folded to, the row)."""
         self.hits = 0
         self.reads = 0
 
@@ -121,17 +133,35 @@ class RowCache:
     def get(self, key: tuple[str, int], now: float,
             clicks_epoch: int | None) -> dict[int, int] | None:
         matrix, aid = key
-        cached = self._rows[matrix].get(aid, now)
-        if cached is None or (matrix == "clicks" and cached[0] != clicks_epoch):
+        held = self._rows[matrix].get(aid, now)
+        if held is None or (matrix == "clicks" and held.epoch != clicks_epoch):
             return None
         self.hits += 1
-        return cached[1]
+        return held.row
 
     def put(self, key: tuple[str, int], row: dict[int, int], now: float,
-            clicks_epoch: int | None) -> None:
+            clicks_epoch: int | None) -> dict[int, int]:
+        """Hold a copy of ``row``, read now; return the copy (the one :meth:`top` keeps a
+        top list with)."""
         self.reads += 1
         matrix, aid = key
-        self._rows[matrix].put(aid, (clicks_epoch, dict(row)), now)
+        held = HeldRow(clicks_epoch, dict(row))
+        self._rows[matrix].put(aid, held, now)
+        return held.row
+
+    def top(self, key: tuple[str, int], row: dict[int, int], k: int) -> list[tuple[int, int]]:
+        """:func:`top_items` of ``row``, kept with it when it is the row held for ``key``
+        (which :meth:`get` returned): ranking long rows again every round was half of a
+        round's time on a shop's mix of items, whose popular rows come back round after
+        round. Kept exact as batches add to the row (:meth:`add`)."""
+        matrix, aid = key
+        held = self._rows[matrix].peek(aid)
+        if held is None or held.row is not row:
+            return top_items(row, k)
+        top = held.tops.get(k)
+        if top is None:
+            top = held.tops[k] = top_items(row, k)
+        return top
 
     def add(self, journals: Iterable[CellJournal]) -> None:
         """A batch this process stored: add its increments to the rows held (only those
@@ -140,14 +170,16 @@ class RowCache:
             for matrix in MATRICES:
                 rows = self._rows[matrix]
                 for aid in journal.rows(matrix).keys() & rows.keys():
-                    cached = rows.peek(aid)
-                    assert cached is not None, "held: its key was just intersected"
-                    if matrix == "clicks" and cached[0] != journal.epoch:
+                    held = rows.peek(aid)
+                    assert held is not None, "held: its key was just intersected"
+                    if matrix == "clicks" and held.epoch != journal.epoch:
                         rows.drop(aid)  # another scale: not a plain sum
                         continue
-                    row = cached[1]
+                    row, tops = held.row, held.tops
                     for b, inc in journal.row(matrix, aid).items():
-                        row[b] = row.get(b, 0) + inc
+                        weight = row[b] = row.get(b, 0) + inc
+                        for k, top in tops.items():  # increments are positive: weights rise
+                            tops[k] = raised_top(top, k, b, weight)
 
 
 class StoreView:
@@ -213,7 +245,7 @@ class StoreView:
         if row_cache is not None:
             epoch = self.store.clicks_epoch
             for key, values in fetched.items():
-                row_cache.put(key, values, now, epoch)
+                self._rows[key] = row_cache.put(key, values, now, epoch)
         if cache is not None and neighbours:
             for (matrix, aid), values in fetched.items():
                 top = self._tops[(matrix, aid, neighbours)] = top_items(values, neighbours)
@@ -248,7 +280,9 @@ class StoreView:
         if row is None:
             self.misses += 1
             row = self._rows[(matrix, aid)] = self.store.row(matrix, aid)
-        top = self._tops[(matrix, aid, k)] = top_items(row, k)
+        top = self._tops[(matrix, aid, k)] = (
+            top_items(row, k) if self.row_cache is None
+            else self.row_cache.top((matrix, aid), row, k))
         return top
 
     def popular(self, etype: int, k: int) -> list[int]:

@@ -260,3 +260,23 @@ def test_cached_top_lists_always_equal_a_fresh_ranking(
         for matrix, row, k in reads:
             fresh = sorted(cv.row(matrix, row).items(), key=lambda e: (-e[1], e[0]))[:k]
             assert cv.top(matrix, row, k) == fresh
+
+
+@settings(max_examples=200, deadline=None)
+@given(row=st.dictionaries(st.integers(0, 30), st.integers(0, 50), max_size=25),
+       raises=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), max_size=30),
+       k=st.integers(1, 8))
+def test_a_top_list_kept_through_rising_weights_equals_ranking_the_row_again(
+        row: dict[int, int], raises: list[tuple[int, int]], k: int) -> None:
+    """Row caches keep each row's top list through the increments of their own batches
+    (weights only rise, new neighbours come in): it is the row's ranking at every step,
+    ties by aid included (small weights make many)."""
+    from online_models.rows import raised_top, top_items
+
+    top = top_items(row, k)
+    for b, inc in raises:
+        before = list(top)
+        row[b] = row.get(b, 0) + inc
+        top = raised_top(top, k, b, row[b])
+        assert top == top_items(row, k)
+        assert raised_top(before, k, b, row[b]) == top  # the list it started from is intact

@@ -24,7 +24,7 @@ from online_models.redis_store import (
     compacted_log,
 )
 from online_models.rerank import RerankConfig, Reranker
-from online_models.rows import CO_BITS, CellJournal, journal_add
+from online_models.rows import CO_BITS, CellJournal, journal_add, top_items
 from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
@@ -365,11 +365,18 @@ def test_a_row_cache_kept_with_the_batches_equals_what_redis_holds(
         assert store.apply(journal, {(TOPIC, 0): (i, min(i + 200, len(events)))})
         cache.add(journal)
         view = StoreView(store, rows=cache)  # read (or reuse) the rows of this batch's items
-        view.prefetch_rows([(m, e.aid) for e in events[i:i + 200:7]
-                            for m in ("clicks", "carts_orders", "buy2buy")], [], 20)
+        rows = [(m, e.aid) for e in events[i:i + 200:7]
+                for m in ("clicks", "carts_orders", "buy2buy")]
+        view.prefetch_rows(rows, [], 20)
+        for matrix, aid in rows:  # ranked once, then kept up with the journals
+            view.top(matrix, aid, 20)
     assert cache.hits > 0 and cache.reads > 0
     now, epoch = time.monotonic(), store.clicks_epoch
     held = {key: row for key in list(cache)
             if (row := cache.get(key, now, epoch)) is not None}
     assert len(held) > 100
     assert held == store.rows(held)
+    ranked = [key for key in held if cache._rows[key[0]].peek(key[1]).tops]  # type: ignore[union-attr]
+    assert len(ranked) > 100  # top lists kept since their row was read, not ranked now
+    kept = {key: cache.top(key, row, 20) for key, row in held.items()}
+    assert kept == {key: top_items(row, 20) for key, row in store.rows(held).items()}
