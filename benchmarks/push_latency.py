@@ -20,7 +20,9 @@ worker → Redis → lists channel → web node → WebSocket. Then, from this p
   session's lists must change; the worst case, since every click pairs afresh with a full
   window of items. ``--events sessions``: the warm sessions' events dealt out round-robin, each
   watched session playing its share in order: a shop's mix of items, repeats, carts and
-  orders (a session whose lists happen not to change still gets its version pushed),
+  orders. A web node pushes only lists that changed, so there only events whose own version
+  is pushed are timed (the others are counted: their lists did not change, or their push
+  coalesced with a later event's, which under overload hides some of the tail),
 * times each event from just before its POST (or send) to the arrival of the first push that
   reflects it: the push of its version, or of a later one when the pushes coalesced (a slow
   consumer of lists skips versions; the event then waited for the later push).
@@ -148,8 +150,14 @@ def played_sessions(path: Path, n: int) -> Callable[[int], tuple[int, int]]:
 async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
                   kafka: KafkaBus | None = None,
                   event_of: Callable[[int], tuple[int, int]] | None = None) -> dict:
-    """``event_of(i)``: the ``i``-th event's (aid, type) (default: :func:`new_items`)."""
+    """``event_of(i)``: the ``i``-th event's (aid, type) (default: :func:`new_items`, whose
+    every event changes its session's lists). With another ``event_of``, an event whose lists
+    did not change gets no push of its own (a web node pushes changes only), and a later
+    event's push would time it at that event's distance: only events whose own version is
+    pushed are timed, the others counted as ``untimed``."""
+    own_pushes_only = event_of is not None
     event_of = event_of or new_items(n)
+    untimed = 0
     # Per session, its events not yet reflected by a push: (version, sent at), in order.
     sent: dict[int, deque[tuple[int, float]]] = {BASE_SESSION + i: deque() for i in range(n)}
     latencies: list[float] = []
@@ -158,7 +166,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
     versions = {BASE_SESSION + i: 0 for i in range(n)}
 
     async def listen(session: int, ready: asyncio.Event) -> None:
-        nonlocal coalesced
+        nonlocal coalesced, untimed
         waiting = sent[session]
         async with websockets.connect(f"{ws_base}/ws/sessions/{session}") as ws:
             first = orjson.loads(await ws.recv())
@@ -169,7 +177,11 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
                 version = orjson.loads(message)["version"]
                 reflected = 0
                 while waiting and waiting[0][0] <= version:
-                    latencies.append((arrived - waiting.popleft()[1]) * 1000)
+                    sent_version, sent_at = waiting.popleft()
+                    if sent_version == version or not own_pushes_only:
+                        latencies.append((arrived - sent_at) * 1000)
+                    else:
+                        untimed += 1
                     reflected += 1
                 coalesced += reflected > 1
 
@@ -227,7 +239,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
         await kafka.close()
     return {"events": total, "achieved_rate": achieved, "latencies": latencies,
             "answers": answers, "missed": sum(len(w) for w in sent.values()),
-            "coalesced": coalesced, "server": server_side}
+            "coalesced": coalesced, "untimed": untimed, "server": server_side}
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -348,7 +360,9 @@ def main() -> None:
     # batch ran in a worker), and reports none.
     inside = (f"; server side (batch start to send, last 2,048 pushes): {server}"
               if any(v is not None for v in server.values()) else "")
-    print(f"  events reflected by a push {len(lat):,}, never pushed {result['missed']:,}; "
+    untimed = (f"; untimed (their lists unchanged, or pushed with a later event's) "
+               f"{result['untimed']:,}" if args.events == "sessions" else "")
+    print(f"  events timed {len(lat):,}{untimed}, never pushed {result['missed']:,}; "
           f"pushes that reflected several events {result['coalesced']:,}{inside}")
     answers = result["answers"]
     if answers:
