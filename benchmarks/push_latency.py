@@ -1,6 +1,7 @@
 """Event → WebSocket push latency, with real clients, at a fixed event rate.
 
     python benchmarks/push_latency.py [--rate 1000] [--seconds 20] [--sessions 200] [--rerank]
+                                      [--events new-items|sessions]
     python benchmarks/push_latency.py --distributed [--workers N] [--kafka …] [--redis …]
 
 Embedded (default): starts ``liverec demo`` in its own process (synthetic sessions replayed at
@@ -124,7 +125,7 @@ async def wait_ready(base: str, procs: list[subprocess.Popen[bytes]],
             await asyncio.sleep(0.5)
 
 
-def new_items(n: int) -> Callable[[int], tuple[int, int]]:
+def new_items() -> Callable[[int], tuple[int, int]]:
     """The ``i``-th event's (aid, type): a click on an item never seen."""
     return lambda i: (10_000_000 + i, CLICKS)
 
@@ -156,7 +157,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
     event's push would time it at that event's distance: only events whose own version is
     pushed are timed, the others counted as ``untimed``."""
     own_pushes_only = event_of is not None
-    event_of = event_of or new_items(n)
+    event_of = event_of or new_items()
     untimed = 0
     # Per session, its events not yet reflected by a push: (version, sent at), in order.
     sent: dict[int, deque[tuple[int, float]]] = {BASE_SESSION + i: deque() for i in range(n)}

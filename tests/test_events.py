@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ def test_the_fast_path_accepts_and_rejects_exactly_what_the_checks_do(
     ({"session": 1, "aid": 2, "ts": -1, "type": "clicks"}, "ts: must not be negative"),
 ])
 def test_a_rejection_names_the_field_and_the_reason(obj: dict[str, Any], reason: str) -> None:
-    with pytest.raises(EventError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(EventError, match=re.escape(reason)):
         parse_event(obj)
 
 
