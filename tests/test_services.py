@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,12 @@ async def test_kafka_creates_and_lists_a_topic(kafka_url: str, unique_prefix: st
     await admin.start()
     try:
         await admin.create_topics([NewTopic(f"{unique_prefix}probe", 4, 1)])
-        assert f"{unique_prefix}probe" in await admin.list_topics()
+        # The controller answers once the topic is committed; the broker that
+        # serves the listing learns of it a moment later, so poll for a while.
+        deadline = time.monotonic() + 10
+        while f"{unique_prefix}probe" not in (topics := await admin.list_topics()):
+            assert time.monotonic() < deadline, f"{unique_prefix}probe never listed: {topics}"
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 
