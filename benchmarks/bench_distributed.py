@@ -30,6 +30,33 @@ def worker_phases(port: int) -> dict[str, float]:
     return {**phases, "batches": batches[0] if batches else 0}
 
 
+def list_delays(port: int) -> str:
+    """A worker's ``liverec_list_delay_seconds`` (event in Kafka → lists announced), in words:
+    the share within 50 ms, and the median and 99th percentile interpolated within their
+    buckets (as PromQL's ``histogram_quantile`` does)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    buckets = [(float(line.split('"')[1]), float(line.split()[-1])) for line in body.splitlines()
+               if line.startswith("liverec_list_delay_seconds_bucket{")]
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return "no lists announced"
+
+    def quantile(q: float) -> str:
+        below, lower = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= q * total:
+                if bound == float("inf"):
+                    return f"> {lower:g} s"
+                share = (q * total - below) / (count - below) if count > below else 1.0
+                return f"~{(lower + share * (bound - lower)) * 1000:.0f} ms"
+            below, lower = count, bound
+        raise AssertionError("the +Inf bucket holds every observation")
+
+    within = next(count for le, count in buckets if le == 0.05)
+    return (f"{total:,.0f} announced, {within / total:.1%} within 50 ms; "
+            f"p50 {quantile(0.5)}, p99 {quantile(0.99)}")
+
+
 def show_logs(paths: list[Path], lines: int = 40) -> None:
     """The last lines of the processes' logs, on stderr: why a run stopped."""
     for path in paths:

@@ -54,7 +54,13 @@ from pathlib import Path
 import httpx
 import orjson
 import websockets
-from bench_distributed import add_service_args, drop_state, show_logs, worker_phases
+from bench_distributed import (
+    add_service_args,
+    drop_state,
+    list_delays,
+    show_logs,
+    worker_phases,
+)
 
 from liverec import eventloop
 from stream.events import CLICKS, TYPE_CODES, TYPE_NAMES, Event
@@ -333,6 +339,8 @@ def main() -> None:
             if args.distributed:
                 result["phases"] = [worker_phases(args.metrics_port + i)
                                     for i in range(args.workers)]
+                result["delays"] = [list_delays(args.metrics_port + i)
+                                    for i in range(args.workers)]
         except Exception:
             show_logs(sorted(Path(workdir).glob("*.log")))
             raise
@@ -373,6 +381,8 @@ def main() -> None:
     if "phases" in result:
         for phases in result["phases"]:
             print(f"  worker seconds per phase, warm-up included: {phases}")
+        for delays in result["delays"]:
+            print(f"  worker's lists after the event reached Kafka: {delays}")
     if lat:
         print(f"  p50 {statistics.median(lat):.2f} ms   p90 {percentile(lat, 0.9):.2f} ms   "
               f"p99 {percentile(lat, 0.99):.2f} ms   max {max(lat):.2f} ms")

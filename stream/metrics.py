@@ -7,10 +7,16 @@ one dashboard reads the demo and a fleet of workers alike (sum the counters over
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from online_models.metrics import OBJECTIVE_WEIGHTS
 
@@ -34,3 +40,38 @@ def prequential_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
         if n:
             recall.add_metric([objective], h / n)
     yield from (judged, hits, recall)
+
+
+#: Buckets (seconds) of how long lists take to follow events: fine around the target (tens
+#: of milliseconds), coarse up to the seconds an overloaded worker falls behind.
+DELAY_BUCKETS_S = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+
+
+class Histogram:
+    """Observations counted into fixed buckets, exposed by a collector at scrape time.
+
+    A process-wide ``prometheus_client.Histogram`` would be shared by every app a process
+    builds (tests build several); this one belongs to its owner's stats, like the counters.
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = DELAY_BUCKETS_S) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        """Per bucket, not cumulative; the last one is above every bound."""
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.sum)

@@ -55,7 +55,7 @@ from online_models.sessions import SessionState
 from stream.events import Event, EventError
 from stream.faust_transport import DirectConsumer, DirectTransport, Fetched
 from stream.kafka_bus import decode
-from stream.metrics import prequential_families
+from stream.metrics import Histogram, prequential_families
 from stream.pipeline import Features, PipelineConfig, SessionPipeline
 from stream.serving import (
     FeatureCache,
@@ -110,6 +110,9 @@ class WorkerStats:
     offsets: dict[int, int] = field(default_factory=dict)
     lag: dict[int, int] = field(default_factory=dict)
     """Per partition: messages on the broker not yet applied, as of the last batch."""
+    list_delay: Histogram = field(default_factory=Histogram)
+    """Seconds from an event's arrival in Kafka to the announcement of its session's lists
+    (watched sessions only; the oldest event a list reflects)."""
 
 
 @dataclass
@@ -122,6 +125,9 @@ class Prepared:
     fetched: Fetched
     """The records of the batch as fetched (again, when Redis refuses it)."""
     events: list[Event] = field(default_factory=list)
+    arrived: dict[int, int] = field(default_factory=dict)
+    """Per session, when its first event in the batch reached Kafka (the record's timestamp,
+    wall-clock ms)."""
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     features: Features | None = None
     journal: list[CellJournal] = field(default_factory=list)
@@ -156,6 +162,10 @@ class WorkerMetrics:
         for phase, value in s.seconds.items():
             seconds.add_metric([phase], value)
         yield seconds
+        yield s.list_delay.family(
+            "liverec_list_delay_seconds",
+            "From an event's arrival in Kafka to the announcement of its session's lists "
+            "(watched sessions)")
         yield GaugeMetricFamily("liverec_model_version",
                                 "Version of the re-rankers' snapshot served (0: none)",
                                 value=s.model_version)
@@ -297,7 +307,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     lock = asyncio.Lock()  # one coroutine at a time moves batches between the stages
     flushes: set[asyncio.Task[None]] = set()
     agent_started = asyncio.Event()
-    lists_due: dict[int, SessionState] = {}  # stored sessions whose lists are not announced
+    # Stored sessions whose lists are not announced: their state, and when the oldest event
+    # not yet reflected reached Kafka (wall-clock ms).
+    lists_due: dict[int, tuple[SessionState, int]] = {}
     lists_wanted = asyncio.Event()
     compact_due: set[str] = set()  # row logs the scripts found due for compaction
     compact_wanted = asyncio.Event()
@@ -431,11 +443,14 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                                                       records[-1].offset + 1)
             for record in records:
                 try:
-                    batch.events.append(decode(record.value))
+                    event = decode(record.value)
                 except EventError as exc:
                     stats.rejected += 1
                     await dlq.send(value=record.value or b"",
                                    headers={"reason": str(exc).encode()})
+                    continue
+                batch.events.append(event)
+                batch.arrived.setdefault(event.session, record.timestamp)
         if not batch.offsets:
             return None
         await load_sessions({e.session for e in batch.events})
@@ -500,7 +515,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             stats.model_version = models.version
             stats.judging = pipeline.prequential.stats()
         tick(clock, "store")
-        lists_due.update(batch.states)
+        for session, state in batch.states.items():
+            since = lists_due[session][1] if session in lists_due else batch.arrived[session]
+            lists_due[session] = (state, since)
         lists_wanted.set()
         return None
 
@@ -518,7 +535,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         touched by several of them gets one list, from its latest state (which may include
         a batch applied in memory and not yet stored; a crash re-applies it to the same).
         """
-        async def publish_round(due: dict[int, SessionState]) -> None:
+        async def publish_round(due: dict[int, tuple[SessionState, int]]) -> None:
             nonlocal last_sweep
             now = int(time.time() * 1000)
             if now - last_sweep > WATCH_SWEEP_MS:
@@ -556,16 +573,19 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 die(exc)
             tick(clock, phase)
 
-    async def publish_lists(states: dict[int, Any], now: int) -> None:
+    async def publish_lists(due: dict[int, tuple[SessionState, int]], now: int) -> None:
         """Announce the new lists of the touched sessions some client watches."""
-        watched = await with_retry(shared.watched, list(states), now)
+        watched = await with_retry(shared.watched, list(due), now)
         if not watched:
             return
-        lists = await with_retry(lists_from_store, shared, {s: states[s] for s in watched},
+        lists = await with_retry(lists_from_store, shared, {s: due[s][0] for s in watched},
                                  config.list_size, reranker, row_cache)
         payloads = {s: orjson.dumps(recs.to_json()) for s, recs in lists.items()}
         await with_retry(shared.publish_lists, payloads)
         stats.lists_published += len(payloads)
+        announced = time.time() * 1000
+        for session in payloads:
+            stats.list_delay.observe(max(0.0, announced - due[session][1]) / 1000)
 
     def batch_features(events: list[Event]) -> Any:
         """The shared store's matrices and popularity, prefetched for the candidates the

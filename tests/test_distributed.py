@@ -266,15 +266,25 @@ def test_a_web_node_pushes_what_the_workers_announce(
             first = orjson.loads(ws.recv(timeout=10))
             assert first["session"] == 4242 and first["version"] == 0
             events = [{"session": 4242, "aid": aid, "type": "clicks"} for aid in (7, 8, 9)]
+            posted = time.time()
             assert httpx.post(f"{base}/events", json=events, timeout=10).status_code == 202
             pushed = first
             while pushed["version"] < 3:
                 pushed = orjson.loads(ws.recv(timeout=30))
+            took = time.time() - posted
         assert pushed["clicks"][:3] == [9, 8, 7]
         served = httpx.get(f"{base}/sessions/4242/recommendations", timeout=10).json()
         assert served == pushed
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert "liverec_events_processed_total 3.0" in metrics
+        # The worker times its announcements from the events' arrival in Kafka: each took
+        # at most what the client waited from its POST to the push.
+        worker_metrics = httpx.get(f"http://127.0.0.1:{env['LIVEREC_METRICS_PORT']}/metrics",
+                                   timeout=10).text
+        delay = {line.split()[0]: float(line.split()[1]) for line in worker_metrics.splitlines()
+                 if line.startswith("liverec_list_delay_seconds_")}
+        count = delay["liverec_list_delay_seconds_count"]
+        assert count >= 1 and 0 < delay["liverec_list_delay_seconds_sum"] <= count * took
         assert store.model_version("rerank") >= 1  # the worker's re-rankers, saved
         assert store.live_sessions(5)[0] == 4242
     finally:

@@ -1,4 +1,5 @@
-"""Ranking metrics on hand-computed cases, edge cases included."""
+"""Ranking metrics on hand-computed cases, edge cases included; the delay histogram the
+processes expose."""
 
 from __future__ import annotations
 
@@ -89,3 +90,26 @@ def test_metrics_stay_in_range_and_agree_with_first_rank(predictions: list[int],
     result = scores.as_dict()
     assert 0 <= result["MRR@20"] <= result["NDCG@20"] <= result["HR@20"] <= 1
     assert (rank is not None) == (target in list(dict.fromkeys(predictions))[:20])
+
+
+def test_the_delay_histogram_exposes_cumulative_buckets_bounds_included() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from stream.metrics import Histogram
+
+    histogram = Histogram((0.01, 0.05))
+    for value in (0.004, 0.01, 0.02, 0.05, 0.3):  # a value on a bound is in that bucket
+        histogram.observe(value)
+
+    class Collector:
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield histogram.family("liverec_test_delay_seconds", "a test histogram")
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    text = generate_latest(registry).decode()
+    assert 'liverec_test_delay_seconds_bucket{le="0.01"} 2.0' in text
+    assert 'liverec_test_delay_seconds_bucket{le="0.05"} 4.0' in text
+    assert 'liverec_test_delay_seconds_bucket{le="+Inf"} 5.0' in text
+    assert "liverec_test_delay_seconds_count 5.0" in text
+    assert histogram.count == 5 and histogram.sum == pytest.approx(0.384)
