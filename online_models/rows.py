@@ -9,6 +9,7 @@ matrices (:mod:`online_models.covisitation`), the shared store
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -167,14 +168,22 @@ def raised_top(top: list[tuple[int, int]], k: int, b: int, weight: int
     >>> raised_top([(7, 9), (8, 5)], 2, 9, 6)
     [(7, 9), (9, 6)]
     """
-    if len(top) >= k and weight < top[-1][1]:
-        return top  # below the last: neither in the list (its weight only rose) nor entering
+    if len(top) >= k:
+        last, least = top[-1]
+        if weight < least or (weight == least and b > last):
+            # After the last: not entering, and not listed either (a listed b whose weight
+            # rose ranks at least where it was). Most of a full row's increments end here.
+            return top
     listed = [entry for entry in top if entry[0] != b]
-    if len(listed) == len(top) and len(top) >= k and (-weight, b) > (-top[-1][1], top[-1][0]):
-        return top  # tied with the last, and after it by aid
-    listed.append((b, weight))
-    listed.sort(key=lambda kv: (-kv[1], kv[0]))
+    # The others are still in order: b goes in its place, no sort (on short rows nearly
+    # every increment enters, since a fresh item's clicks outweigh older ones).
+    bisect.insort(listed, (b, weight), key=_rank)
     return listed[:k]
+
+
+def _rank(entry: tuple[int, int]) -> tuple[int, int]:
+    """The order of top lists: weight descending, then aid ascending."""
+    return -entry[1], entry[0]
 
 
 def top_k(row: dict[int, int], k: int) -> list[list[int]]:
