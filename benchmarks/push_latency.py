@@ -30,8 +30,10 @@ worker → Redis → lists channel → web node → WebSocket. Then, from this p
 
 Every session gets an event every ``sessions / rate`` seconds. Prints the median, p90, p99 and
 max latency in ms over every event sent, how many events no push reflected before the end
-("never pushed"), how many pushes coalesced several events, and how long the POSTs took to be
-answered (distributed: until Kafka acknowledged the event).
+("never pushed"), how many pushes coalesced several events, how long the POSTs took to be
+answered (distributed: until Kafka acknowledged the event), the mean latency per tenth of the
+run (when a backlog built and drained) and, distributed, each worker's own share: its
+``liverec_list_delay_seconds``, from the event's arrival in Kafka to its lists announced.
 """
 
 from __future__ import annotations
@@ -168,6 +170,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
     # Per session, its events not yet reflected by a push: (version, sent at), in order.
     sent: dict[int, deque[tuple[int, float]]] = {BASE_SESSION + i: deque() for i in range(n)}
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []  # (sent at, latency) of each timed event
     coalesced = 0  # pushes that reflected more than one event
     answers: list[float] = []  # POST → 202 (distributed: once Kafka acknowledged the event)
     versions = {BASE_SESSION + i: 0 for i in range(n)}
@@ -187,6 +190,7 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
                     sent_version, sent_at = waiting.popleft()
                     if sent_version == version or not own_pushes_only:
                         latencies.append((arrived - sent_at) * 1000)
+                        timeline.append((sent_at, latencies[-1]))
                     else:
                         untimed += 1
                     reflected += 1
@@ -245,8 +249,22 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
     if kafka is not None:
         await kafka.close()
     return {"events": total, "achieved_rate": achieved, "latencies": latencies,
+            "timeline": [(at - start, ms) for at, ms in timeline],
             "answers": answers, "missed": sum(len(w) for w in sent.values()),
             "coalesced": coalesced, "untimed": untimed, "server": server_side}
+
+
+def over_time(timeline: list[tuple[float, float]], parts: int = 10) -> str:
+    """Mean latency (ms) per tenth of the sending time: a backlog shows as a hump (state
+    warming, a stall) or a rise that never drains (the rate is past what the worker takes)."""
+    span = max(at for at, _ in timeline) / parts or 1.0
+    sums, counts = [0.0] * parts, [0] * parts
+    for at, ms in timeline:
+        part = min(parts - 1, int(at / span))
+        sums[part] += ms
+        counts[part] += 1
+    return " ".join(f"{span * i:.1f}s:{sums[i] / counts[i]:.0f}" if counts[i] else
+                    f"{span * i:.1f}s:-" for i in range(parts))
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -384,6 +402,7 @@ def main() -> None:
         for delays in result["delays"]:
             print(f"  worker's lists after the event reached Kafka: {delays}")
     if lat:
+        print(f"  mean latency by when the event was sent: {over_time(result['timeline'])}")
         print(f"  p50 {statistics.median(lat):.2f} ms   p90 {percentile(lat, 0.9):.2f} ms   "
               f"p99 {percentile(lat, 0.99):.2f} ms   max {max(lat):.2f} ms")
 
