@@ -114,9 +114,9 @@ def _clicks_list(
 ) -> list[int]:
     if len(unique) >= k:
         return _most_common(_weighted_history(events), k)
-    neighbours = Counter(
-        chain.from_iterable((b for b, _ in covis.top("clicks", aid, k)) for aid in unique)
-    )
+    # One flat list, then counted in C: nested generators cost a Python frame resume per
+    # neighbour. Same elements in the same order, so ties rank as before.
+    neighbours = Counter([b for aid in unique for b, _ in covis.top("clicks", aid, k)])
     own = set(unique)
     extra = [b for b, _ in neighbours.most_common(k) if b not in own]
     return unique + extra[: k - len(unique)]
@@ -129,16 +129,14 @@ def _buys_list(
     covis: Neighbours,
     k: int,
 ) -> list[int]:
-    buy2buy = chain.from_iterable((b for b, _ in covis.top("buy2buy", aid, k)) for aid in buys)
+    buy2buy = [b for aid in buys for b, _ in covis.top("buy2buy", aid, k)]
     if len(unique) >= k:
         scores = _weighted_history(events)
         for b in buy2buy:
             scores[b] = scores.get(b, 0.0) + BUY2BUY_BONUS
         return _most_common(scores, k)
-    carts_orders = chain.from_iterable(
-        (b for b, _ in covis.top("carts_orders", aid, k)) for aid in unique
-    )
-    neighbours = Counter(chain(carts_orders, buy2buy))
+    carts_orders = [b for aid in unique for b, _ in covis.top("carts_orders", aid, k)]
+    neighbours = Counter(carts_orders + buy2buy)
     own = set(unique)
     extra = [b for b, _ in neighbours.most_common(k) if b not in own]
     return unique + extra[: k - len(unique)]
