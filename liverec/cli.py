@@ -194,6 +194,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                             config=pipeline_config(settings, distributed=True),
                             batch_window_s=settings.batch_window_ms / 1000,
                             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                            rows_max_age_s=settings.rows_max_age_s,
                             model_sync_s=settings.model_sync_seconds)
     if settings.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     """``liverec worker``: longest Kafka may hold a fetch for more data (Kafka's
     ``fetch.max.wait.ms``). Faust sets 1,500, and under load fetches were held that long
     with records waiting: at 1,000 events/s, pushes lagged by 1–2 s."""
+    rows_max_age_s: float = Field(30.0, gt=0)
+    """``liverec worker``: how long the co-visitation rows its pushed lists read stay cached.
+    Its own batches keep them current, so this only bounds how late other workers'
+    increments show in its lists. Re-read every 5 s, rows pushed a worker past what it could
+    take on a shop's mix at 1,000 events/s (docs/benchmarks.md)."""
     rerank: bool = True
     """Serve the River re-rankers' lists and learn them from events (``false``: the
     co-visitation recipe). Distributed: workers learn, mix and save snapshots to Redis, and

@@ -76,10 +76,10 @@ PHASES = ("load", "apply", "wait", "store", "lists", "compact")
 #: fetch is followed by another at once, which can lock a worker into batches of one event
 #: (docs/benchmarks.md).
 LINGER_AFTER = 2
-#: How stale what a worker's lists read from Redis may be: rows other workers changed, and
-#: the popular fill. Re-read every second, rows were most of the lists' time at 300 events/s
-#: and the popular top lists (ties included) a seventh.
-LISTS_MAX_AGE_S = 5.0
+#: How stale the popular fill of a worker's lists may be. Re-read every second, the popular
+#: top lists (ties included) were a seventh of the lists' time at 300 events/s. (The rows
+#: the lists read have their own age, ``LIVEREC_ROWS_MAX_AGE_S``.)
+POPULAR_MAX_AGE_S = 5.0
 #: A worker's most events per batch (``LIVEREC_MAX_BATCH`` overrides it). Batches this big
 #: only form when events piled up (a replay, a catch-up): a session's window is written and a
 #: row's increments appended once per batch, so 8,000 gave 1.1–1.3 times the events/s of
@@ -253,7 +253,7 @@ def take_for_store(pipeline: SessionPipeline, touched: set[int], shared: RedisSt
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
                       partitions: int, max_batch: int, config: PipelineConfig,
                       batch_window_s: float = 0.01, model_sync_s: float = 5.0,
-                      fetch_max_wait_ms: int = 100) -> faust.App:
+                      fetch_max_wait_ms: int = 100, rows_max_age_s: float = 30.0) -> faust.App:
     """A Faust app whose agent drives a pipeline; topics must exist before it starts."""
     # Faust wants a data directory even without tables; keep it out of the working tree.
     datadir = Path(tempfile.gettempdir()) / f"liverec-faust-{app_id}"
@@ -279,7 +279,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     shared = RedisStore(redis.Redis.from_url(store, socket_connect_timeout=2, socket_timeout=10),
                         topic_prefix, session_ttl_ms=config.session_ttl_ms,
                         epoch_shift=config.covis.epoch_half_lives,
-                        popularity_max_age_s=LISTS_MAX_AGE_S,
+                        popularity_max_age_s=POPULAR_MAX_AGE_S,
                         # Batches' scripts: the loop applies the next batch meanwhile.
                         async_client=redis.asyncio.Redis.from_url(
                             store, socket_connect_timeout=2, socket_timeout=10))
@@ -292,8 +292,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     # left the reads at half the worker's time (docs/benchmarks.md).
     feature_cache = FeatureCache(max_age_s=10.0)
     # Rows for the watched sessions' lists: kept current with this worker's own batches, so
-    # re-read only for other workers' increments.
-    row_cache = RowCache(max_age_s=LISTS_MAX_AGE_S)
+    # re-read only for other workers' increments, after ``rows_max_age_s``.
+    row_cache = RowCache(max_age_s=rows_max_age_s)
 
     # Batches move through two stages: while batch N's script runs in Redis (awaited through
     # the asyncio client), the loop applies batch N+1 in memory; N+1's script is sent once N
