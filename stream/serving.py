@@ -163,15 +163,21 @@ class RowCache:
             top = held.tops[k] = top_items(row, k)
         return top
 
-    def add(self, journals: Iterable[CellJournal]) -> None:
+    def add(self, journals: Iterable[CellJournal], now: float | None = None) -> None:
         """A batch this process stored: add its increments to the rows held (only those
-        rows are decoded: the cache holds the watched sessions' few)."""
+        rows are decoded: the cache holds the watched sessions' few). A row past its age is
+        dropped instead: the next read replaces it anyway, and a session that stopped
+        reading rows (20 distinct items and more: the recipe ranks its own history) would
+        otherwise keep its rows up until the cache is full."""
+        now = time.monotonic() if now is None else now
         for journal in journals:
             for matrix in MATRICES:
                 rows = self._rows[matrix]
                 for aid in journal.rows(matrix).keys() & rows.keys():
-                    held = rows.peek(aid)
-                    assert held is not None, "held: its key was just intersected"
+                    held = rows.get(aid, now)
+                    if held is None:
+                        rows.drop(aid)
+                        continue
                     if matrix == "clicks" and held.epoch != journal.epoch:
                         rows.drop(aid)  # another scale: not a plain sum
                         continue

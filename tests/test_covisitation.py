@@ -280,3 +280,19 @@ def test_a_top_list_kept_through_rising_weights_equals_ranking_the_row_again(
         top = raised_top(top, k, b, row[b])
         assert top == top_items(row, k)
         assert raised_top(before, k, b, row[b]) == top  # the list it started from is intact
+
+
+def test_a_row_cache_keeps_its_rows_up_only_while_fresh() -> None:
+    """A held row takes a stored batch's increments while fresh; past its age it is dropped
+    rather than kept up, since the next read replaces it."""
+    from online_models.rows import CellJournal
+    from stream.serving import RowCache
+
+    cache = RowCache(max_age_s=5.0)
+    row = cache.put(("buy2buy", 7), {8: 1}, 0.0, None)
+    journal = CellJournal()
+    journal.buys[7] = {8: 2, 9: 1}
+    cache.add([journal], now=1.0)
+    assert row == {8: 3, 9: 1} and cache.get(("buy2buy", 7), 1.0, None) is row
+    cache.add([journal], now=6.0)
+    assert ("buy2buy", 7) not in set(cache) and row == {8: 3, 9: 1}
