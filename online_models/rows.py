@@ -118,6 +118,11 @@ def decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
     return {b: v & CO_MASK for b, v in row.items()}
 
 
+def _rank(entry: tuple[int, int]) -> tuple[int, int]:
+    """The order of top lists: weight descending, then aid ascending."""
+    return -entry[1], entry[0]
+
+
 def top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int]]:
     """:func:`top_items` of one half of a packed row, without decoding the whole row first.
 
@@ -139,7 +144,7 @@ def top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int
             items = [(b, v & mask) for b, v in row.items() if v & mask >= threshold]
         else:
             items = [(b, v & mask) for b, v in row.items()]
-    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    items.sort(key=_rank)
     return items[:k]
 
 
@@ -154,7 +159,7 @@ def top_items(row: dict[int, int], k: int) -> list[tuple[int, int]]:
         items = [(b, w) for b, w in row.items() if w >= threshold]
     else:
         items = list(row.items())
-    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    items.sort(key=_rank)
     return items[:k]
 
 
@@ -179,11 +184,6 @@ def raised_top(top: list[tuple[int, int]], k: int, b: int, weight: int
     # every increment enters, since a fresh item's clicks outweigh older ones).
     bisect.insort(listed, (b, weight), key=_rank)
     return listed[:k]
-
-
-def _rank(entry: tuple[int, int]) -> tuple[int, int]:
-    """The order of top lists: weight descending, then aid ascending."""
-    return -entry[1], entry[0]
 
 
 def top_k(row: dict[int, int], k: int) -> list[list[int]]:
