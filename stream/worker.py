@@ -296,10 +296,11 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     row_cache = RowCache(max_age_s=rows_max_age_s)
 
     # Batches move through two stages: while batch N's script runs in Redis (awaited through
-    # the asyncio client), the loop applies batch N+1 in memory; N+1's script is sent once N
-    # is stored and the sessions of the batch after have been read, so that reads never queue
-    # behind a script. Sessions of a batch not yet stored are in memory, so those reads never
-    # miss its writes.
+    # the asyncio client), the loop applies batch N+1 in memory; N+1's script is sent as soon
+    # as N is stored, since N+1's lists wait for it. The loop waits for a script only to read
+    # from Redis (sessions it does not hold, features): a read would queue behind the script
+    # and block the loop. When it reads, it does so before sending the pending script.
+    # Sessions of a batch not yet stored are in memory, so those reads never miss its writes.
     generation = 0
     pending: Prepared | None = None  # applied in memory, script not sent
     in_flight: asyncio.Task[Fetched | None] | None = None  # script sent, not yet stored
@@ -340,9 +341,16 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             async for fetched in stream:
                 arrived = False
                 async with lock:
-                    await settle()
+                    if in_flight is not None and in_flight.done():
+                        await settle()  # collect the outcome (or redo a refused batch)
                     batch = await stage(fetched)
-                    await send_pending()
+                    if pending is not None:  # Redis is behind: one batch waits, not two
+                        await settle()
+                        await send_pending()
+                    # The script in flight runs on while a fetch is staged; if Redis
+                    # refused it, the state the batch was staged on is gone.
+                    while batch is not None and batch.generation != generation:
+                        batch = await stage(fetched)
                     if batch is not None:
                         apply(batch)
                         pending = batch
@@ -354,14 +362,14 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             die(exc)
 
     async def flush_when_stored(batch: Prepared) -> None:
-        """Send a pending batch once the one in flight is stored, unless events are coming:
-        then the next batch sends it after reading its own sessions, within a window (and
-        if it does not, this sends it after two)."""
+        """Send a pending batch as soon as the one in flight is stored (its lists wait for
+        it), unless a fetch came in meanwhile: the batch loop then sends it itself, at once
+        or, if that fetch needs reads from Redis, after them, so that they do not queue
+        behind the script (during a catch-up, sending first halved the overlap of Redis and
+        the loop)."""
         if in_flight is not None:
             await asyncio.wait([in_flight])
-        if arrived:
-            await asyncio.sleep(2 * batch_window_s)
-        if pending is not batch:
+        if pending is not batch or arrived:
             return
         async with lock:
             if pending is batch:
@@ -420,12 +428,16 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         read from Redis what applying the rest needs (sessions, the re-rankers' features).
 
         None when nothing is left to apply, or when the fetch is from before a rebalance (Faust
-        then delivers its records again, from the committed offsets).
+        then delivers its records again, from the committed offsets). Reads wait for the
+        script in flight, which may be refused and drop the state: the fetch is then staged
+        afresh.
         """
         if fetched.generation != app.consumer_generation_id:
             return None
         clock = time.perf_counter()
         batch = Prepared(generation, fetched)
+        skipped = 0
+        rejects: list[tuple[bytes, str]] = []
         for tp, records in fetched.records.items():
             partition = tp.partition
             next_offset = stats.offsets.get(partition)
@@ -435,7 +447,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 stats.offsets[partition] = stored[tp] = next_offset
             if records[0].offset < next_offset:
                 fresh = [r for r in records if r.offset >= next_offset]
-                stats.skipped += len(records) - len(fresh)
+                skipped += len(records) - len(fresh)
                 if not fresh:
                     continue
                 records = fresh
@@ -445,15 +457,26 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                 try:
                     event = decode(record.value)
                 except EventError as exc:
-                    stats.rejected += 1
-                    await dlq.send(value=record.value or b"",
-                                   headers={"reason": str(exc).encode()})
+                    rejects.append((record.value or b"", str(exc)))
                     continue
                 batch.events.append(event)
                 batch.arrived.setdefault(event.session, record.timestamp)
+        missing = [s for s in {e.session for e in batch.events} if s not in pipeline.sessions]
+        if (missing or models is not None) and in_flight is not None:
+            # Reads would queue behind the script in Redis, and block the loop meanwhile.
+            waited = time.perf_counter()
+            await settle()  # timed as "wait"
+            clock += time.perf_counter() - waited
+            if batch.generation != generation:  # the script was refused: state dropped
+                return await stage(fetched)
+            missing = [s for s in missing if s not in pipeline.sessions]
+        stats.skipped += skipped
+        stats.rejected += len(rejects)
+        for value, reason in rejects:
+            await dlq.send(value=value, headers={"reason": reason.encode()})
         if not batch.offsets:
             return None
-        await load_sessions({e.session for e in batch.events})
+        await load_sessions(missing)
         if models is not None:
             if not models.started:
                 await with_retry(models.start)
@@ -609,9 +632,10 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         own = {aid for events_ in histories.values() for aid, _, _ in events_}
         return store_features(shared, rows, own, base, config.list_size, feature_cache)
 
-    async def load_sessions(sessions: set[int]) -> None:
+    async def load_sessions(missing: list[int]) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""
-        missing = [s for s in sessions if s not in pipeline.sessions]
+        if not missing:
+            return
         found = await with_retry(shared.session_states, missing)
         for session, (blob, runs) in found.items():
             pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window,
