@@ -57,6 +57,20 @@ def list_delays(port: int) -> str:
             f"p50 {quantile(0.5)}, p99 {quantile(0.99)}")
 
 
+def aof_rewrites(redis_url: str) -> int | None:
+    """How many times Redis has rewritten its append-only file since it started (None: no
+    such count). A rewrite forks Redis and writes its whole dataset anew, and on a machine
+    whose cores the benchmark's processes share, that shows in the latency tail."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        count = client.info("persistence").get("aof_rewrites")
+    finally:
+        client.close()
+    return None if count is None else int(count)
+
+
 def show_logs(paths: list[Path], lines: int = 40) -> None:
     """The last lines of the processes' logs, on stderr: why a run stopped."""
     for path in paths:

@@ -33,7 +33,9 @@ max latency in ms over every event sent, how many events no push reflected befor
 ("never pushed"), how many pushes coalesced several events, how long the POSTs took to be
 answered (distributed: until Kafka acknowledged the event), the mean latency per tenth of the
 run (when a backlog built and drained) and, distributed, each worker's own share: its
-``liverec_list_delay_seconds``, from the event's arrival in Kafka to its lists announced.
+``liverec_list_delay_seconds``, from the event's arrival in Kafka to its lists announced, and
+how many times Redis rewrote its append-only file meanwhile (each rewrite a fork writing the
+whole dataset, on the same cores).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import orjson
 import websockets
 from bench_distributed import (
     add_service_args,
+    aof_rewrites,
     drop_state,
     list_delays,
     show_logs,
@@ -352,9 +355,13 @@ def main() -> None:
             event_of = None
             if args.events == "sessions":  # the warm sessions' paths through the catalog
                 event_of = played_sessions(warm_sessions(args, Path(workdir)), args.sessions)
+            rewrites = aof_rewrites(args.redis) if args.distributed else None
             result = eventloop.run(measure(args.port, ws_base, args.rate, args.seconds,
                                            args.sessions, kafka, event_of), "auto")
             if args.distributed:
+                after = aof_rewrites(args.redis)
+                result["rewrites"] = (None if rewrites is None or after is None
+                                      else after - rewrites)
                 result["phases"] = [worker_phases(args.metrics_port + i)
                                     for i in range(args.workers)]
                 result["delays"] = [list_delays(args.metrics_port + i)
@@ -401,6 +408,9 @@ def main() -> None:
             print(f"  worker seconds per phase, warm-up included: {phases}")
         for delays in result["delays"]:
             print(f"  worker's lists after the event reached Kafka: {delays}")
+        if result["rewrites"] is not None:
+            print(f"  Redis rewrote its append-only file {result['rewrites']} time(s) "
+                  "while events were measured")
     if lat:
         print(f"  mean latency by when the event was sent: {over_time(result['timeline'])}")
         print(f"  p50 {statistics.median(lat):.2f} ms   p90 {percentile(lat, 0.9):.2f} ms   "
