@@ -9,6 +9,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import redis
+
 from online_models.redis_store import RedisStore
 
 
@@ -61,8 +63,6 @@ def aof_rewrites(redis_url: str) -> int | None:
     """How many times Redis has rewritten its append-only file since it started (None: no
     such count). A rewrite forks Redis and writes its whole dataset anew, and on a machine
     whose cores the benchmark's processes share, that shows in the latency tail."""
-    import redis
-
     client = redis.Redis.from_url(redis_url)
     try:
         count = client.info("persistence").get("aof_rewrites")
