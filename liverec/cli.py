@@ -178,11 +178,9 @@ def _distributed_settings(command: str) -> Settings:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Faust worker of the distributed runtime (LIVEREC_BUS=kafka://…, LIVEREC_STORE=redis://…)."""
-    import faust
-
     from liverec.runtime import pipeline_config
     from producers.kafka_sink import KafkaSink
-    from stream.worker import WORKER_MAX_BATCH, create_worker_app
+    from stream.worker import WORKER_MAX_BATCH, create_worker_app, faust_worker
 
     settings = _distributed_settings("worker")
     # Faust only consumes topics that exist when it starts.
@@ -216,8 +214,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await keep_collections_short()
 
     app.task(collector)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    faust_worker(app, args.loglevel).execute_from_commandline()
     return 0
 
 

@@ -250,6 +250,19 @@ def take_for_store(pipeline: SessionPipeline, touched: set[int], shared: RedisSt
     return journal, states, encoded
 
 
+def faust_worker(app: faust.App, loglevel: str = "warning") -> faust.Worker:
+    """The Faust worker that runs ``app``, logging at ``loglevel`` and no lower.
+
+    Faust's worker draws a terminal spinner that turns on every log record; to see them all
+    it sets the root logger to DEBUG, whatever ``loglevel`` says. Every ``log.debug`` in
+    aiokafka's fetch loop then builds a record (caller lookup included) only for the handler
+    to drop it: 3 % of a busy worker's samples. A worker has no terminal to spin on.
+    """
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker
+
+
 def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str,
                       partitions: int, max_batch: int, config: PipelineConfig,
                       batch_window_s: float = 0.01, model_sync_s: float = 5.0,

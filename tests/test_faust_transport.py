@@ -4,10 +4,11 @@ contacted: the consumer is built, not started)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from stream.pipeline import PipelineConfig
-from stream.worker import create_worker_app
+from stream.worker import create_worker_app, faust_worker
 
 
 def unstarted_app(app_id: str, **settings: Any) -> Any:
@@ -62,3 +63,24 @@ def test_the_consumer_lingers_between_fetches_only_while_records_come_fast() -> 
     assert len(gaps) == len(sizes)
     assert gaps[2] >= window * 0.95  # after the fast fetch: start to start, the window
     assert all(gap < window * 0.85 for i, gap in enumerate(gaps) if i != 2), gaps
+
+
+def test_the_worker_keeps_the_root_logger_at_its_level() -> None:
+    """Faust's spinner would set the root logger to DEBUG, making every aiokafka debug call
+    build a record that no handler keeps."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        async def configure() -> int:
+            worker = faust_worker(unstarted_app("log-level-test"), "warning")
+            if not root.handlers:  # Faust's own set-up installs one before this hook runs
+                root.addHandler(logging.NullHandler())
+            root.setLevel(logging.WARNING)
+            worker.on_setup_root_logger(root, logging.WARNING)
+            return root.getEffectiveLevel()
+
+        assert asyncio.run(configure()) == logging.WARNING
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
