@@ -554,18 +554,32 @@ class RedisStore:
 
         ``clicks`` and ``carts_orders`` of one item come from the same logs, read once.
         """
+        return self.rows_with_offset(wanted)[0]
+
+    def rows_with_offset(self, wanted: Iterable[tuple[str, int]],
+                         partition: tuple[str, int] | None = None
+                         ) -> tuple[dict[tuple[str, int], dict[int, int]], int | None]:
+        """:meth:`rows`, and with ``partition`` (topic, partition) its stored offset read in
+        the same transaction: whether the rows include a batch whose script may have run
+        meanwhile (a worker's batch in flight) is then known, not guessed."""
         wanted = list(dict.fromkeys(wanted))
         if not wanted:
-            return {}
+            return {}, None
         logs = list(dict.fromkeys((self._family(matrix), aid) for matrix, aid in wanted))
         while True:
             epochs = self._epochs
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=partition is not None)
+            if partition is not None:
+                pipe.get(self._offset_key(*partition))
             pipe.smembers(f"{self.prefix}cv:epochs")
             for family, aid in logs:
                 for epoch in (epochs if family == "all" else (0,)):
                     pipe.get(self._log_key(family, aid, epoch))
             replies = pipe.execute()
+            offset = None
+            if partition is not None:
+                stored, *replies = replies
+                offset = None if stored is None else int(stored)
             self._epochs = sorted(int(e) for e in replies[0])
             if self._epochs == epochs:  # else a new epoch began since last read: again
                 break
@@ -591,7 +605,7 @@ class RedisStore:
             # the latest one's scale, as renormalising does in memory.
             read[("clicks", aid)] = fold_epochs(clicks, self.epoch_shift)
             read[("carts_orders", aid)] = co
-        return {key: read[key] for key in wanted}
+        return {key: read[key] for key in wanted}, offset
 
     @property
     def clicks_epoch(self) -> int | None:

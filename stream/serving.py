@@ -95,12 +95,15 @@ class FeatureCache:
 class HeldRow:
     """A row a :class:`RowCache` holds, and its top lists."""
 
-    __slots__ = ("epoch", "row", "tops")
+    __slots__ = ("epoch", "row", "tops", "seen")
 
-    def __init__(self, epoch: int | None, row: dict[int, int]) -> None:
+    def __init__(self, epoch: int | None, row: dict[int, int], seen: int = 0) -> None:
         self.epoch = epoch
         """The clicks epoch a clicks row is folded to."""
         self.row = row
+        self.seen = seen
+        """The last of the process's batches that the row as read already holds (0: none
+        past those whose journals were added before it was read)."""
         self.tops: dict[int, list[tuple[int, int]]] = {}
         """k → :func:`top_items` of the row, kept up with it."""
 
@@ -115,6 +118,11 @@ class RowCache:
     workers show once a row is older than ``max_age_s`` and read again. A clicks row is
     folded to one epoch's scale: an increment in another epoch, or a newer epoch in Redis,
     drops it.
+
+    A read while a batch's script is on its way (:meth:`sent`) may or may not include that
+    batch: it then reads the batch's stored offset in the same transaction, and a row that
+    holds the batch already is left alone when the batch's journal is added (it would count
+    the batch twice).
     """
 
     def __init__(self, max_age_s: float = 1.0, size: int = 100_000) -> None:
@@ -125,6 +133,14 @@ class RowCache:
             matrix: AgedCache(max_age_s, size) for matrix in MATRICES}
         self.hits = 0
         self.reads = 0
+        self.unsettled: tuple[int, str, int, int] | None = None
+        """The batch sent and not yet added: (number, topic, partition, offset past its end
+        in that partition)."""
+
+    def sent(self, batch: int, topic: str, partition: int, end: int) -> None:
+        """Batch number ``batch`` (rising) is on its way to the store; one of the partitions
+        it covers, and the offset its script stores there."""
+        self.unsettled = (batch, topic, partition, end)
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         """The (matrix, aid) rows held, however old."""
@@ -140,12 +156,12 @@ class RowCache:
         return held.row
 
     def put(self, key: tuple[str, int], row: dict[int, int], now: float,
-            clicks_epoch: int | None) -> dict[int, int]:
-        """Hold a copy of ``row``, read now; return the copy (the one :meth:`top` keeps a
-        top list with)."""
+            clicks_epoch: int | None, seen: int = 0) -> dict[int, int]:
+        """Hold a copy of ``row``, read now (holding batch ``seen`` already, if not 0);
+        return the copy (the one :meth:`top` keeps a top list with)."""
         self.reads += 1
         matrix, aid = key
-        held = HeldRow(clicks_epoch, dict(row))
+        held = HeldRow(clicks_epoch, dict(row), seen)
         self._rows[matrix].put(aid, held, now)
         return held.row
 
@@ -163,13 +179,17 @@ class RowCache:
             top = held.tops[k] = top_items(row, k)
         return top
 
-    def add(self, journals: Iterable[CellJournal], now: float | None = None) -> None:
-        """A batch this process stored: add its increments to the rows held (only those
-        rows are decoded: the cache holds the watched sessions' few). A row past its age is
-        dropped instead: the next read replaces it anyway, and a session that stopped
+    def add(self, journals: Iterable[CellJournal], now: float | None = None,
+            batch: int = 0) -> None:
+        """Batch number ``batch`` this process stored (0: unnumbered, never :meth:`sent`):
+        add its increments to the rows held (only those rows are decoded: the cache holds
+        the watched sessions' few), except to rows read with it already in. A row past its
+        age is dropped instead: the next read replaces it anyway, and a session that stopped
         reading rows (20 distinct items and more: the recipe ranks its own history) would
         otherwise keep its rows up until the cache is full."""
         now = time.monotonic() if now is None else now
+        if self.unsettled is not None and self.unsettled[0] <= batch:
+            self.unsettled = None
         for journal in journals:
             for matrix in MATRICES:
                 rows = self._rows[matrix]
@@ -178,6 +198,8 @@ class RowCache:
                     if held is None:
                         rows.drop(aid)
                         continue
+                    if batch and held.seen >= batch:
+                        continue  # read after this batch's script ran: it is in already
                     if matrix == "clicks" and held.epoch != journal.epoch:
                         rows.drop(aid)  # another scale: not a plain sum
                         continue
@@ -246,12 +268,18 @@ class StoreView:
             wanted.append(row)
         if not wanted:
             return
-        fetched = self.store.rows(wanted)
+        unsettled = row_cache.unsettled if row_cache is not None else None
+        if unsettled is None:
+            fetched, seen = self.store.rows(wanted), 0
+        else:
+            batch, topic, partition, end = unsettled
+            fetched, offset = self.store.rows_with_offset(wanted, (topic, partition))
+            seen = batch if offset is not None and offset >= end else 0
         self._rows.update(fetched)
         if row_cache is not None:
             epoch = self.store.clicks_epoch
             for key, values in fetched.items():
-                self._rows[key] = row_cache.put(key, values, now, epoch)
+                self._rows[key] = row_cache.put(key, values, now, epoch, seen)
         if cache is not None and neighbours:
             for (matrix, aid), values in fetched.items():
                 top = self._tops[(matrix, aid, neighbours)] = top_items(values, neighbours)

@@ -134,6 +134,8 @@ class Prepared:
     states: dict[int, SessionState] = field(default_factory=dict)
     encoded: EncodedBatch | None = None
     """The Redis script's keys and arguments."""
+    number: int = 0
+    """Rising with each script sent (the row cache tells batches apart by it)."""
 
 
 class WorkerMetrics:
@@ -329,6 +331,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     compact_wanted = asyncio.Event()
     last_sweep = 0  # when lapsed watches were last forgotten (wall-clock ms)
     stored: dict[TP, int] = {}  # per partition, the next offset Redis wants: Kafka's to commit
+    scripts_sent = 0
 
     async def hand_over(fetched: Fetched) -> None:
         """The consumer's callback for the events topic's fetches."""
@@ -421,7 +424,12 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
 
     async def start_store(batch: Prepared) -> asyncio.Task[Fetched | None]:
         """Send a batch's script to Redis, and wait for its outcome in a task."""
+        nonlocal scripts_sent
         assert batch.encoded is not None, "a batch is applied before it is stored"
+        scripts_sent += 1
+        batch.number = scripts_sent
+        (topic, partition), (_, end) = next(iter(batch.offsets.items()))
+        row_cache.sent(batch.number, topic, partition, end)
         try:
             outcome = await shared.send_apply(batch.encoded)
         except REDIS_DOWN as exc:
@@ -533,7 +541,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             log.warning("batch %s was applied elsewhere; reloading state", batch.offsets)
             forget()
             return batch.fetched
-        row_cache.add(batch.journal)
+        row_cache.add(batch.journal, batch=batch.number)
         if batch.encoded.compact:
             compact_due.update(batch.encoded.compact)
             compact_wanted.set()
@@ -662,6 +670,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         stats.lag.clear()
         stored.clear()
         lists_due.clear()
+        row_cache.unsettled = None  # a refused batch is never added
 
     async def commit_stored() -> None:
         """Tell Kafka where Redis is, so that a restarted group resumes near there (Redis's

@@ -380,3 +380,38 @@ def test_a_row_cache_kept_with_the_batches_equals_what_redis_holds(
     assert len(ranked) > 100  # top lists kept since their row was read, not ranked now
     kept = {key: cache.top(key, row, 20) for key, row in held.items()}
     assert kept == {key: top_items(row, 20) for key, row in store.rows(held).items()}
+
+
+def test_a_row_cache_read_while_a_batch_is_in_flight_counts_it_once(
+    store: RedisStore, shared_data: Path
+) -> None:
+    """A worker reads rows for its lists while its next batch's script is on its way:
+    Redis may run the script before the read or after it. Either way, once the batch's
+    journal is added, the rows held are the rows Redis holds: none counts the batch twice
+    (a read after the script) or misses it (a read before)."""
+    pipeline = SessionPipeline(PipelineConfig(session_ttl_ms=10_000 * DAY_MS))
+    pipeline.covis.take_journal()
+    events = list(time_ordered(read_events(shared_data / "otto-sample" / "train.jsonl")))
+    cache = RowCache(max_age_s=3600)
+    size = 200
+    for number, i in enumerate(range(0, len(events), size), start=1):
+        pipeline.apply(events[i:i + size])
+        journal = pipeline.covis.take_journal()
+        end = min(i + size, len(events))
+        cache.sent(number, TOPIC, 0, end)
+        script_first = number % 2 == 0
+        if script_first:
+            assert store.apply(journal, {(TOPIC, 0): (i, end)})
+        view = StoreView(store, rows=cache)  # the next batch's items: rows it touches
+        rows = [(m, e.aid) for e in events[end:end + size:5]
+                for m in ("clicks", "carts_orders", "buy2buy")]
+        view.prefetch_rows(rows, [], 20)
+        if not script_first:
+            assert store.apply(journal, {(TOPIC, 0): (i, end)})
+        cache.add(journal, batch=number)
+        assert cache.unsettled is None
+    now, epoch = time.monotonic(), store.clicks_epoch
+    held = {key: row for key in list(cache)
+            if (row := cache.get(key, now, epoch)) is not None}
+    assert len(held) > 100
+    assert held == store.rows(held)
