@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -69,6 +70,74 @@ def aof_rewrites(redis_url: str) -> int | None:
     finally:
         client.close()
     return None if count is None else int(count)
+
+
+def local_pids(redis_url: str) -> dict[str, int]:
+    """The local Kafka broker's and Redis server's process ids, where they run on this
+    machine (Linux): the broker by its main class, Redis by what it reports."""
+    pids: dict[str, int] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return pids
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (entry / "cmdline").read_bytes():
+                    pids["Kafka"] = int(entry.name)
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pid = int(client.info("server").get("process_id", 0))
+    finally:
+        client.close()
+    if pid and (proc / str(pid)).is_dir():
+        pids["Redis"] = pid
+    return pids
+
+
+class CpuShares:
+    """The CPU each process used between :meth:`start` and :meth:`stop`, in cores, and how
+    busy the machine's cores were meanwhile (Linux ``/proc``; elsewhere :meth:`report` says
+    so). The benchmark's processes share this machine's cores with Kafka, Redis and the
+    client itself: a latency figure means little without them."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.begun: tuple[float, list[int], dict[str, int]] | None = None
+        self.ended: tuple[float, list[int], dict[str, int]] | None = None
+
+    def _sample(self) -> tuple[float, list[int], dict[str, int]]:
+        with open("/proc/stat") as stat:
+            machine = [int(v) for v in stat.readline().split()[1:]]
+        used: dict[str, int] = {}
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used[name] = int(fields[11]) + int(fields[12])  # utime + stime
+        return time.monotonic(), machine, used
+
+    def start(self) -> None:
+        if Path("/proc/stat").exists():
+            self.begun = self._sample()
+
+    def stop(self) -> None:
+        if self.begun is not None:
+            self.ended = self._sample()
+
+    def report(self) -> str:
+        if self.begun is None or self.ended is None:
+            return "not measured (no /proc on this system)"
+        (t0, m0, u0), (t1, m1, u1) = self.begun, self.ended
+        spent = [b - a for a, b in zip(m0, m1, strict=False)]
+        idle = spent[3] + spent[4]  # idle and iowait
+        busy = 1 - idle / max(1, sum(spent))
+        shares = ", ".join(f"{name} {(u1[name] - u0[name]) / self.ticks / (t1 - t0):.2f}"
+                           for name in self.pids if name in u0 and name in u1)
+        return (f"machine {busy:.0%} busy over {os.cpu_count()} cores; cores used: {shares}")
 
 
 def show_logs(paths: list[Path], lines: int = 40) -> None:

@@ -32,7 +32,9 @@ Every session gets an event every ``sessions / rate`` seconds. Prints the median
 max latency in ms over every event sent, how many events no push reflected before the end
 ("never pushed"), how many pushes coalesced several events, how long the POSTs took to be
 answered (distributed: until Kafka acknowledged the event), the mean latency per tenth of the
-run (when a backlog built and drained) and, distributed, each worker's own share: its
+run (when a backlog built and drained), the cores each process used while the events were sent
+(the web node's or demo's, the workers', Kafka's and Redis's where they run here, this
+client's) and how busy the machine was, and, distributed, each worker's own share: its
 ``liverec_list_delay_seconds``, from the event's arrival in Kafka to its lists announced, and
 how many times Redis rewrote its append-only file meanwhile (each rewrite a fork writing the
 whole dataset, on the same cores).
@@ -59,10 +61,12 @@ import httpx
 import orjson
 import websockets
 from bench_distributed import (
+    CpuShares,
     add_service_args,
     aof_rewrites,
     drop_state,
     list_delays,
+    local_pids,
     show_logs,
     worker_phases,
 )
@@ -161,7 +165,8 @@ def played_sessions(path: Path, n: int) -> Callable[[int], tuple[int, int]]:
 
 async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
                   kafka: KafkaBus | None = None,
-                  event_of: Callable[[int], tuple[int, int]] | None = None) -> dict:
+                  event_of: Callable[[int], tuple[int, int]] | None = None,
+                  cpu: CpuShares | None = None) -> dict:
     """``event_of(i)``: the ``i``-th event's (aid, type) (default: :func:`new_items`, whose
     every event changes its session's lists). With another ``event_of``, an event whose lists
     did not change gets no push of its own (a web node pushes changes only), and a later
@@ -215,6 +220,8 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
     gc.collect()
     gc.disable()
     start = time.perf_counter()
+    if cpu is not None:
+        cpu.start()
     posts: set[asyncio.Task[None]] = set()
 
     async def post(session: int, aid: int, etype: int) -> None:
@@ -241,6 +248,8 @@ async def measure(port: int, ws_base: str, rate: float, seconds: float, n: int,
         posts.add(task)
         task.add_done_callback(posts.discard)
     await asyncio.gather(*posts)
+    if cpu is not None:
+        cpu.stop()
     achieved = total / (time.perf_counter() - start)
     gc.enable()
     await pool.close()
@@ -356,8 +365,14 @@ def main() -> None:
             if args.events == "sessions":  # the warm sessions' paths through the catalog
                 event_of = played_sessions(warm_sessions(args, Path(workdir)), args.sessions)
             rewrites = aof_rewrites(args.redis) if args.distributed else None
+            if args.distributed:
+                pids = {f"worker {i}": proc.pid for i, proc in enumerate(procs[:-1])}
+                pids |= {"web node": procs[-1].pid, **local_pids(args.redis)}
+            else:
+                pids = {"demo": procs[0].pid}
+            cpu = CpuShares({**pids, "this client": os.getpid()})
             result = eventloop.run(measure(args.port, ws_base, args.rate, args.seconds,
-                                           args.sessions, kafka, event_of), "auto")
+                                           args.sessions, kafka, event_of, cpu), "auto")
             if args.distributed:
                 after = aof_rewrites(args.redis)
                 result["rewrites"] = (None if rewrites is None or after is None
@@ -403,6 +418,7 @@ def main() -> None:
         what = "sent (Kafka acknowledged)" if args.intake == "kafka" else "POST answered (202)"
         print(f"  {what}: p50 {statistics.median(answers):.2f} ms   "
               f"p99 {percentile(answers, 0.99):.2f} ms")
+    print(f"  CPU while events were sent: {cpu.report()}")
     if "phases" in result:
         for phases in result["phases"]:
             print(f"  worker seconds per phase, warm-up included: {phases}")
