@@ -218,6 +218,7 @@ def test_redis_keeps_an_append_only_file(services: dict[str, dict[str, Any]]) ->
     assert command[0] == "redis-server"
     pairs = list(zip(command, command[1:], strict=False))
     assert ("--appendonly", "yes") in pairs and ("--appendfsync", "everysec") in pairs
+    assert ("--auto-aof-rewrite-min-size", "1gb") in pairs
     assert any(v.split(":")[1] == "/data" for v in redis["volumes"])
 
 

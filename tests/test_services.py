@@ -33,6 +33,8 @@ def test_redis_keeps_an_append_only_file(redis_port: int) -> None:
     import redis
 
     assert redis.Redis(port=redis_port).config_get("appendonly") == {"appendonly": "yes"}
+    assert redis.Redis(port=redis_port).config_get("auto-aof-rewrite-min-size") == {
+        "auto-aof-rewrite-min-size": str(1 << 30)}
 
 
 async def test_kafka_creates_and_lists_a_topic(kafka_url: str, unique_prefix: str) -> None:
