@@ -402,8 +402,8 @@ def test_a_row_cache_read_while_a_batch_is_in_flight_counts_it_once(
         script_first = number % 2 == 0
         if script_first:
             assert store.apply(journal, {(TOPIC, 0): (i, end)})
-        view = StoreView(store, rows=cache)  # the next batch's items: rows it touches
-        rows = [(m, e.aid) for e in events[end:end + size:5]
+        view = StoreView(store, rows=cache)  # rows the batch in flight adds to
+        rows = [(m, e.aid) for e in events[i:end:5]
                 for m in ("clicks", "carts_orders", "buy2buy")]
         view.prefetch_rows(rows, [], 20)
         if not script_first:
