@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -60,15 +61,20 @@ def list_delays(port: int) -> str:
             f"p50 {quantile(0.5)}, p99 {quantile(0.99)}")
 
 
+def _info(redis_url: str, section: str) -> dict[str, Any]:
+    """One section of Redis's ``INFO``."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return cast(dict[str, Any], client.info(section))
+    finally:
+        client.close()
+
+
 def aof_rewrites(redis_url: str) -> int | None:
     """How many times Redis has rewritten its append-only file since it started (None: no
     such count). A rewrite forks Redis and writes its whole dataset anew, and on a machine
     whose cores the benchmark's processes share, that shows in the latency tail."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        count = client.info("persistence").get("aof_rewrites")
-    finally:
-        client.close()
+    count = _info(redis_url, "persistence").get("aof_rewrites")
     return None if count is None else int(count)
 
 
@@ -86,11 +92,7 @@ def local_pids(redis_url: str) -> dict[str, int]:
                     pids["Kafka"] = int(entry.name)
             except OSError:  # gone meanwhile, or not ours to read
                 continue
-    client = redis.Redis.from_url(redis_url)
-    try:
-        pid = int(client.info("server").get("process_id", 0))
-    finally:
-        client.close()
+    pid = int(_info(redis_url, "server").get("process_id", 0))
     if pid and (proc / str(pid)).is_dir():
         pids["Redis"] = pid
     return pids

@@ -133,14 +133,18 @@ class RowCache:
             matrix: AgedCache(max_age_s, size) for matrix in MATRICES}
         self.hits = 0
         self.reads = 0
+        self.batches_sent = 0
         self.unsettled: tuple[int, str, int, int] | None = None
         """The batch sent and not yet added: (number, topic, partition, offset past its end
         in that partition)."""
 
-    def sent(self, batch: int, topic: str, partition: int, end: int) -> None:
-        """Batch number ``batch`` (rising) is on its way to the store; one of the partitions
-        it covers, and the offset its script stores there."""
-        self.unsettled = (batch, topic, partition, end)
+    def sent(self, topic: str, partition: int, end: int) -> int:
+        """A batch is on its way to the store: one of the partitions it covers, and the
+        offset its script stores there. Returns the batch's number (rising from 1), for
+        :meth:`add`."""
+        self.batches_sent += 1
+        self.unsettled = (self.batches_sent, topic, partition, end)
+        return self.batches_sent
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         """The (matrix, aid) rows held, however old."""

@@ -135,7 +135,7 @@ class Prepared:
     encoded: EncodedBatch | None = None
     """The Redis script's keys and arguments."""
     number: int = 0
-    """Rising with each script sent (the row cache tells batches apart by it)."""
+    """The row cache's number for the batch, given when its script is sent."""
 
 
 class WorkerMetrics:
@@ -331,7 +331,6 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     compact_wanted = asyncio.Event()
     last_sweep = 0  # when lapsed watches were last forgotten (wall-clock ms)
     stored: dict[TP, int] = {}  # per partition, the next offset Redis wants: Kafka's to commit
-    scripts_sent = 0
 
     async def hand_over(fetched: Fetched) -> None:
         """The consumer's callback for the events topic's fetches."""
@@ -424,12 +423,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
 
     async def start_store(batch: Prepared) -> asyncio.Task[Fetched | None]:
         """Send a batch's script to Redis, and wait for its outcome in a task."""
-        nonlocal scripts_sent
         assert batch.encoded is not None, "a batch is applied before it is stored"
-        scripts_sent += 1
-        batch.number = scripts_sent
         (topic, partition), (_, end) = next(iter(batch.offsets.items()))
-        row_cache.sent(batch.number, topic, partition, end)
+        batch.number = row_cache.sent(topic, partition, end)
         try:
             outcome = await shared.send_apply(batch.encoded)
         except REDIS_DOWN as exc:
