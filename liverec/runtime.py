@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from liverec.settings import Settings
 from online_models.covisitation import DAY_MS, CovisConfig
-from online_models.popularity import ALL_TYPES
+from online_models.recommend import shelf
 from online_models.rerank import RerankConfig
 from stream.bus import Bus, open_bus
 from stream.events import Event
@@ -141,7 +141,7 @@ class EmbeddedRuntime:
         return self.pipeline.sessions.recent_sessions(limit)
 
     async def popular_items(self, limit: int) -> list[int]:
-        return self.pipeline.popularity.top(ALL_TYPES, limit) or list(range(limit))
+        return shelf(self.pipeline.popularity, limit)
 
     def ready(self) -> bool:
         return self._task is not None and not self._task.done()

@@ -58,8 +58,10 @@ class Settings(BaseSettings):
     model_sync_seconds: float = Field(5.0, gt=0)
     """``liverec worker``: save the re-rankers' snapshot to Redis (mixed with the other
     workers') this often; web nodes and workers serve a new one within a second."""
-    max_neighbors: int = Field(200, ge=0)
-    """Co-visitation row bound for serving (0 = unbounded, exact)."""
+    max_neighbors: int = Field(0, ge=0)
+    """Co-visitation row bound of the embedded runtime (0 = unbounded, exact). A bound saves
+    about a fifth of the cells but makes its rows an approximation: its lists then differ
+    from the distributed runtime's, whose rows in Redis are exact (docs/covisitation.md)."""
     session_ttl_days: float = Field(14.0, gt=0)
     """Sessions idle longer than this (event time) are forgotten."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"

@@ -33,14 +33,13 @@ from liverec.demo import bind, page_url
 from liverec.runtime import RateMeter
 from liverec.server import make_server
 from liverec.settings import Settings
-from online_models.popularity import ALL_TYPES
 from online_models.redis_store import WATCH_TTL_MS, RedisStore
 from online_models.rerank import Reranker
 from online_models.sessions import SessionState
 from stream.events import Event
 from stream.kafka_bus import KafkaBus
 from stream.pipeline import PipelineConfig, Recommendations
-from stream.serving import SharedModels, lists_from_store
+from stream.serving import SharedModels, lists_from_store, store_shelf
 from web.app import create_app
 from web.hub import RecommendationHub
 
@@ -82,7 +81,7 @@ class StoreBackend:
             self.models.refresh()
             reranker = self.models.reranker
         return lists_from_store(self.store, {session: state}, self.config.list_size,
-                                reranker)[session]
+                                reranker, lifetime_ms=self.config.session_lifetime_ms)[session]
 
     async def publish(self, events: Sequence[Event]) -> None:
         await self.bus.publish(events)
@@ -94,7 +93,7 @@ class StoreBackend:
         return await asyncio.to_thread(self.store.live_sessions, limit)
 
     async def popular_items(self, limit: int) -> list[int]:
-        return await asyncio.to_thread(self.store.popular, ALL_TYPES, limit) or list(range(limit))
+        return await asyncio.to_thread(store_shelf, self.store, limit)
 
     async def stats(self) -> dict[str, Any]:
         events = await asyncio.to_thread(self.store.events)

@@ -35,6 +35,10 @@ EPOCH_HALF_LIVES = 16
 WEIGHT_ONE = 4096
 #: Pseudo-type for popularity over all event types together (the storefront's shelf).
 ALL_TYPES = len(TYPE_NAMES)
+#: Pseudo-type: every item ever seen, by its number of events of any type, never decayed. The
+#: fill of last resort: a list has ``k`` items whenever ``k`` items are known, whatever the
+#: event times do (a clock that jumps years ahead leaves the decayed counts nearly empty).
+KNOWN = ALL_TYPES + 1
 
 
 class LeaderBoard:
@@ -150,6 +154,9 @@ class Popularity:
         list re-sorted, instead of read again from the boards."""
         self._top_size = cached_top
         self._items = 0  # distinct items in the two epochs, kept up per update (see items())
+        self.known: dict[int, int] = {}
+        """Every item seen: aid → its events (:data:`KNOWN`)."""
+        self._known_board = LeaderBoard(board_size)
         self.keep_counts = keep_counts
         if not keep_counts:
             self.take_journal()  # nowhere else for the increments to go
@@ -165,6 +172,15 @@ class Popularity:
         return epoch, round(WEIGHT_ONE * 2.0 ** ((ts - epoch * self.epoch_ms) / self.half_life))
 
     def update(self, aid: int, ts: int, etype: int) -> None:
+        if self.keep_counts:
+            known = self.known[aid] = self.known.get(aid, 0) + 1
+            if known > self._known_board.floor:
+                self._known_board.offer(aid, known)
+        if self.journal is not None:
+            row = self.journal.get((0, KNOWN))
+            if row is None:
+                row = self.journal[(0, KNOWN)] = {}
+            row[aid] = row.get(aid, 0) + 1
         if self._start <= ts < self._end:
             epoch = self.epoch
             weight = round(WEIGHT_ONE * 2.0 ** ((ts - self._start) / self.half_life))
@@ -220,8 +236,12 @@ class Popularity:
         self._items = len(self.counts[epoch - 1][ALL_TYPES])  # the new epoch is empty
 
     def top(self, etype: int, k: int = 20) -> list[int]:
-        """The ``k`` most popular aids of a type (or :data:`ALL_TYPES`), by score descending
-        then aid ascending (``k`` up to the board size is cheap; beyond, exact but slow)."""
+        """The ``k`` most popular aids of a type (or :data:`ALL_TYPES`, or :data:`KNOWN`), by
+        score descending then aid ascending (``k`` up to the board size is cheap; beyond,
+        exact but slow)."""
+        if etype == KNOWN:
+            known = self.known
+            return merged_top(k, _table_side(known, self._known_board), EMPTY_SIDE)
         cached = self._tops.get(etype)
         if cached is not None and (len(cached[0]) >= k or not cached[3]):
             return cached[0][:k]
@@ -257,20 +277,7 @@ class Popularity:
         return now.get(aid, 0) + (before.get(aid, 0) >> EPOCH_HALF_LIVES)
 
     def _side(self, epoch: int, kind: int) -> TopSide:
-        table, board = self.counts[epoch][kind], self.boards[epoch][kind]
-
-        def head(m: int) -> tuple[list[tuple[int, int]], int | None]:
-            if m <= board.size or len(table) == len(board.members):
-                listed, bound = board.head(m)
-                return listed, (None if len(listed) == len(table) else bound)
-            # Past the board: an exact (slow) sort of everything; rare by construction.
-            ranked = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
-            if len(ranked) <= m:
-                return ranked, None
-            last = ranked[m - 1][1]
-            return [kv for kv in ranked if kv[1] >= last], last - 1
-
-        return TopSide(head, lambda aids: [table.get(a, 0) for a in aids])
+        return _table_side(self.counts[epoch][kind], self.boards[epoch][kind])
 
     def items(self) -> int:
         """Distinct items in the current and the previous epoch."""
@@ -288,6 +295,26 @@ class TopSide:
         """``head(m)``: the top ``m`` (aid, count) with ties, and the bound of the rest."""
         self.values = values
         """``values(aids)``: their counts (0 when absent)."""
+
+
+def _table_side(table: dict[int, int], board: LeaderBoard) -> TopSide:
+    """Counts in memory, and the leader board over them, as :func:`merged_top` reads them."""
+    def head(m: int) -> tuple[list[tuple[int, int]], int | None]:
+        if m <= board.size or len(table) == len(board.members):
+            listed, bound = board.head(m)
+            return listed, (None if len(listed) == len(table) else bound)
+        # Past the board: an exact (slow) sort of everything; rare by construction.
+        ranked = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
+        if len(ranked) <= m:
+            return ranked, None
+        last = ranked[m - 1][1]
+        return [kv for kv in ranked if kv[1] >= last], last - 1
+
+    return TopSide(head, lambda aids: [table.get(a, 0) for a in aids])
+
+
+#: A side with no items (``KNOWN`` has no previous epoch to merge).
+EMPTY_SIDE = TopSide(lambda m: ([], None), lambda aids: [0] * len(aids))
 
 
 def merged_top(k: int, current: TopSide, previous: TopSide) -> list[int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Protocol
 
+from online_models.popularity import ALL_TYPES, KNOWN
 from online_models.types import CARTS, CLICKS, ORDERS
 
 #: History weight per event type (clicks, carts, orders), from the public recipe.
@@ -33,7 +34,8 @@ class Popular(Protocol):
     """Popularity as the recipe reads it."""
 
     def top(self, etype: int, k: int = 20) -> list[int]:
-        """The ``k`` most popular aids of a type."""
+        """The ``k`` most popular aids of a type (or a pseudo-type of
+        :mod:`online_models.popularity`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +89,23 @@ def recommend(
     clicks = _clicks_list(events, unique, covis, k)
     buy_list = _buys_list(events, unique, buys, covis, k)
     # Fill from the objective's own popularity first, then the other types' (orders are rare:
-    # early in a stream fewer than k items have been ordered at all).
+    # early in a stream fewer than k items have been ordered at all), then every item known
+    # (read only when the decayed counts fall short, e.g. after a clock jump).
     def popular(*types: int) -> Iterator[int]:
-        return chain.from_iterable(popularity.top(t, 2 * k) for t in types)
+        return chain.from_iterable(popularity.top(t, 2 * k) for t in (*types, KNOWN))
 
     return Lists(
         clicks=_fill(clicks, popular(CLICKS, CARTS, ORDERS), k),
         carts=_fill(list(buy_list), popular(CARTS, ORDERS, CLICKS), k),
         orders=_fill(buy_list, popular(ORDERS, CARTS, CLICKS), k),
     )
+
+
+def shelf(popularity: Popular, k: int) -> list[int]:
+    """The storefront's ``k`` items: the most popular of all types, then every item known;
+    aids ``0..k-1`` before any event (a synthetic catalog names every aid)."""
+    listed = _fill(popularity.top(ALL_TYPES, k), popularity.top(KNOWN, 2 * k), k)
+    return listed or list(range(k))
 
 
 def rows_needed(events: Sequence[tuple[int, int, int]], k: int = 20) -> list[tuple[str, int]]:

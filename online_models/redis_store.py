@@ -20,6 +20,8 @@ Layout (``{p}`` = key prefix):
   ``{p}cv:epochs``: the clicks epochs in use;
 * ``{p}pop:{epoch}:{kind}``: sorted set, aid → integer count of that epoch (kinds 0–2 the event
   types, 3 all of them); ``{p}pop:epoch``: the latest epoch (older ones are deleted);
+  ``{p}pop:known``: sorted set, aid → its events of all time (the fill of last resort,
+  :data:`~online_models.popularity.KNOWN`);
 * ``{p}session:{id}``: a session's window (JSON), with a time to live;
   ``{p}runs:{id}``: its open runs, an append-only log of binary entries (see
   :meth:`~online_models.sessions.SessionState.take_runs_log`), expiring with it;
@@ -60,7 +62,7 @@ import numpy as np
 import redis
 import redis.asyncio
 
-from online_models.popularity import EPOCH_HALF_LIVES, TopSide, merged_top
+from online_models.popularity import EMPTY_SIDE, EPOCH_HALF_LIVES, KNOWN, TopSide, merged_top
 from online_models.rows import (
     CO_BITS,
     CO_MASK,
@@ -126,8 +128,9 @@ local marker = KEYS[n + 2 * s + 1]
 local current = tonumber(redis.call('GET', marker) or '-1')
 local latest = tonumber(ARGV[3])
 if latest > current then
+  -- Only the epochs current - 1 and current exist: a jump of years deletes two, not years.
   if current >= 0 then
-    for e = current - 1, latest - 2 do
+    for e = current - 1, math.min(current, latest - 2) do
       for kind = 0, 3 do
         redis.call('UNLINK', prefix .. 'pop:' .. e .. ':' .. kind)
       end
@@ -137,8 +140,13 @@ if latest > current then
   current = latest
 end
 for epoch, kind, fields in string.gmatch(ARGV[9], '(%d+):(%d+) (%S+)') do
-  if tonumber(epoch) >= current - 1 then
-    local key = prefix .. 'pop:' .. epoch .. ':' .. kind
+  local key
+  if kind == '@KNOWN@' then
+    key = prefix .. 'pop:known'
+  elseif tonumber(epoch) >= current - 1 then
+    key = prefix .. 'pop:' .. epoch .. ':' .. kind
+  end
+  if key then
     for aid, inc in string.gmatch(fields, '(%d+):(%d+)') do
       redis.call('ZINCRBY', key, inc, aid)
     end
@@ -174,7 +182,7 @@ for i = 1, n do
   arg = arg + 2
 end
 return {1, 0, 0, compact}
-"""
+""".replace("@KNOWN@", str(KNOWN))
 
 
 # KEYS: a row log. ARGV: its header as the compaction read it, its new header and sums, and
@@ -431,7 +439,7 @@ class RedisStore:
         logs = _logs(journals)
         counts = "\n".join([f"{epoch}:{kind} {_fields(row)}"
                             for (epoch, kind), row in popularity.items() if row])
-        latest = max((epoch for epoch, _ in popularity), default=-1)
+        latest = max((epoch for epoch, kind in popularity if kind != KNOWN), default=-1)
         args: list[int | str | bytes] = [len(offsets), len(sessions), latest, self.prefix,
                                          events, self.session_ttl_ms, LIVE_SESSIONS, logs,
                                          counts, _fields(live),
@@ -625,6 +633,8 @@ class RedisStore:
             read, size, cached = self._popular.get(kind, (0.0, 0, []))
             if size >= k and time.monotonic() - read < self.popularity_max_age_s:
                 return cached[:k]
+        if kind == KNOWN:
+            return merged_top(k, self._side_of(f"{self.prefix}pop:known"), EMPTY_SIDE)
         epoch = self.popularity_epoch()
         if epoch < 0:
             return []
@@ -634,7 +644,11 @@ class RedisStore:
         return top
 
     def _side(self, epoch: int, kind: int) -> TopSide:
-        key, client = self._pop_key(epoch, kind), cast(Any, self.client)
+        return self._side_of(self._pop_key(epoch, kind))
+
+    def _side_of(self, key: str) -> TopSide:
+        """One sorted set of counts as :func:`merged_top` reads it."""
+        client = cast(Any, self.client)
 
         def head(m: int) -> tuple[list[tuple[int, int]], int | None]:
             listed = [(int(a), int(s)) for a, s in

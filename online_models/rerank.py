@@ -42,6 +42,7 @@ from typing import Final, Protocol
 import orjson
 from river import linear_model, optim
 
+from online_models.popularity import KNOWN
 from online_models.recommend import Lists, Neighbours, _weighted_history
 from online_models.types import CARTS, CLICKS, ORDERS, TYPE_NAMES
 
@@ -217,6 +218,8 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                                     *popular.values()]
     for source in sources:
         pool.update(dict.fromkeys(source))
+    if len(pool) < k:  # the decayed counts fell short (a young stream, a clock jump)
+        pool.update(dict.fromkeys(popularity.top(KNOWN, 2 * k)))
     aids = list(pool)
 
     # The priors: own items first, then neighbours; popularity only breaks ties.

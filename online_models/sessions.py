@@ -5,12 +5,13 @@ window and the history the lists are built from), its last ``window`` carts/orde
 co-visitation runs (see ``online_models.covisitation``). Memory is bounded two ways:
 
 * open ``all``-family runs are dropped once the session has been idle (by event time, against
-  the stream's watermark) longer than their gap (24 h): a later occurrence would start a new
-  run anyway;
+  the watermark of its lane: the stream, or Kafka partition, its events arrive in) longer
+  than their gap (24 h): a later occurrence would start a new run anyway;
 * the whole session is dropped once idle longer than ``ttl_ms`` (14 days, the longest gap any
   pair may span), after which no event of it can pair with what was forgotten.
 
-Both are exact for streams in time order (replay guarantees it). An event arriving later than
+Both are exact when each lane is in time order (a replay publishes in time order, and Kafka
+keeps each partition's order), however the lanes interleave. An event arriving later than
 the watermark by more than the gap, for a session already expired, starts afresh.
 
 A shared store keeps a session in two parts (:meth:`SessionState.to_bytes` without runs, and
@@ -155,8 +156,27 @@ class SessionState:
         return state
 
 
+class _Lane:
+    """The sessions of one ordered stream of events (a Kafka partition), by last activity."""
+
+    __slots__ = ("watermark", "active", "with_runs")
+
+    def __init__(self) -> None:
+        self.watermark = -1
+        """The latest event time the lane has seen."""
+        self.active: OrderedDict[int, SessionState] = OrderedDict()
+        self.with_runs: OrderedDict[int, SessionState] = OrderedDict()
+
+
 class SessionStore:
-    """All live sessions, ordered by last activity so expiry costs O(expired)."""
+    """All live sessions, ordered by last activity so expiry costs O(expired).
+
+    Sessions live in *lanes*, one per ordered stream of events (a worker's Kafka partitions;
+    the embedded runtime has one), and expire against their own lane's watermark. A worker
+    consumes its partitions at different paces: against the latest time of any partition, a
+    lagging partition's active sessions looked idle, lost their open runs and counted their
+    pairs again (docs/covisitation.md, "Memory bound").
+    """
 
     def __init__(self, window: int, runs_ttl_ms: int, ttl_ms: int) -> None:
         if ttl_ms < runs_ttl_ms:
@@ -166,9 +186,9 @@ class SessionStore:
         self.window = window
         self.runs_ttl_ms = runs_ttl_ms
         self.ttl_ms = ttl_ms
-        self.watermark = -1
-        self._sessions: OrderedDict[int, SessionState] = OrderedDict()
-        self._with_runs: OrderedDict[int, SessionState] = OrderedDict()
+        self._sessions: dict[int, SessionState] = {}
+        self._lane_of: dict[int, int] = {}
+        self._lanes: dict[int, _Lane] = {0: _Lane()}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -176,27 +196,61 @@ class SessionStore:
     def __contains__(self, session: object) -> bool:
         return session in self._sessions
 
+    @property
+    def watermark(self) -> int:
+        """The latest event time seen in any lane (-1: none)."""
+        return max(lane.watermark for lane in self._lanes.values())
+
+    def lane_watermarks(self) -> dict[int, int]:
+        """Per lane, the latest event time it has seen."""
+        return {number: lane.watermark for number, lane in self._lanes.items()}
+
     def get(self, session: int) -> SessionState | None:
         return self._sessions.get(session)
 
-    def put(self, session: int, state: SessionState) -> None:
+    def put(self, session: int, state: SessionState, lane: int = 0) -> None:
         """Adopt a state loaded from elsewhere (a shared store after a rebalance)."""
         if self.track:
             state.track()
+        self._forget(session)
         self._sessions[session] = state
+        self._lane_of[session] = lane
+        target = self._lane(lane)
+        target.active[session] = state
         if state.runs:
-            self._with_runs[session] = state
+            target.with_runs[session] = state
+
+    def _lane(self, number: int) -> _Lane:
+        lane = self._lanes.get(number)
+        if lane is None:
+            lane = self._lanes[number] = _Lane()
+        return lane
+
+    def _forget(self, session: int) -> None:
+        number = self._lane_of.pop(session, None)
+        if number is not None:
+            lane = self._lanes[number]
+            del lane.active[session]
+            lane.with_runs.pop(session, None)
+            del self._sessions[session]
 
     def clear(self) -> None:
         """Forget every session (they are reloaded from the shared store on next use)."""
         self._sessions.clear()
-        self._with_runs.clear()
+        self._lane_of.clear()
+        self._lanes = {0: _Lane()}
 
-    def touch(self, session: int, ts: int) -> SessionState:
-        """The session's state, created if new, marked as active at ``ts``."""
+    def touch(self, session: int, ts: int, lane: int = 0) -> SessionState:
+        """The session's state, created if new, marked as active at ``ts`` in ``lane``."""
         state = self._sessions.get(session)
+        if state is not None and self._lane_of[session] != lane:  # its stream changed
+            self._forget(session)
+            self.put(session, state, lane)
+        own = self._lanes.get(lane) or self._lane(lane)
         if state is None:
             state = self._sessions[session] = SessionState.empty(self.window, self.track)
+            self._lane_of[session] = lane
+            own.active[session] = state
         elif ts - state.max_ts > self.ttl_ms:
             # Idle past its lifetime but not swept yet (or reloaded from a shared store):
             # start afresh, exactly as if it had been swept, so the result never depends on
@@ -204,44 +258,52 @@ class SessionStore:
             fresh = SessionState.empty(self.window, self.track)
             fresh.events = state.events  # versions only grow
             fresh.logged = state.logged  # its log still holds the old runs (all past the gap)
-            self._with_runs.pop(session, None)
-            del self._sessions[session]
-            state = self._sessions[session] = fresh
+            own.with_runs.pop(session, None)
+            del own.active[session]
+            state = self._sessions[session] = own.active[session] = fresh
         else:
-            self._sessions.move_to_end(session)
-        if session in self._with_runs:
-            self._with_runs.move_to_end(session)
+            own.active.move_to_end(session)
+        with_runs = own.with_runs
+        if session in with_runs:
+            with_runs.move_to_end(session)
         else:
-            self._with_runs[session] = state
-        if ts > self.watermark:
-            self.watermark = ts
+            with_runs[session] = state
+        if ts > own.watermark:
+            own.watermark = ts
         return state
 
     def expire(self) -> int:
-        """Free idle sessions' runs and drop sessions past their TTL; return sessions dropped."""
-        watermark = self.watermark
-        with_runs = self._with_runs
-        while with_runs:
-            session, state = next(iter(with_runs.items()))
-            if watermark - state.max_ts <= self.runs_ttl_ms:
-                break
-            state.runs.clear()
-            del with_runs[session]
+        """Free idle sessions' runs and drop sessions past their TTL, each lane against its
+        own watermark; return sessions dropped."""
         dropped = 0
-        sessions = self._sessions
-        while sessions:
-            session, state = next(iter(sessions.items()))
-            if watermark - state.max_ts <= self.ttl_ms:
-                break
-            del sessions[session]
-            dropped += 1
+        for lane in self._lanes.values():
+            watermark = lane.watermark
+            with_runs = lane.with_runs
+            while with_runs:
+                session, state = next(iter(with_runs.items()))
+                if watermark - state.max_ts <= self.runs_ttl_ms:
+                    break
+                state.runs.clear()
+                del with_runs[session]
+            active = lane.active
+            while active:
+                session, state = next(iter(active.items()))
+                if watermark - state.max_ts <= self.ttl_ms:
+                    break
+                del active[session], self._sessions[session], self._lane_of[session]
+                dropped += 1
         return dropped
 
     def recent_sessions(self, limit: int) -> list[int]:
-        """Up to ``limit`` most recently active sessions, most recent first."""
-        out: list[int] = []
-        for session in reversed(self._sessions):
-            out.append(session)
-            if len(out) >= limit:
-                break
-        return out
+        """Up to ``limit`` most recently active sessions, most recent first (by last event
+        time across lanes)."""
+        heads: list[tuple[int, int]] = []
+        for lane in self._lanes.values():
+            for count, (session, state) in enumerate(reversed(lane.active.items())):
+                if count >= limit:
+                    break
+                heads.append((state.max_ts, session))
+        if len(self._lanes) == 1:
+            return [session for _, session in heads]
+        heads.sort(reverse=True)
+        return [session for _, session in heads[:limit]]

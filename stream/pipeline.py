@@ -44,7 +44,7 @@ EXPIRE_EVERY = 10_000
 class PipelineConfig:
     """Everything that changes what the pipeline computes."""
 
-    covis: CovisConfig = field(default_factory=lambda: CovisConfig(max_neighbors=200))
+    covis: CovisConfig = field(default_factory=CovisConfig)
     session_ttl_ms: int = 14 * DAY_MS
     popularity_half_life_ms: int = DAY_MS
     list_size: int = 20
@@ -53,6 +53,12 @@ class PipelineConfig:
     factors: FactorsConfig | None = None
     """River matrix factorisation (``online_models.factors``), a candidate source of the
     re-rankers and a method of its own in evaluation; None: not learned."""
+
+    @property
+    def session_lifetime_ms(self) -> int:
+        """How long a session is kept idle (event time): its TTL, and at least as long as any
+        pair may span."""
+        return max(self.session_ttl_ms, self.covis.buy_max_gap_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +93,17 @@ class Recommendations:
 def session_lists(session: int, state: SessionState | None, covis: Neighbours,
                   popularity: PopularityScores, k: int, reranker: Reranker | None = None,
                   successors: SuccessorRows | None = None,
-                  factors: SessionFactors | None = None) -> Recommendations:
+                  factors: SessionFactors | None = None,
+                  expired_before: int | None = None) -> Recommendations:
     """A session's lists from its state and the shared models, wherever those live: the
-    recipe, or with a ``reranker`` its models over the session's candidates."""
+    recipe, or with a ``reranker`` its models over the session's candidates.
+
+    A session idle since before ``expired_before`` (the stream's latest time less the
+    session lifetime) is served as a new one, whether or not a sweep has dropped it yet: a
+    runtime's sweeps run when they run, and a shared store expires states in wall-clock time.
+    """
+    if state is not None and expired_before is not None and state.max_ts < expired_before:
+        state = None
     events = list(state.recent) if state is not None else []
     if reranker is not None and events:
         candidates = build_candidates(events, covis, popularity, successors, reranker.config,
@@ -125,7 +139,7 @@ class SessionPipeline:
         covis = self.config.covis
         self.covis = CoVisitation(covis, keep_matrices=keep_matrices)
         self.sessions = SessionStore(covis.window, covis.max_gap_ms,
-                                     max(self.config.session_ttl_ms, covis.buy_max_gap_ms))
+                                     self.config.session_lifetime_ms)
         self.popularity = Popularity(self.config.popularity_half_life_ms,
                                      keep_counts=keep_matrices)
         rerank = self.config.rerank
@@ -140,28 +154,32 @@ class SessionPipeline:
         """Extra observers of judged events (an evaluation); with one, every event is judged."""
         self.events_applied = 0
         self.sessions_expired = 0
+        self.expire_every = EXPIRE_EVERY
+        """Events between two sweeps of idle sessions (which never change a result)."""
         self._until_expire = EXPIRE_EVERY
 
     def apply(self, events: Iterable[Event], *, learn: bool = True,
-              features: Features | None = None) -> set[int]:
+              features: Features | None = None, lane: int = 0) -> set[int]:
         """Apply a batch in order; return the sessions it touched.
 
         With a re-ranker (or a judge), an event of a session with history is first judged
         against the lists live before it and the re-rankers learn from it; then the state
         takes it in. ``learn=False`` updates the sessions' histories only: the models stay as
         they are (an evaluation that learns from its training part only). ``features``: where
-        candidates read matrices and popularity (default: this pipeline's).
+        candidates read matrices and popularity (default: this pipeline's). ``lane``: the
+        ordered stream the events come from (a worker's Kafka partition), whose own time
+        expires its sessions (:class:`~online_models.sessions.SessionStore`).
         """
         if self.reranker is not None or self.factors is not None or self.judges or not learn:
             return self._apply_judged(events, learn,
-                                      features or Features(self.covis, self.popularity))
+                                      features or Features(self.covis, self.popularity), lane)
         touched: set[int] = set()
         touch = self.sessions.touch
         update_covis = self.covis.update
         update_popularity = self.popularity.update
         count = 0
         for session, aid, ts, etype in events:
-            state = touch(session, ts)
+            state = touch(session, ts, lane)
             update_covis(state, aid, ts, etype)
             update_popularity(aid, ts, etype)
             state.events += 1
@@ -171,7 +189,7 @@ class SessionPipeline:
         return touched
 
     def _apply_judged(self, events: Iterable[Event], learn: bool,
-                      features: Features) -> set[int]:
+                      features: Features, lane: int) -> set[int]:
         touched: set[int] = set()
         reranker, successors, judges = self.reranker, self.successors, self.judges
         factors = self.factors
@@ -179,7 +197,7 @@ class SessionPipeline:
         count = 0
         for event in events:
             session, aid, ts, etype = event
-            state = self.sessions.touch(session, ts)
+            state = self.sessions.touch(session, ts, lane)
             recent = state.recent
             if recent and (judges or (reranker is not None
                                       and reranker.sampled(session, etype))):
@@ -217,14 +235,15 @@ class SessionPipeline:
         self.events_applied += count
         self._until_expire -= count
         if self._until_expire <= 0:
-            self._until_expire = EXPIRE_EVERY
+            self._until_expire = self.expire_every
             self.sessions_expired += self.sessions.expire()
 
     def recommendations(self, session: int) -> Recommendations:
-        """The session's three lists now; a session never seen gets popular items."""
+        """The session's three lists now; a session never seen (or expired) gets popular
+        items."""
         return session_lists(session, self.sessions.get(session), self.covis, self.popularity,
                              self.config.list_size, self.reranker, self.successors,
-                             self.factors)
+                             self.factors, self.sessions.watermark - self.sessions.ttl_ms)
 
     def covisitation_rows(self, k: int = 20) -> Iterator[dict[str, object]]:
         """The matrices in ``liverec covis`` format."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from online_models.recommend import rows_needed
+from online_models.recommend import rows_needed, shelf
 from online_models.redis_store import RedisStore
 from online_models.rerank import RerankConfig, Reranker, candidate_rows
 from online_models.rows import MATRICES, CellJournal, raised_top, top_items
@@ -354,6 +354,11 @@ class _PopularView:
         return self.view.score(etype, aid)
 
 
+def store_shelf(store: RedisStore, k: int) -> list[int]:
+    """The storefront's items (:func:`~online_models.recommend.shelf`) from the store."""
+    return shelf(_PopularView(StoreView(store)), k)
+
+
 def store_features(store: RedisStore, rows: Sequence[tuple[str, int]], own: Iterable[int],
                    config: RerankConfig, k: int = 20,
                    cache: FeatureCache | None = None) -> Features:
@@ -366,9 +371,18 @@ def store_features(store: RedisStore, rows: Sequence[tuple[str, int]], own: Iter
 
 def lists_from_store(store: RedisStore, states: Mapping[int, SessionState | None],
                      k: int = 20, reranker: Reranker | None = None,
-                     rows: RowCache | None = None) -> dict[int, Recommendations]:
+                     rows: RowCache | None = None,
+                     lifetime_ms: int | None = None) -> dict[int, Recommendations]:
     """Lists of several sessions whose states the caller holds (a worker: its own); ``rows``:
-    a worker's cache of rows kept current with its own batches."""
+    a worker's cache of rows kept current with its own batches. ``lifetime_ms``: sessions
+    idle that long before the latest event stored are served as new ones
+    (:func:`~stream.pipeline.session_lists`)."""
+    if lifetime_ms is not None and any(s is not None for s in states.values()):
+        latest = store.latest_event_ts()
+        if latest is not None:
+            states = {session: None if state is not None
+                      and state.max_ts < latest - lifetime_ms else state
+                      for session, state in states.items()}
     view = StoreView(store, rows=rows)
     present = [s for s in states.values() if s is not None]
     if reranker is None:

@@ -125,6 +125,9 @@ class Prepared:
     fetched: Fetched
     """The records of the batch as fetched (again, when Redis refuses it)."""
     events: list[Event] = field(default_factory=list)
+    lanes: list[tuple[int, int]] = field(default_factory=list)
+    """The events' partitions in order: (partition, index past its last event). Each
+    partition is its own lane of the pipeline, expiring sessions by its own time."""
     arrived: dict[int, int] = field(default_factory=dict)
     """Per session, when its first event in the batch reached Kafka (the record's timestamp,
     wall-clock ms)."""
@@ -478,6 +481,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
                     continue
                 batch.events.append(event)
                 batch.arrived.setdefault(event.session, record.timestamp)
+            batch.lanes.append((partition, len(batch.events)))
         missing = [s for s in {e.session for e in batch.events} if s not in pipeline.sessions]
         if (missing or models is not None) and in_flight is not None:
             # Reads would queue behind the script in Redis, and block the loop meanwhile.
@@ -493,7 +497,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             await dlq.send(value=value, headers={"reason": reason.encode()})
         if not batch.offsets:
             return None
-        await load_sessions(missing)
+        await load_sessions(missing, batch)
         if models is not None:
             if not models.started:
                 await with_retry(models.start)
@@ -504,7 +508,12 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     def apply(batch: Prepared) -> None:
         """Run a staged batch through the pipeline and take what Redis must store."""
         clock = time.perf_counter()
-        touched = pipeline.apply(batch.events, features=batch.features)
+        touched: set[int] = set()
+        start = 0
+        for partition, end in batch.lanes:
+            touched |= pipeline.apply(batch.events[start:end], features=batch.features,
+                                      lane=partition)
+            start = end
         batch.journal, batch.states, batch.encoded = take_for_store(
             pipeline, touched, shared, batch.offsets, len(batch.events))
         for (_, partition), (_, end) in batch.offsets.items():
@@ -619,7 +628,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         if not watched:
             return
         lists = await with_retry(lists_from_store, shared, {s: due[s][0] for s in watched},
-                                 config.list_size, reranker, row_cache)
+                                 config.list_size, reranker, row_cache,
+                                 config.session_lifetime_ms)
         payloads = {s: orjson.dumps(recs.to_json()) for s, recs in lists.items()}
         await with_retry(shared.publish_lists, payloads)
         stats.lists_published += len(payloads)
@@ -649,14 +659,19 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         own = {aid for events_ in histories.values() for aid, _, _ in events_}
         return store_features(shared, rows, own, base, config.list_size, feature_cache)
 
-    async def load_sessions(missing: list[int]) -> None:
+    async def load_sessions(missing: list[int], batch: Prepared) -> None:
         """Bring sessions this worker has not seen since the last rebalance from Redis."""
         if not missing:
             return
         found = await with_retry(shared.session_states, missing)
+        lane_of: dict[int, int] = {}
+        start = 0
+        for partition, end in batch.lanes:
+            lane_of.update((e.session, partition) for e in batch.events[start:end])
+            start = end
         for session, (blob, runs) in found.items():
             pipeline.sessions.put(session, SessionState.from_bytes(blob, config.covis.window,
-                                                                   runs))
+                                                                   runs), lane_of[session])
 
     def forget() -> None:
         nonlocal generation

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from online_models.covisitation import DAY_MS, CovisConfig
+from online_models.popularity import KNOWN
 from stream.events import CARTS, CLICKS, ORDERS, Event
 from stream.pipeline import PipelineConfig, SessionPipeline
 
@@ -133,6 +135,8 @@ def test_popularity_top_is_exact_in_any_arrival_order(
                                                               etype)[:3]
         for kind in range(4):
             assert pop.top(kind, 10) == _merged_reference(events, half_life, kind)[:10]
+        counts = Counter(aid for aid, _, _ in events)  # KNOWN: every event, never decayed
+        assert pop.top(KNOWN, 10) == sorted(counts, key=lambda a: (-counts[a], a))[:10]
         latest = max(pop.weight(ts)[0] for _, ts, _ in events)
         assert pop.items() == len({aid for aid, ts, _ in events
                                    if pop.weight(ts)[0] >= latest - 1})
