@@ -194,19 +194,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
                             fetch_max_wait_ms=settings.fetch_max_wait_ms,
                             rows_max_age_s=settings.rows_max_age_s,
                             model_sync_s=settings.model_sync_seconds)
-    if settings.metrics_port:
-        from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
-        from stream.worker import WorkerMetrics
+    from liverec.worker_metrics import serve_metrics
+    from stream.worker import WorkerMetrics
 
-        registry = CollectorRegistry()
-        registry.register(WorkerMetrics(app.liverec_stats))  # type: ignore[attr-defined]
-        try:
-            start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
-        except OSError as exc:
-            raise OSError(f"metrics port {settings.metrics_port}: {exc.strerror}; give each "
-                          "worker on a host its own LIVEREC_METRICS_PORT (0 = no metrics)"
-                          ) from None
+    registry = CollectorRegistry()
+    registry.register(WorkerMetrics(app.liverec_stats))  # type: ignore[attr-defined]
+    port = serve_metrics(registry, settings.host, settings.metrics_port)
+    # Whoever started several workers on a host finds each one's port in its output.
+    print(f"liverec worker: metrics on http://{settings.host}:{port}/metrics", flush=True)
     from liverec.collector import keep_collections_short
 
     async def collector() -> None:

@@ -27,8 +27,10 @@ class Settings(BaseSettings):
     """Web server address. ``0.0.0.0`` to be reachable from other machines."""
     port: int = Field(8000, ge=0, le=65535)
     """Web server port (0 = any free port)."""
-    metrics_port: int = Field(9108, ge=0, le=65535)
-    """``liverec worker``: Prometheus ``/metrics`` on this port (0 = none)."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """``liverec worker``: Prometheus ``/metrics`` on this port. Unset: 9108, or the next
+    free port (each worker on a host takes its own); 0: any free port; the port bound is
+    printed and logged."""
     max_batch: int | None = Field(None, ge=1)
     """Most events the pipeline applies in one batch; a batch is only that big when events
     piled up. Default: 1,000 embedded (a batch holds the event loop that also serves the
