@@ -103,9 +103,14 @@ def session_labels(rest: list[Event]) -> Labels:
 
 
 def truth_sets(labels: Labels) -> dict[str, list[int]]:
-    """Labels as the metric reads them: a list per objective (the click as one element)."""
+    """Labels as the metric reads them: a list per objective (the click as one element).
+
+    A click label of aid 0 is no label: OTTO's official ``evaluate.py`` tests the label for
+    truth, and 0 is false in Python, so it neither counts the session for clicks nor scores
+    it. Scores here equal the official script's on every input.
+    """
     click = labels.get("clicks")
-    return {"clicks": [click] if click is not None else [],
+    return {"clicks": [click] if click else [],
             "carts": list(labels.get("carts") or []), "orders": list(labels.get("orders") or [])}
 
 

@@ -18,7 +18,7 @@ so a list cannot earn a hit twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -53,19 +53,6 @@ def first_rank(predictions: Sequence[int], target: int, k: int = K) -> int | Non
         if len(seen) >= k:
             break
     return None
-
-
-def distinct_top(predictions: Iterable[int], k: int = K) -> list[int]:
-    """The first ``k`` distinct predictions, in order."""
-    out: list[int] = []
-    seen: set[int] = set()
-    for aid in predictions:
-        if aid not in seen:
-            seen.add(aid)
-            out.append(aid)
-            if len(out) >= k:
-                break
-    return out
 
 
 @dataclass
@@ -126,7 +113,12 @@ class OttoScores:
     def add(self, predictions: Mapping[str, Sequence[int]],
             labels: Mapping[str, Collection[int]]) -> None:
         """Judge one session: ``labels`` maps objective → truth (an empty truth is skipped,
-        as OTTO skips a session without a click label for clicks)."""
+        as OTTO skips a session without a click label for clicks).
+
+        As OTTO's official ``evaluate.py`` counts: the first ``k`` *positions* of a list (an
+        aid repeated there takes a position and counts once; nothing past position ``k``
+        counts), and hits are the distinct truth aids among them.
+        """
         self.sessions += 1
         for name, truth in labels.items():
             counter = self.objectives.get(name)
@@ -136,8 +128,10 @@ class OttoScores:
             truth_set = set(truth)
             if not truth_set:
                 continue
-            top = distinct_top(predictions.get(name, ()), self.k)
-            hits = [rank for rank, aid in enumerate(top) if aid in truth_set]
+            first: dict[int, int] = {}  # aid → its first position in the top k
+            for rank, aid in enumerate(predictions.get(name, ())[:self.k]):
+                first.setdefault(aid, rank)
+            hits = [rank for aid, rank in first.items() if aid in truth_set]
             ideal = min(self.k, len(truth_set))
             counter.hits += len(hits)
             counter.possible += ideal
