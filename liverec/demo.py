@@ -88,6 +88,8 @@ async def run_demo(
         runtime.replay.update(total=total, state="running")
         stats = await replay_events(listed, runtime.publish, speed=pace, total=total,
                                     progress=sys.stderr.isatty(), batch_size=200)
+        if listed:  # from the replay's last event on, the stream's time runs as real time
+            runtime.replay_clock(listed[-1].ts, 1.0)
         listed.clear()
         runtime.replay.update(state="finished", sent=stats.events)
         print(f"  replay finished: {stats.events:,} events in {stats.seconds:,.0f} s; the page "

@@ -46,6 +46,11 @@ from web.hub import RecommendationHub
 log = logging.getLogger("liverec.web")
 
 
+#: A stream whose latest event is this much older than the wall clock is a replay of past
+#: data, and keeps the replay's time.
+REPLAY_BEHIND_MS = 3_600_000
+
+
 class StoreBackend:
     """The web app's backend over Redis (state, lists, announcements) and Kafka (events)."""
 
@@ -104,12 +109,18 @@ class StoreBackend:
         return self.listening
 
     def now_ms(self) -> int:
-        """The latest event time the workers stored (a replay's clock), else the wall clock."""
+        """The stream's clock: the wall clock, unless the workers' latest stored event is more
+        than :data:`REPLAY_BEHIND_MS` older (a replay of past data), whose time it is then.
+
+        Posted events are stamped no later than this clock (:mod:`web.app`), so they cannot
+        move it: during a replay it is the replay's latest event, live it is the wall clock.
+        """
         fetched, latest = self._now
         if time.monotonic() - fetched > 1.0:
             latest = self.store.latest_event_ts()
             self._now = (time.monotonic(), latest)
-        return latest if latest is not None else int(time.time() * 1000)
+        wall = int(time.time() * 1000)
+        return latest if latest is not None and latest < wall - REPLAY_BEHIND_MS else wall
 
     # -- background work --------------------------------------------------------------------------
     async def listen(self) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Protocol
 
@@ -37,6 +38,13 @@ SessionId = Annotated[int, Path(ge=0, le=MAX_ID, description="session id")]
 MAX_EVENTS_PER_REQUEST = 10_000
 #: Largest body ``POST /events`` reads: the most events, about 100 bytes each, and room.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: A posted event's ``ts`` may be this far behind the stream's clock (a client that queued
+#: events for a while) ...
+EVENT_PAST_MS = 3_600_000
+#: ... or this far ahead of it (clocks of two machines disagree); it is then stamped with the
+#: clock itself, so that no request moves the stream's time (which expires sessions and ages
+#: popularity) past where the server has it.
+EVENT_FUTURE_MS = 60_000
 log = logging.getLogger("liverec.web")
 
 
@@ -62,7 +70,8 @@ class Backend(Protocol):
     def ready(self) -> bool: ...
 
     def now_ms(self) -> int:
-        """The stream's "now", the default ``ts`` of posted events."""
+        """The stream's clock: the default ``ts`` of posted events, and what a posted ``ts``
+        must be near. Posted events never move it."""
 
 
 class _Metrics:
@@ -97,6 +106,16 @@ class _Metrics:
         yield latency
 
 
+def _ts_reason(ts: int, now: int) -> str:
+    """Why a posted event's time is refused, in words a client's developer can act on."""
+    def when(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    return (f"{ts} ({when(ts)}) is outside the accepted window around the stream's clock, "
+            f"{now} ({when(now)}): from {EVENT_PAST_MS // 60_000} min before it to "
+            f"{EVENT_FUTURE_MS // 1000} s after; omit ts and the server stamps the event")
+
+
 def _reject(errors: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
 
@@ -112,7 +131,9 @@ def _document_events(app: FastAPI) -> None:
                 "summary": "Post Events",
                 "description": "One event or a list (at most "
                                f"{MAX_EVENTS_PER_REQUEST:,}): ``{{\"session\", \"aid\", "
-                               "\"type\", \"ts\"?}}``; ts defaults to now. All or nothing: "
+                               "\"type\", \"ts\"?}}``; ts defaults to the stream's clock, and a "
+                               "given ts must lie from 1 h before it to 1 min after it "
+                               "(a later one is stamped with the clock). All or nothing: "
                                "one invalid event rejects the request (422, each error's "
                                "index, field and reason).",
                 "requestBody": {"required": True, "content": {"application/json": {}}},
@@ -201,7 +222,8 @@ def create_app(backend: Backend, hub: RecommendationHub,
         return (await backend.recommendations(session)).to_json()
 
     async def post_events(request: Request) -> Response:
-        """One event or a list: ``{"session", "aid", "type", "ts"?}``; ts defaults to now.
+        """One event or a list: ``{"session", "aid", "type", "ts"?}``; ts defaults to the
+        stream's clock (:meth:`Backend.now_ms`), and a given one must be near it.
 
         Served by :class:`LiverecApp` ahead of the middleware stack, and not a FastAPI route:
         FastAPI's per-route machinery (dependencies, response model, telemetry) cost about
@@ -227,9 +249,21 @@ def create_app(backend: Backend, hub: RecommendationHub,
         events, errors = [], []
         for index, obj in enumerate(items):
             try:
-                events.append(parse_event(obj, default_ts=now))
+                event = parse_event(obj, default_ts=now)
             except EventError as exc:
                 errors.append({"index": index, "field": exc.field, "reason": exc.reason})
+                continue
+            if event.ts > now:
+                if event.ts > now + EVENT_FUTURE_MS:
+                    errors.append({"index": index, "field": "ts",
+                                   "reason": _ts_reason(event.ts, now)})
+                    continue
+                event = event._replace(ts=now)
+            elif event.ts < now - EVENT_PAST_MS:
+                errors.append({"index": index, "field": "ts",
+                               "reason": _ts_reason(event.ts, now)})
+                continue
+            events.append(event)
         if errors:  # all or nothing: a client retrying a fixed batch must not duplicate events
             api["rejected"] += len(items)
             return _reject(errors)
