@@ -153,6 +153,18 @@ class LocalCluster:
         self.workers.append(worker)
         return worker
 
+    def wait_joined(self, timeout_s: float = 90.0) -> None:
+        """Wait until the group has given every running worker partitions, all of them."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = [w for w in self.workers if w.alive]
+            counts = [int(w.metrics().get("liverec_assigned_partitions", 0)) for w in alive]
+            if counts and min(counts) > 0 and sum(counts) == self.partitions:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the group did not settle: partitions per worker {counts}")
+            time.sleep(0.5)
+
     def replay(self, data: Path, speed: str = "max") -> subprocess.Popen[str]:
         """Start ``liverec replay`` of ``data`` into the deployment's topic."""
         return subprocess.Popen([sys.executable, "-m", "liverec", "replay", str(data), "--to",

@@ -108,6 +108,8 @@ class WorkerStats:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     """Time spent per phase of a batch, summed."""
     offsets: dict[int, int] = field(default_factory=dict)
+    assigned: list[int] = field(default_factory=list)
+    """The events topic's partitions the group gave this worker."""
     lag: dict[int, int] = field(default_factory=dict)
     """Per partition: messages on the broker not yet applied, as of the last batch."""
     list_delay: Histogram = field(default_factory=Histogram)
@@ -174,6 +176,9 @@ class WorkerMetrics:
         yield GaugeMetricFamily("liverec_model_version",
                                 "Version of the re-rankers' snapshot served (0: none)",
                                 value=s.model_version)
+        yield GaugeMetricFamily("liverec_assigned_partitions",
+                                "Partitions of the events topic assigned to this worker",
+                                value=len(s.assigned))
         yield from prequential_families(s.judging)
         lag = GaugeMetricFamily("liverec_consumer_lag", "Messages not yet applied",
                                 labels=["partition"])
@@ -705,7 +710,12 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             pending = None
             await commit_stored()
             forget()
+            stats.assigned = []
+
+    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        stats.assigned = sorted(tp.partition for tp in assigned if tp.topic == topic_name)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
 
     return app
