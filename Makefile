@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint bench bench-distributed browser up down clean
+.PHONY: setup demo test test-fast lint bench bench-distributed chaos browser up down clean
 
 $(BIN)/liverec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-distributed: setup up      ## the Kafka + Redis benchmarks of docs/benchma
 	$(BIN)/python benchmarks/store_apply.py
 	$(BIN)/python benchmarks/worker_throughput.py
 	$(BIN)/python benchmarks/push_latency.py --distributed
+
+chaos: setup up                  ## random faults under a steady replay, then the check (MINUTES=30)
+	$(BIN)/python benchmarks/chaos.py --minutes $(or $(MINUTES),30)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
