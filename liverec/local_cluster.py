@@ -166,10 +166,13 @@ class LocalCluster:
             time.sleep(0.5)
 
     def replay(self, data: Path, speed: str = "max") -> subprocess.Popen[str]:
-        """Start ``liverec replay`` of ``data`` into the deployment's topic."""
-        return subprocess.Popen([sys.executable, "-m", "liverec", "replay", str(data), "--to",
-                                 self.env["LIVEREC_BUS"], "--speed", speed, "--quiet"],
-                                env=self.env, stdout=subprocess.PIPE, text=True)
+        """Start ``liverec replay`` of ``data`` into the deployment's topic (what its Kafka
+        client logs goes to ``replay.log`` in the working directory)."""
+        with open(self.workdir / "replay.log", "ab") as log:
+            return subprocess.Popen([sys.executable, "-m", "liverec", "replay", str(data),
+                                     "--to", self.env["LIVEREC_BUS"], "--speed", speed,
+                                     "--quiet"], env=self.env, stdout=subprocess.PIPE,
+                                    stderr=log, text=True)
 
     @staticmethod
     def published(replay: subprocess.Popen[str], timeout_s: float = 600.0) -> int:

@@ -16,6 +16,10 @@ the same events ranks items the same way. Weights stay below 2^28, so a count on
 2^53 (where a Redis score, a double, stops being exact) after some 2^25 events of one item in
 the last half-life.
 
+Beside the decayed counts, each item's number of events of all time (:data:`KNOWN`): a clock
+that jumps years ahead leaves the decayed counts of one epoch, which may hold a single item,
+and lists take what they lack from these instead of falling short.
+
 Within an epoch counts only grow, so each epoch's most popular items are tracked exactly in a
 small *leader board* (an item outside can only enter by overtaking the weakest member), and the
 merged top list is read with the threshold algorithm (Fagin et al., 2001) over the two boards:
