@@ -180,7 +180,7 @@ class Popularity:
             known = self.known[aid] = self.known.get(aid, 0) + 1
             if known > self._known_board.floor:
                 self._known_board.offer(aid, known)
-        if self.journal is not None:
+        if self.journal is not None:  # all-time counts have no epoch: journaled under 0
             row = self.journal.get((0, KNOWN))
             if row is None:
                 row = self.journal[(0, KNOWN)] = {}
@@ -244,8 +244,7 @@ class Popularity:
         score descending then aid ascending (``k`` up to the board size is cheap; beyond,
         exact but slow)."""
         if etype == KNOWN:
-            known = self.known
-            return merged_top(k, _table_side(known, self._known_board), EMPTY_SIDE)
+            return merged_top(k, _table_side(self.known, self._known_board), EMPTY_SIDE)
         cached = self._tops.get(etype)
         if cached is not None and (len(cached[0]) >= k or not cached[3]):
             return cached[0][:k]

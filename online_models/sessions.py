@@ -201,10 +201,6 @@ class SessionStore:
         """The latest event time seen in any lane (-1: none)."""
         return max(lane.watermark for lane in self._lanes.values())
 
-    def lane_watermarks(self) -> dict[int, int]:
-        """Per lane, the latest event time it has seen."""
-        return {number: lane.watermark for number, lane in self._lanes.items()}
-
     def get(self, session: int) -> SessionState | None:
         return self._sessions.get(session)
 
@@ -244,7 +240,6 @@ class SessionStore:
         """The session's state, created if new, marked as active at ``ts`` in ``lane``."""
         state = self._sessions.get(session)
         if state is not None and self._lane_of[session] != lane:  # its stream changed
-            self._forget(session)
             self.put(session, state, lane)
         own = self._lanes.get(lane) or self._lane(lane)
         if state is None:
