@@ -7,7 +7,7 @@ import contextlib
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from liverec.collector import keep_collections_short
 from liverec.runtime import EmbeddedRuntime
@@ -68,7 +68,8 @@ async def run_demo(
     collector = asyncio.create_task(keep_collections_short(), name="gc")
     runtime = EmbeddedRuntime(settings, catalog)
     sock = bind(settings.host, settings.port)
-    server: Server = make_server(runtime.app, settings.host, settings.port)
+    server: Server = make_server(runtime.app, settings.host, settings.port,
+                                 ws_max_size=settings.ws_max_message_bytes)
     runtime.start()
     serve = asyncio.create_task(server.serve(sockets=[sock]), name="web")
     listening = asyncio.create_task(server.listening.wait())
@@ -82,16 +83,20 @@ async def run_demo(
     print(f"liverec demo: open {page_url(settings.host, port)}  (Ctrl-C to stop)\n"
           f"  replaying {source} at {pace_text}", flush=True)
 
+    async def publish(batch: Sequence[Event]) -> None:
+        await runtime.publish(batch)
+        runtime.replay.sent(batch)
+
     async def replay() -> None:
         if listed:
             runtime.replay_clock(listed[0].ts, pace)
-        runtime.replay.update(total=total, state="running")
-        stats = await replay_events(listed, runtime.publish, speed=pace, total=total,
+            runtime.replay.start(total, listed[0].ts, listed[-1].ts, pace)
+        stats = await replay_events(listed, publish, speed=pace, total=total,
                                     progress=sys.stderr.isatty(), batch_size=200)
         if listed:  # from the replay's last event on, the stream's time runs as real time
             runtime.replay_clock(listed[-1].ts, 1.0)
         listed.clear()
-        runtime.replay.update(state="finished", sent=stats.events)
+        runtime.replay.finish()
         print(f"  replay finished: {stats.events:,} events in {stats.seconds:,.0f} s; the page "
               "stays up for you to shop", flush=True)
 

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,8 +26,11 @@ from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
 from stream.runner import PipelineRunner
 from stream.serving import distributed_rerank
 from web.app import create_app
+from web.auth import Guard, local_secret
 from web.catalog import Catalog
 from web.hub import RecommendationHub
+from web.limits import Buckets, Connections
+from web.security import Security
 
 
 def pipeline_config(settings: Settings, *, rerank: bool | None = None,
@@ -43,6 +47,24 @@ def pipeline_config(settings: Settings, *, rerank: bool | None = None,
         session_ttl_ms=int(settings.session_ttl_days * DAY_MS),
         rerank=((distributed_rerank(config) if distributed else config)
                 if use_rerank else None),
+    )
+
+
+def security(settings: Settings, secret: str | None = None) -> Security:
+    """Who may call the web app and how much, as the settings say. ``secret``: one shared
+    by web nodes through the store; else the settings', else one kept in ``state_dir``."""
+    s = settings
+    key = secret or s.secret or local_secret(Path(s.state_dir).expanduser())
+    return Security(
+        guard=Guard(key.encode(), s.ingest_key, s.public_sessions_below),
+        origins=frozenset(o.strip().rstrip("/") for o in s.allowed_origins.split(",")
+                          if o.strip()),
+        posts=Buckets(s.post_rate, s.post_burst),
+        creates=Buckets(s.session_create_rate, s.session_create_burst),
+        session_events=Buckets(s.session_event_rate, s.session_event_burst),
+        connections=Connections(s.max_connections, s.max_connections_per_client,
+                                s.max_tabs_per_session),
+        message_rate=s.ws_message_rate,
     )
 
 
@@ -73,6 +95,45 @@ class RateMeter:
         return round((count - c0) / (now - t0), 1) if now - t0 > 0.2 else 0.0
 
 
+class ReplayProgress:
+    """A replay as the page shows it: events of the replay sent into the stream (never
+    posted ones), their pace, and the time left."""
+
+    def __init__(self) -> None:
+        self.state = "idle"
+        self.total = 0
+        self.replayed = 0
+        self.speed: float | None = None
+        self.first_ts = self.last_ts = self.end_ts = 0
+        self._rate = RateMeter()
+
+    def start(self, total: int, first_ts: int, end_ts: int, speed: float | None) -> None:
+        self.state, self.total, self.replayed, self.speed = "running", total, 0, speed
+        self.first_ts = self.last_ts = first_ts
+        self.end_ts = end_ts
+
+    def sent(self, events: Sequence[Event]) -> None:
+        if events:
+            self.replayed += len(events)
+            self.last_ts = events[-1].ts
+
+    def finish(self) -> None:
+        self.state = "finished"
+
+    def to_json(self) -> dict[str, Any]:
+        rate = self._rate.rate(self.replayed)
+        eta: float | None = None
+        if self.state == "running":
+            if self.speed is not None:  # paced: the event time left, at the replay's speed
+                eta = max(0.0, (self.end_ts - self.last_ts) / 1000 / self.speed)
+            elif rate > 0:
+                eta = (self.total - self.replayed) / rate
+        elif self.state == "finished":
+            eta = 0.0
+        return {"state": self.state, "total": self.total, "replayed": self.replayed,
+                "events_per_s": rate, "eta_s": None if eta is None else round(eta, 1)}
+
+
 #: The embedded runtime's most events per batch (``LIVEREC_MAX_BATCH`` overrides it): a batch
 #: holds the event loop that serves the page and its WebSockets.
 EMBEDDED_MAX_BATCH = 1000
@@ -89,8 +150,8 @@ class EmbeddedRuntime:
                                      self.settings.max_batch or EMBEDDED_MAX_BATCH)
         self.hub = RecommendationHub(self.pipeline)
         self.runner.add_listener(self.hub.notify)
-        self.app: FastAPI = create_app(self, self.hub, catalog)
-        self.replay: dict[str, Any] = {}
+        self.app: FastAPI = create_app(self, self.hub, catalog, security(self.settings))
+        self.replay = ReplayProgress()
         self._task: asyncio.Task[None] | None = None
         self._rate = RateMeter()
         self._clock: tuple[int, float, float | None] | None = None
@@ -151,4 +212,4 @@ class EmbeddedRuntime:
         recall = self.pipeline.prequential.recall()
         return {**self.pipeline.stats(), "events_per_s": rate,
                 "recall": recall if any(v is not None for v in recall.values()) else None,
-                "batches": self.runner.stats.batches, "replay": self.replay}
+                "batches": self.runner.stats.batches, "replay": self.replay.to_json()}

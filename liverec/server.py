@@ -52,10 +52,14 @@ class Server(uvicorn.Server):
         self.stop_requested.set()
 
 
-def make_server(app: FastAPI, host: str, port: int, log_level: str = "warning") -> Server:
+def make_server(app: FastAPI, host: str, port: int, log_level: str = "warning",
+                ws_max_size: int = 4096) -> Server:
+    """``ws_max_size``: the largest client frame read (clients only send pings)."""
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
                             ws="websockets-sansio", ws_ping_interval=20.0, ws_ping_timeout=20.0,
                             # Pushes are a few hundred bytes of JSON: compressing each one
                             # cost both ends CPU (zlib per message) for little bandwidth.
-                            ws_per_message_deflate=False)
+                            ws_per_message_deflate=False,
+                            # No banner naming the software and its version to scanners.
+                            server_header=False, ws_max_size=ws_max_size)
     return Server(config)

@@ -70,3 +70,40 @@ class Settings(BaseSettings):
     """Event loop of ``demo`` and ``web``: ``auto`` takes uvloop where it is installed (less
     CPU per request and push), ``asyncio`` the standard one."""
     log_level: str = "info"
+
+    # -- who may call the web app, and how much (web/auth.py, web/limits.py) --------------------
+    secret: str | None = None
+    """Signs shoppers' session tokens. Unset: the embedded runtime keeps one in
+    ``state_dir``; web nodes share one through the store (the first to start makes it)."""
+    state_dir: str = "~/.local/state/liverec"
+    """Where the embedded runtime keeps its secret."""
+    ingest_key: str | None = None
+    """The service key a shop's backend sends (``Authorization: Bearer``) to post events for
+    any session. Unset: only shoppers' own tokens post, each for its own session."""
+    allowed_origins: str = ""
+    """Comma-separated origins (``https://shop.example``) whose pages may open WebSockets.
+    Empty: the page's own origin only. Clients that send no ``Origin`` (not browsers) pass."""
+    public_sessions_below: int = Field(10**12, ge=0)
+    """Sessions numbered below this are public demo sessions (replayed logs): anyone may
+    watch them, nobody posts into them but the service key. 0: none are public."""
+    post_rate: float = Field(20.0, gt=0)
+    """``POST /events`` requests per second per client address (burst ``post_burst``)."""
+    post_burst: int = Field(60, ge=1)
+    session_create_rate: float = Field(2.0, gt=0)
+    """``POST /sessions`` per second per client address (burst ``session_create_burst``):
+    many shoppers may share an address behind a NAT."""
+    session_create_burst: int = Field(60, ge=1)
+    session_event_rate: float = Field(5.0, gt=0)
+    """Events per second one shopper's session may post (burst ``session_event_burst``,
+    also the most one request of a shopper may carry)."""
+    session_event_burst: int = Field(50, ge=1)
+    max_connections: int = Field(20_000, ge=1)
+    """WebSockets one web process holds; past it, new ones are refused (close 4503)."""
+    max_connections_per_client: int = Field(2_500, ge=1)
+    """WebSockets from one client address (a NAT or a proxy may carry thousands)."""
+    max_tabs_per_session: int = Field(4, ge=1)
+    """WebSockets watching one private session (public ones are watched by every page)."""
+    ws_max_message_bytes: int = Field(4096, ge=125)
+    """Largest client frame a WebSocket reads (clients only send pings)."""
+    ws_message_rate: float = Field(5.0, gt=0)
+    """Client messages per second one WebSocket may send (burst 30) before it is closed."""

@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from liverec.collector import keep_collections_short
 from liverec.demo import bind, page_url
-from liverec.runtime import RateMeter
+from liverec.runtime import RateMeter, security
 from liverec.server import make_server
 from liverec.settings import Settings
 from online_models.redis_store import WATCH_TTL_MS, RedisStore
@@ -41,6 +41,7 @@ from stream.kafka_bus import KafkaBus
 from stream.pipeline import PipelineConfig, Recommendations
 from stream.serving import SharedModels, lists_from_store, store_shelf
 from web.app import create_app
+from web.auth import new_secret
 from web.hub import RecommendationHub
 
 log = logging.getLogger("liverec.web")
@@ -171,9 +172,11 @@ class StoreBackend:
 async def run_web(settings: Settings, config: PipelineConfig) -> int:
     """Serve a web node until Ctrl-C or SIGTERM."""
     backend = StoreBackend(settings, config)
-    app = create_app(backend, backend.hub)
+    secret = settings.secret or backend.store.shared_secret(new_secret())
+    app = create_app(backend, backend.hub, security=security(settings, secret))
     sock = bind(settings.host, settings.port)
-    server = make_server(app, settings.host, settings.port)
+    server = make_server(app, settings.host, settings.port,
+                         ws_max_size=settings.ws_max_message_bytes)
     tasks = [asyncio.create_task(backend.listen(), name="lists"),
              asyncio.create_task(backend.renew_watches(), name="watches"),
              asyncio.create_task(keep_collections_short(), name="gc")]

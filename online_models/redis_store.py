@@ -765,6 +765,13 @@ class RedisStore:
         top = cast(Any, self.client).zrevrange(f"{self.prefix}live", 0, 0, withscores=True)
         return int(top[0][1]) if top else None
 
+    def shared_secret(self, candidate: str) -> str:
+        """The secret web nodes sign tokens with: ``candidate`` if none is stored yet (the
+        first node to start makes it), else the stored one. Never expires."""
+        key = f"{self.prefix}secret"
+        self.client.set(key, candidate, nx=True)
+        return cast(bytes, self.client.get(key)).decode()
+
     def clear(self) -> int:
         """Delete every key under the prefix (a test's or a benchmark's run, or a deployment
         being reset); return how many. Nothing else may be writing under it meanwhile."""

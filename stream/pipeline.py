@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
+from online_models.explain import Reason, explain, reasons_from_json, reasons_to_json
 from online_models.factors import FactorsConfig, SessionFactors
 from online_models.metrics import PrequentialRecall
 from online_models.popularity import Popularity
@@ -74,16 +75,22 @@ class Recommendations:
     orders: list[int]
     version: int
     event_ts: int | None
+    why: dict[str, list[Reason]] | None = field(default=None, compare=False)
+    """Per list, why each item is in it (:mod:`online_models.explain`)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"session": self.session, "clicks": self.clicks, "carts": self.carts,
-                "orders": self.orders, "version": self.version, "event_ts": self.event_ts}
+        obj = {"session": self.session, "clicks": self.clicks, "carts": self.carts,
+               "orders": self.orders, "version": self.version, "event_ts": self.event_ts}
+        if self.why is not None:
+            obj["why"] = reasons_to_json(self.why)
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Recommendations:
         return cls(session=int(obj["session"]), clicks=list(obj["clicks"]),
                    carts=list(obj["carts"]), orders=list(obj["orders"]),
-                   version=int(obj["version"]), event_ts=obj.get("event_ts"))
+                   version=int(obj["version"]), event_ts=obj.get("event_ts"),
+                   why=reasons_from_json(obj.get("why")))
 
     def same_lists(self, other: Recommendations | None) -> bool:
         return (other is not None and self.clicks == other.clicks
@@ -105,16 +112,20 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
     if state is not None and expired_before is not None and state.max_ts < expired_before:
         state = None
     events = list(state.recent) if state is not None else []
+    config = None
     if reranker is not None and events:
-        candidates = build_candidates(events, covis, popularity, successors, reranker.config,
-                                      k, factors)
+        config = reranker.config
+        candidates = build_candidates(events, covis, popularity, successors, config, k,
+                                      factors)
         lists = reranker.lists(candidates, k)
     else:
         lists = recommend(events, covis, popularity, k)
+    named = {"clicks": lists.clicks, "carts": lists.carts, "orders": lists.orders}
     return Recommendations(
         session=session, clicks=lists.clicks, carts=lists.carts, orders=lists.orders,
         version=state.events if state is not None else 0,
         event_ts=state.max_ts if state is not None else None,
+        why=explain(named, events, covis, popularity, k, config, successors, factors),
     )
 
 

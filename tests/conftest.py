@@ -19,6 +19,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+#: The live servers' secret and service key: tests post as a shop's backend would.
+SECRET = "test-secret"
+INGEST_KEY = "test-ingest-key"
+SERVICE = {"Authorization": f"Bearer {INGEST_KEY}"}
+
+
 class LiveServer:
     """The embedded runtime served by uvicorn on a free port, in a thread with its own loop.
 
@@ -34,7 +40,7 @@ class LiveServer:
         from liverec.server import make_server
         from liverec.settings import Settings
 
-        self.settings = settings or Settings(port=0)
+        self.settings = settings or Settings(port=0, secret=SECRET, ingest_key=INGEST_KEY)
         self.loop = asyncio.new_event_loop()
         self.runtime = EmbeddedRuntime(self.settings)  # type: ignore[arg-type]
         self._sock = bind("127.0.0.1", 0)

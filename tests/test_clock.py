@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer
+from conftest import SERVICE, LiveServer
 
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
-from web.app import EVENT_FUTURE_MS, EVENT_PAST_MS
+from web.intake import EVENT_FUTURE_MS, EVENT_PAST_MS
 
 Y2099 = int(datetime(2099, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
@@ -60,7 +60,7 @@ def wait_applied(server: LiveServer, n: int) -> None:
 
 
 def test_a_wall_clock_or_2099_event_is_refused_and_changes_nothing(replayed: LiveServer) -> None:
-    with httpx.Client(base_url=replayed.url, timeout=30) as client:
+    with httpx.Client(base_url=replayed.url, timeout=30, headers=SERVICE) as client:
         before = snapshot(replayed, client)
         assert before["clock"] < Y2099 and len(before["shelf"]) == 40
         assert all(len(lists[name]) == 20 for lists in before["lists"]
@@ -87,7 +87,7 @@ def test_a_wall_clock_or_2099_event_is_refused_and_changes_nothing(replayed: Liv
 def test_posted_events_are_stamped_by_the_clock_and_never_move_it(
         replayed: LiveServer) -> None:
     runtime = replayed.runtime
-    with httpx.Client(base_url=replayed.url, timeout=30) as client:
+    with httpx.Client(base_url=replayed.url, timeout=30, headers=SERVICE) as client:
         clock = runtime.now_ms()
         applied = runtime.pipeline.events_applied
         posted = [{"session": 99_100_000, "aid": 11, "type": "clicks"},            # no ts
@@ -109,7 +109,7 @@ def test_posted_events_are_stamped_by_the_clock_and_never_move_it(
 def test_without_a_replay_the_clock_is_the_wall_clock() -> None:
     server = LiveServer()
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with httpx.Client(base_url=server.url, timeout=10, headers=SERVICE) as client:
             wall = int(time.time() * 1000)
             ok = client.post("/events", json={"session": 1, "aid": 2, "type": "clicks",
                                               "ts": wall})
@@ -123,7 +123,7 @@ def test_without_a_replay_the_clock_is_the_wall_clock() -> None:
 
 def test_posted_events_never_shrink_the_lists(replayed: LiveServer) -> None:
     """A session of one event gets 20 items in each list (and so does one never seen)."""
-    with httpx.Client(base_url=replayed.url, timeout=30) as client:
+    with httpx.Client(base_url=replayed.url, timeout=30, headers=SERVICE) as client:
         for session in (99_200_000, 99_200_001):
             client.post("/events", json={"session": session, "aid": 3, "type": "orders"})
         time.sleep(0.3)

@@ -133,6 +133,7 @@ def test_a_web_node_pushes_what_the_workers_announce(
     pushed lists are the ones the node serves over REST."""
     import httpx
     import orjson
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     env = {**distributed_env(kafka_url, redis_url, unique_prefix),
@@ -153,19 +154,33 @@ def test_a_web_node_pushes_what_the_workers_announce(
             assert time.monotonic() < deadline and web.poll() is None, "web node not ready"
             time.sleep(0.5)
         time.sleep(10)  # the worker joins its group
-        with connect(f"ws://127.0.0.1:{web_port}/ws/sessions/4242", open_timeout=10) as ws:
+        created = httpx.post(f"{base}/sessions", timeout=10)
+        assert created.status_code == 201
+        session, token = created.json()["session"], created.json()["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        url = f"ws://127.0.0.1:{web_port}/ws/sessions/{session}"
+        with connect(url, open_timeout=10) as refused:  # no token: closed with 4401
+            with pytest.raises(ConnectionClosed) as closed:
+                refused.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        with connect(f"{url}?token={token}", open_timeout=10) as ws:
             first = orjson.loads(ws.recv(timeout=10))
-            assert first["session"] == 4242 and first["version"] == 0
-            events = [{"session": 4242, "aid": aid, "type": "clicks"} for aid in (7, 8, 9)]
+            assert first["session"] == session and first["version"] == 0
+            events = [{"session": session, "aid": aid, "type": "clicks"} for aid in (7, 8, 9)]
             posted = time.time()
-            assert httpx.post(f"{base}/events", json=events, timeout=10).status_code == 202
+            assert httpx.post(f"{base}/events", json=events, headers=bearer,
+                              timeout=10).status_code == 202
             pushed = first
             while pushed["version"] < 3:
                 pushed = orjson.loads(ws.recv(timeout=30))
             took = time.time() - posted
         assert pushed["clicks"][:3] == [9, 8, 7]
-        served = httpx.get(f"{base}/sessions/4242/recommendations", timeout=10).json()
+        assert [r["source"] for r in pushed["why"]["clicks"][:3]] == ["you_viewed"] * 3
+        served = httpx.get(f"{base}/sessions/{session}/recommendations", headers=bearer,
+                           timeout=10).json()
         assert served == pushed
+        assert httpx.get(f"{base}/sessions/{session}/recommendations",
+                         timeout=10).status_code == 401
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert "liverec_events_processed_total 3.0" in metrics
         # The worker times its announcements from the events' arrival in Kafka: each took
@@ -177,7 +192,7 @@ def test_a_web_node_pushes_what_the_workers_announce(
         count = delay["liverec_list_delay_seconds_count"]
         assert count >= 1 and 0 < delay["liverec_list_delay_seconds_sum"] <= count * took
         assert store.model_version("rerank") >= 1  # the worker's re-rankers, saved
-        assert store.live_sessions(5)[0] == 4242
+        assert store.live_sessions(5)[0] == session
     finally:
         for proc in (web, worker):
             proc.terminate()

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from conftest import SECRET, SERVICE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -24,6 +25,7 @@ from websockets.sync.client import connect
 
 from stream.events import MAX_ID, EventError
 from stream.kafka_bus import decode
+from web.auth import issue_token
 
 T0 = 1_659_304_800_000
 FIELDS = ("session", "aid", "type", "ts")
@@ -112,11 +114,15 @@ def state_digest(server: Any) -> str:
 @pytest.fixture(scope="module")
 def seeded() -> Iterator[Any]:
     """The embedded runtime with some sessions in it."""
-    from conftest import LiveServer
+    from conftest import INGEST_KEY, SECRET, LiveServer
 
+    from liverec.settings import Settings
     from stream.events import Event
 
-    server = LiveServer()
+    # Rate limits out of the way: thousands of requests from one address test the checks
+    # behind them (the limits have their own tests).
+    server = LiveServer(Settings(port=0, secret=SECRET, ingest_key=INGEST_KEY, post_rate=1e6,
+                                 post_burst=10**6))
     server.runtime.replay_clock(T0, None)
     events = [Event(s, (s * 7 + i) % 50, T0 + s * 1000 + i, i % 3)
               for s in range(200) for i in range(5)]
@@ -145,9 +151,14 @@ def test_post_events_refuses_4000_generated_bad_bodies_and_changes_nothing(
         @settings(max_examples=4000, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(body=bad_bodies(), content_type=st.sampled_from(
-            ["application/json", "text/plain", None, "application/x-www-form-urlencoded"]))
-        def post(body: bytes, content_type: str | None) -> None:
+            ["application/json", "application/json", "text/plain", None,
+             "application/x-www-form-urlencoded"]),
+            authorization=st.sampled_from([SERVICE["Authorization"]] * 3 + [
+                None, "Bearer junk", f"Bearer {issue_token(SECRET.encode(), 10**12 + 5)}"]))
+        def post(body: bytes, content_type: str | None, authorization: str | None) -> None:
             headers = {"content-type": content_type} if content_type else {}
+            if authorization:
+                headers["authorization"] = authorization
             response = client.post("/events", content=body, headers=headers)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             assert 400 <= response.status_code < 500, (body, response.text)

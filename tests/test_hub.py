@@ -27,17 +27,22 @@ async def test_a_client_that_reads_late_gets_only_the_newest_lists() -> None:
     waiter.cancel()
 
 
-def test_unchanged_lists_are_not_pushed_again() -> None:
+def test_every_new_version_is_pushed_even_with_the_same_lists() -> None:
+    """A shopper's event that leaves the lists as they were is still acknowledged: the push
+    carries the new version. The same version with the same lists is not sent twice."""
     pipeline = SessionPipeline()
     hub = RecommendationHub(pipeline)
     pipeline.apply([Event(1, 5, T0, CLICKS)])
     sub = hub.subscribe(1)
     sub.ready.clear()
+    before = pipeline.recommendations(1)
     # Re-clicking the session's only item changes the version but not the lists.
-    assert hub.notify(pipeline.apply([Event(1, 5, T0 + 1, CLICKS)])) == 0
+    assert hub.notify(pipeline.apply([Event(1, 5, T0 + 1, CLICKS)])) == 1
+    assert sub.ready.is_set() and sub.latest is not None
+    assert sub.latest.version == before.version + 1 and sub.latest.same_lists(before)
+    sub.ready.clear()
+    assert hub.notify([1]) == 0  # nothing new: no push
     assert not sub.ready.is_set()
-    assert hub.notify(pipeline.apply([Event(1, 6, T0 + 2, CLICKS)])) == 1
-    assert sub.ready.is_set()
 
 
 def test_only_watched_sessions_have_their_lists_computed() -> None:

@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from conftest import SERVICE
 
 from stream.events import Event
 
@@ -14,7 +15,8 @@ T0 = 1_659_304_800_000
 
 @pytest.fixture
 def client(live_server):  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=live_server.url, timeout=10) as c:
+    """A shop's backend: posts with the service key."""
+    with httpx.Client(base_url=live_server.url, timeout=10, headers=SERVICE) as c:
         yield c
 
 
@@ -32,7 +34,8 @@ def test_health_and_readiness(client: httpx.Client) -> None:
 
 def test_recommendations_of_an_unseen_session_are_well_formed(client: httpx.Client) -> None:
     body = client.get("/sessions/42/recommendations").json()
-    assert set(body) == {"session", "clicks", "carts", "orders", "version", "event_ts"}
+    assert set(body) == {"session", "clicks", "carts", "orders", "version", "event_ts", "why",
+                         "public"}
     assert body["session"] == 42 and body["version"] == 0
 
 
@@ -69,9 +72,10 @@ def test_a_bad_event_gets_422_with_the_field_and_reason(
 
 
 def test_a_body_over_the_limit_gets_413_and_is_not_read(live_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
-    from web.app import MAX_BODY_BYTES
+    from web.intake import MAX_BODY_BYTES
 
-    response = client.post("/events", content=b"[" + b" " * MAX_BODY_BYTES + b"]")
+    response = client.post("/events", content=b"[" + b" " * MAX_BODY_BYTES + b"]",
+                           headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert "bytes" in response.json()["detail"][0]["reason"]
     assert client.post("/events", json={"session": 3, "aid": 1, "type": "clicks"}
@@ -97,7 +101,8 @@ def test_a_failing_intake_answers_500_and_the_node_goes_on(
 
 
 def test_a_body_that_is_not_json_gets_422(client: httpx.Client) -> None:
-    response = client.post("/events", content=b"{nope")
+    response = client.post("/events", content=b"{nope",
+                           headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["detail"][0]["reason"]
 
@@ -145,6 +150,7 @@ def test_an_invalid_session_id_is_rejected(client: httpx.Client, session: str) -
 def test_post_events_is_in_the_openapi_schema(client: httpx.Client) -> None:
     # A plain route for speed (web/app.py), documented by hand: the docs must still list it.
     paths = client.get("/openapi.json").json()["paths"]
-    assert set(paths["/events"]["post"]["responses"]) == {"202", "422"}
+    assert {"202", "401", "403", "415", "422", "429"} <= set(paths["/events"]["post"]["responses"])
+    assert "/ws/sessions/{session}" in paths  # the WebSocket and its message, documented
     assert "/sessions/{session}/recommendations" in paths
     assert client.get("/events").status_code == 405  # POST only

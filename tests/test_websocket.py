@@ -21,7 +21,8 @@ async def test_subscribing_pushes_the_current_lists_at_once(live_server) -> None
     async with websockets.connect(f"{live_server.ws_url}/ws/sessions/11") as ws:
         first = await receive(ws)
     assert first["session"] == 11 and first["version"] == 0
-    assert set(first) == {"session", "clicks", "carts", "orders", "version", "event_ts"}
+    assert set(first) == {"session", "clicks", "carts", "orders", "version", "event_ts", "why",
+                          "public"}
 
 
 async def test_an_event_pushes_the_changed_lists(live_server) -> None:  # type: ignore[no-untyped-def]

@@ -8,16 +8,12 @@ store, without the app changing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Protocol
 
-import orjson
-from fastapi import FastAPI, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Path, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,26 +21,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from stream.events import MAX_ID, Event, EventError, parse_event
+from stream.events import MAX_ID, Event
 from stream.metrics import prequential_families
 from stream.pipeline import Recommendations
+from web import apidocs
+from web.auth import Access, Guard, bearer_of, new_secret
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
+from web.intake import make_intake
+from web.limits import retry_after
+from web.live import push_json, watch_session
+from web.security import Security, SecurityHeaders, client_address
 
 STATIC = FilePath(__file__).parent / "static"
 #: A session id in a path: what an event's ``session`` may be.
 SessionId = Annotated[int, Path(ge=0, le=MAX_ID, description="session id")]
-#: Most events one POST may carry.
-MAX_EVENTS_PER_REQUEST = 10_000
-#: Largest body ``POST /events`` reads: the most events, about 100 bytes each, and room.
-MAX_BODY_BYTES = 4 * 1024 * 1024
-#: A posted event's ``ts`` may be this far behind the stream's clock (a client that queued
-#: events for a while) ...
-EVENT_PAST_MS = 3_600_000
-#: ... or this far ahead of it (clocks of two machines disagree); it is then stamped with the
-#: clock itself, so that no request moves the stream's time (which expires sessions and ages
-#: popularity) past where the server has it.
-EVENT_FUTURE_MS = 60_000
 log = logging.getLogger("liverec.web")
 
 
@@ -77,8 +68,9 @@ class Backend(Protocol):
 class _Metrics:
     """A Prometheus collector that reads live figures at scrape time."""
 
-    def __init__(self, hub: RecommendationHub, api: dict[str, int]) -> None:
-        self.hub, self.api = hub, api
+    def __init__(self, hub: RecommendationHub, api: dict[str, int],
+                 security: Security) -> None:
+        self.hub, self.api, self.security = hub, api, security
         self.stats: dict[str, Any] = {}
         """The backend's figures, read just before each scrape."""
 
@@ -92,6 +84,14 @@ class _Metrics:
                                   value=self.api["rejected"])
         yield CounterMetricFamily("liverec_pushes", "Recommendation pushes sent to clients",
                                   value=self.hub.pushes)
+        refused = CounterMetricFamily("liverec_refused", "Requests and sockets refused, by "
+                                      "reason (rate_limited, unauthorized, forbidden, ...)",
+                                      labels=["reason"])
+        for reason, count in sorted(self.security.refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
+        yield GaugeMetricFamily("liverec_connections", "Open WebSockets counted against the "
+                                "caps", value=self.security.connections.open)
         yield GaugeMetricFamily("liverec_subscribers", "Open WebSocket subscriptions",
                                 value=self.hub.subscribers())
         yield GaugeMetricFamily("liverec_sessions", "Sessions held in state",
@@ -104,46 +104,6 @@ class _Metrics:
             if value is not None:
                 latency.add_metric([name.replace("p", "0.")], value)
         yield latency
-
-
-def _ts_reason(ts: int, now: int) -> str:
-    """Why a posted event's time is refused, in words a client's developer can act on."""
-    def when(ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-    return (f"{ts} ({when(ts)}) is outside the accepted window around the stream's clock, "
-            f"{now} ({when(now)}): from {EVENT_PAST_MS // 60_000} min before it to "
-            f"{EVENT_FUTURE_MS // 1000} s after; omit ts and the server stamps the event")
-
-
-def _reject(errors: list[dict[str, Any]]) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": errors})
-
-
-def _document_events(app: FastAPI) -> None:
-    """Put ``POST /events`` (a plain route, which FastAPI does not list) in ``/openapi.json``."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            schema["paths"]["/events"] = {"post": {
-                "summary": "Post Events",
-                "description": "One event or a list (at most "
-                               f"{MAX_EVENTS_PER_REQUEST:,}): ``{{\"session\", \"aid\", "
-                               "\"type\", \"ts\"?}}``; ts defaults to the stream's clock, and a "
-                               "given ts must lie from 1 h before it to 1 min after it "
-                               "(a later one is stamped with the clock). All or nothing: "
-                               "one invalid event rejects the request (422, each error's "
-                               "index, field and reason).",
-                "requestBody": {"required": True, "content": {"application/json": {}}},
-                "responses": {"202": {"description": "Accepted: ``{\"accepted\": n}``"},
-                              "422": {"description": "Rejected: ``{\"detail\": [...]}``"}},
-            }}
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class LiverecApp(FastAPI):
@@ -171,31 +131,22 @@ class LiverecApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request's body, or None once it passes ``limit`` bytes (nothing more is read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def create_app(backend: Backend, hub: RecommendationHub,
-               catalog: Catalog | None = None) -> LiverecApp:
-    """Build the app over a backend and the hub that pushes its changes."""
+def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None = None,
+               security: Security | None = None) -> LiverecApp:
+    """Build the app over a backend and the hub that pushes its changes; ``security``: who
+    may call it and how much (default: a throwaway secret, no service key)."""
     catalog = catalog or Catalog()
+    security = security or Security(Guard(new_secret().encode()))
+    guard = security.guard
     item = catalog.item
-    app = LiverecApp(title="liverec", summary="Live next-click, cart and order recommendations")
+    app = LiverecApp(title="liverec", summary="Live next-click, cart and order recommendations",
+                     docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
     api = {"accepted": 0, "rejected": 0}
     registry = CollectorRegistry()
-    collector = _Metrics(hub, api)
+    collector = _Metrics(hub, api, security)
     registry.register(collector)  # type: ignore[arg-type]
-    app.state.backend, app.state.hub = backend, hub
+    app.state.backend, app.state.hub, app.state.security = backend, hub, security
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -217,69 +168,48 @@ def create_app(backend: Backend, hub: RecommendationHub,
         collector.stats = await backend.stats()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/sessions/{session}/recommendations")
-    async def get_recommendations(session: SessionId) -> dict[str, Any]:
-        return (await backend.recommendations(session)).to_json()
+    @app.post("/sessions", status_code=201, responses={429: {"description": "Too many new "
+              "sessions from this address: see Retry-After"}})
+    async def create_session(request: Request) -> Any:
+        """A new shopper session and its token: send it as ``Authorization: Bearer`` to read
+        the session and post its events, and as ``?token=`` on its WebSocket."""
+        wait = security.creates.take(client_address(request.scope))
+        if wait:
+            security.refused["rate_limited"] += 1
+            return JSONResponse(status_code=429, headers={"Retry-After": retry_after(wait)},
+                                content={"detail": [{"field": "client", "reason":
+                                         "too many new sessions from this address"}]})
+        session, token = guard.issue()
+        return {"session": session, "token": token}
 
-    async def post_events(request: Request) -> Response:
-        """One event or a list: ``{"session", "aid", "type", "ts"?}``; ts defaults to the
-        stream's clock (:meth:`Backend.now_ms`), and a given one must be near it.
+    @app.get("/sessions/{session}/recommendations",
+             responses={401: {"description": "A private session, and no or a bad token"},
+                        403: {"description": "Another session's token"}})
+    async def get_recommendations(session: SessionId, request: Request) -> Any:
+        """The session's lists (``why`` says where each item comes from); a private
+        session's need its token (``Authorization: Bearer``)."""
+        access = guard.read(session, bearer_of(request.headers.get("authorization")))
+        if access is not Access.GRANTED:
+            security.refused["forbidden" if access is Access.OTHER else "unauthorized"] += 1
+            status = 403 if access is Access.OTHER else 401
+            return JSONResponse(status_code=status, headers={"WWW-Authenticate": "Bearer"},
+                                content={"detail": [{"field": "authorization", "reason":
+                                         "another session's token" if status == 403 else
+                                         "a private session: send its token"}]})
+        return push_json(await backend.recommendations(session), guard.is_public(session))
 
-        Served by :class:`LiverecApp` ahead of the middleware stack, and not a FastAPI route:
-        FastAPI's per-route machinery (dependencies, response model, telemetry) cost about
-        120 of its 180 µs per request for nothing this handler uses. Its entry in the OpenAPI
-        schema is added by hand (:func:`_document_events`).
-        """
-        raw = await _read_body(request, MAX_BODY_BYTES)
-        if raw is None:
-            api["rejected"] += 1
-            return JSONResponse(status_code=413, content={"detail": [
-                {"field": "body", "reason": f"larger than {MAX_BODY_BYTES:,} bytes"}]})
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            api["rejected"] += 1
-            return _reject([{"field": "body", "reason": f"not valid JSON: {exc}"}])
-        items = body if isinstance(body, list) else [body]
-        if len(items) > MAX_EVENTS_PER_REQUEST:
-            api["rejected"] += len(items)
-            return _reject([{"field": "body", "reason":
-                             f"{len(items)} events; at most {MAX_EVENTS_PER_REQUEST} per request"}])
-        now = backend.now_ms()
-        events, errors = [], []
-        for index, obj in enumerate(items):
-            try:
-                event = parse_event(obj, default_ts=now)
-            except EventError as exc:
-                errors.append({"index": index, "field": exc.field, "reason": exc.reason})
-                continue
-            if event.ts > now:
-                if event.ts > now + EVENT_FUTURE_MS:
-                    errors.append({"index": index, "field": "ts",
-                                   "reason": _ts_reason(event.ts, now)})
-                    continue
-                event = event._replace(ts=now)
-            elif event.ts < now - EVENT_PAST_MS:
-                errors.append({"index": index, "field": "ts",
-                               "reason": _ts_reason(event.ts, now)})
-                continue
-            events.append(event)
-        if errors:  # all or nothing: a client retrying a fixed batch must not duplicate events
-            api["rejected"] += len(items)
-            return _reject(errors)
-        await backend.publish(events)
-        api["accepted"] += len(events)
-        return Response(orjson.dumps({"accepted": len(events)}), status_code=202,
-                        media_type="application/json")
-
-    app.intake = post_events
+    intake = make_intake(backend, security, api)
+    app.intake = intake
     # Also routed: under a root path (a mount) the front door does not take it.
-    app.router.routes.append(Route("/events", post_events, methods=["POST"]))
-    _document_events(app)
+    app.router.routes.append(Route("/events", intake, methods=["POST"]))
+    apidocs.document(app)
+    apidocs.serve_docs(app, STATIC)
 
     @app.get("/sessions/live")
     async def live_sessions(limit: int = Query(4, ge=1, le=50)) -> list[int]:
-        return await backend.live_sessions(limit)
+        """Public demo sessions (replayed shoppers) active lately, most recent first."""
+        recent = await backend.live_sessions(limit * 4)
+        return [s for s in recent if guard.is_public(s)][:limit]
 
     @app.get("/catalog/items")
     async def catalog_items(aids: str = Query(..., description="comma-separated aids")) -> Any:
@@ -308,42 +238,7 @@ def create_app(backend: Backend, hub: RecommendationHub,
                 "latency_ms": hub.latency_percentiles(), **api}
 
     @app.websocket("/ws/sessions/{session}")
-    async def watch_session(websocket: WebSocket, session: SessionId) -> None:
-        """Push the session's lists now and on every change, latest value only."""
-        await websocket.accept()
-        sub = hub.subscribe(session)
-        try:
-            await backend.watch(session)
-            if sub.latest is None:  # a hub fed from elsewhere: seed it with the current lists
-                hub.offer(await backend.recommendations(session))
-        except Exception:  # the store is unreachable: tell the client, keep no subscription
-            hub.unsubscribe(sub)
-            await websocket.close(code=1011, reason="recommendations unavailable")
-            raise
-
-        async def send() -> None:
-            while True:
-                recs, origin = await sub.next()
-                await websocket.send_text(orjson.dumps(recs.to_json()).decode())
-                hub.record_push(origin)
-
-        async def receive() -> None:
-            while True:  # clients may send anything (pings); we only watch for the close
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-
-        tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
-                    await task
-            hub.unsubscribe(sub)
+    async def watch(websocket: WebSocket) -> None:
+        await watch_session(websocket, backend, hub, security)
 
     return app
