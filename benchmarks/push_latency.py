@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import gc
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -78,6 +79,11 @@ from stream.kafka_bus import KafkaBus
 BASE_SESSION = 7_000_000_000
 
 
+#: The service key the benchmark's servers take: it posts as a shop's backend would, for many
+#: sessions and past a shopper's rate limits.
+INGEST_KEY = secrets.token_urlsafe(16)
+
+
 class RawHttpPool:
     """Keep-alive HTTP/1.1 connections that send each request in one write.
 
@@ -97,6 +103,7 @@ class RawHttpPool:
     async def post_json(self, path: str, body: object) -> int:
         payload = orjson.dumps(body)
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json"
+                f"\r\nAuthorization: Bearer {INGEST_KEY}"
                 f"\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
         reader, writer = await self.free.get()
         try:
@@ -301,7 +308,8 @@ def start_embedded(args: argparse.Namespace, workdir: Path,
     """The demo, warm; ``procs`` gets the process at once, so a failure still stops it."""
     procs.append(spawn(["demo", "--port", str(args.port), "--speed", "max", "--sessions",
                         str(args.warm_sessions), "--items", "20000"],
-                       {**os.environ, "LIVEREC_RERANK": "true" if args.rerank else "false"},
+                       {**os.environ, "LIVEREC_RERANK": "true" if args.rerank else "false",
+                        "LIVEREC_INGEST_KEY": INGEST_KEY},
                        workdir / "demo.log"))
     asyncio.run(wait_ready(f"http://127.0.0.1:{args.port}", procs))
 
@@ -311,7 +319,8 @@ def start_distributed(args: argparse.Namespace, workdir: Path, prefix: str,
     """A worker and a web node, warm; ``procs`` gets them at once."""
     env = {**os.environ, "LIVEREC_BUS": args.kafka, "LIVEREC_STORE": args.redis,
            "LIVEREC_TOPIC_PREFIX": prefix, "LIVEREC_APP_ID": prefix.rstrip("-"),
-           "LIVEREC_PARTITIONS": "4", "LIVEREC_RERANK": "true" if args.rerank else "false"}
+           "LIVEREC_PARTITIONS": "4", "LIVEREC_RERANK": "true" if args.rerank else "false",
+           "LIVEREC_INGEST_KEY": INGEST_KEY}
     warm = warm_sessions(args, workdir)
     procs += [spawn(["worker"], {**env, "LIVEREC_METRICS_PORT": str(args.metrics_port + i)},
                     workdir / f"worker-{i}.log") for i in range(args.workers)]

@@ -218,7 +218,7 @@ class LocalCluster:
         expired = embedded.sessions.watermark - embedded.sessions.ttl_ms
         differing = {s for s, recs in lists_from_store(self.store, states, config.list_size,
                                                        lifetime_ms=lifetime).items()
-                     if recs != embedded.recommendations(s)}
+                     if not _same(recs, embedded.recommendations(s))}
         if config.rerank is not None:
             models = SharedModels(self.store, Reranker(config.rerank))
             models.start()  # the newest snapshot the workers saved
@@ -226,7 +226,8 @@ class LocalCluster:
             served = lists_from_store(self.store, states, config.list_size, reranker,
                                       lifetime_ms=lifetime)
             differing |= {s for s, recs in served.items()
-                          if recs != self._embedded_lists(embedded, s, reranker, expired)}
+                          if not _same(recs, self._embedded_lists(embedded, s, reranker,
+                                                                  expired))}
         return sorted(differing)
 
     @staticmethod
@@ -243,3 +244,8 @@ class LocalCluster:
                 worker.signal(signal.SIGCONT)
                 worker.kill()
         self.store.clear()
+
+
+def _same(a: Recommendations, b: Recommendations) -> bool:
+    """Equal lists, versions and the reasons given for each item."""
+    return a == b and a.why == b.why
