@@ -11,7 +11,12 @@ $(BIN)/liverec: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-setup: $(BIN)/liverec            ## virtualenv with liverec and its dev tools
+# The page's chart library and the API docs' files, rebuilt only when the lockfile changes.
+VENDOR := web/static/vendor/.built
+$(VENDOR): web/assets/package.json web/assets/package-lock.json scripts/build-assets.sh
+	scripts/build-assets.sh
+
+setup: $(BIN)/liverec $(VENDOR)  ## virtualenv with liverec and its dev tools; the page's assets
 
 demo: setup                      ## replay synthetic sessions to a live page on :8000
 	$(BIN)/liverec demo
@@ -48,4 +53,4 @@ chaos: setup up                  ## random faults under a steady replay, then th
 	$(BIN)/python benchmarks/chaos.py --minutes $(or $(MINUTES),30)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis web/static/vendor web/assets/node_modules

@@ -60,6 +60,7 @@ def security(settings: Settings, secret: str | None = None) -> Security:
         origins=frozenset(o.strip().rstrip("/") for o in s.allowed_origins.split(",")
                           if o.strip()),
         posts=Buckets(s.post_rate, s.post_burst),
+        client_events=Buckets(s.client_event_rate, s.client_event_burst),
         creates=Buckets(s.session_create_rate, s.session_create_burst),
         session_events=Buckets(s.session_event_rate, s.session_event_burst),
         connections=Connections(s.max_connections, s.max_connections_per_client,

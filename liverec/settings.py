@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     post_rate: float = Field(20.0, gt=0)
     """``POST /events`` requests per second per client address (burst ``post_burst``)."""
     post_burst: int = Field(60, ge=1)
+    client_event_rate: float = Field(50.0, gt=0)
+    """Events per second all shoppers' sessions behind one client address may post (burst
+    ``client_event_burst``): bounds what one address can add to the state however many
+    sessions it opens. The service key is exempt."""
+    client_event_burst: int = Field(500, ge=1)
     session_create_rate: float = Field(2.0, gt=0)
     """``POST /sessions`` per second per client address (burst ``session_create_burst``):
     many shoppers may share an address behind a NAT."""

@@ -1,14 +1,15 @@
 """The shop page in a real headless Chromium against a real server.
 
 Each test gets its own live server seeded with generated sessions, and its own browser context
-(a new shopper with empty localStorage) in one Chromium shared by the module.
+(a new shopper with empty localStorage) in one Chromium shared by the module. The server sends
+its content security policy, so the page runs here as it does for a person; predicates polled
+in the page are functions (``() => ...``), which the policy allows, not strings to evaluate.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +24,21 @@ LiveServer = Any  # tests/conftest.py's LiveServer, handed in by its fixture
 
 pytestmark = pytest.mark.e2e
 
+REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-#: Where the layout test leaves its screenshot, for a person to look at.
-SCREENSHOT = Path(tempfile.gettempdir()) / "liverec-page.png"
+#: Where screenshots are left for a person to look at (CI keeps them as artefacts).
+ARTEFACTS = Path(os.environ.get("LIVEREC_ARTEFACTS") or REPO / "out" / "screenshots")
+VENDOR = REPO / "web" / "static" / "vendor"
 TIMEOUT_MS = 10_000
+RAILS = ("rail-clicks", "rail-carts", "rail-orders")
+DESKTOP = {"viewport": {"width": 1440, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
+         "device_scale_factor": 2}
+SOURCES = {"you_viewed", "you_carted", "you_bought", "viewed_with", "bought_with",
+           "viewed_after", "similar", "popular_now", "popular"}
 
 
 def chromium_path() -> str:
@@ -50,6 +59,13 @@ def wait_for(condition: Any, timeout: float = 10.0, what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTEFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
 
 
 @pytest.fixture
@@ -75,13 +91,17 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def open_page(browser: Any, **context: Any) -> Any:
+    opened = browser.new_context(**(context or DESKTOP)).new_page()
+    opened.set_default_timeout(TIMEOUT_MS)
+    return opened
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
+    opened = open_page(browser)
     yield opened
-    context.close()
+    opened.context.close()
 
 
 def aids_in(scope: Any, testid: str) -> list[int]:
@@ -97,47 +117,259 @@ def publish(server: LiveServer, events: list[Event]) -> None:
              what="published events")
 
 
+def version(page: Any) -> int:
+    return int(page.text_content("[data-testid=version]") or "0")
+
+
+def wait_version_above(page: Any, value: int) -> None:
+    page.wait_for_function(
+        "v => Number(document.querySelector('[data-testid=version]').textContent) > v",
+        arg=value)
+
+
+def wait_rails(page: Any) -> None:
+    """All three rails hold their 20 items, after the first push."""
+    page.wait_for_function(
+        "rails => rails.every(r => document.querySelectorAll("
+        "`[data-testid=${r}] [data-testid=rail-item]`).length === 20)", arg=list(RAILS))
+
+
+def shopper(page: Any) -> dict[str, Any]:
+    """The session and token the page keeps for its shopper."""
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem('liverec.shopper'))")
+    assert stored and isinstance(stored["session"], int) and stored["token"]
+    return dict(stored)
+
+
+def reasons(page: Any) -> list[dict[str, str]]:
+    """Every rail card's reason: its source, text and title (the full name of ``via``)."""
+    return list(page.locator("[data-testid=rail-item]").evaluate_all(
+        """els => els.map(e => {
+            const why = e.querySelector('[data-testid=rail-why]');
+            return {source: e.dataset.source, text: why ? why.textContent : '',
+                    title: why ? why.title : ''};
+        })"""))
+
+
 def test_page_loads_without_console_errors_and_fills_three_rails(
         server: LiveServer, page: Any) -> None:
-    """The page loads with no console or page errors and each rail shows 20 items."""
+    """The page loads under the server's content security policy with no console or page
+    errors, gets a private session, and each rail shows 20 items, each saying why."""
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
-    for rail in ("rail-clicks", "rail-carts", "rail-orders"):
-        page.wait_for_function(
-            f"document.querySelectorAll('[data-testid={rail}] [data-testid=rail-item]').length"
-            " === 20")
-    page.wait_for_selector("[data-testid=shelf-item]")
+    response = page.goto(server.url)
+    assert "script-src 'self'" in (response.headers.get("content-security-policy") or "")
+    wait_rails(page)
+    page.wait_for_selector("[data-testid=shelf-item] svg.pic")
     page.wait_for_selector("[data-testid=live-shopper] [data-testid=live-rail-clicks] [data-aid]")
     page.wait_for_timeout(300)  # let late fetches and sockets report any error
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    screenshot(page, "page-desktop")
     assert errors == []
+    assert str(shopper(page)["session"]) == page.text_content("[data-testid=session-id]")
+    found = reasons(page)
+    assert len(found) == 60 and all(r["source"] in SOURCES and r["text"] for r in found)
+    for rail in ("clicks", "carts", "orders"):
+        assert page.text_content(f"[data-testid=rail-count-{rail}]") == "20 items"
 
 
 def test_add_to_cart_updates_rails_and_your_session(server: LiveServer, page: Any) -> None:
     """Carting a shelf item bumps the version, brings the item and its neighbours into the
-    rails (flagged as new) and lists the event under "Your session"."""
+    rails (flagged as new) and lists the event under "Your session", sent then applied."""
     page.goto(server.url)
     page.wait_for_selector("[data-testid=rail-carts] [data-testid=rail-item]")
-    version = int(page.text_content("[data-testid=version]") or "0")
+    before = version(page)
     card = page.locator("[data-testid=shelf-item]").nth(3)
     aid = int(card.get_attribute("data-aid") or "-1")
     name = card.locator(".card-name").text_content()
     card.get_by_test_id("action-cart").click()
 
-    page.wait_for_function(
-        f"Number(document.querySelector('[data-testid=version]').textContent) > {version}")
+    wait_version_above(page, before)
     covis = server.runtime.pipeline.covis
     neighbours = {b for matrix in ("clicks", "carts_orders") for b, _ in covis.top(matrix, aid)}
-    rails = ("rail-clicks", "rail-carts", "rail-orders")
-    shown = {a for rail in rails for a in aids_in(page, rail)}
+    shown = {a for rail in RAILS for a in aids_in(page, rail)}
     assert aid in shown
     assert not neighbours or shown & neighbours
     assert page.locator("[data-testid=rail-item].is-new").count() > 0
     event = page.get_by_test_id("session-event").first
     assert event.get_attribute("data-type") == "carts"
     assert name and name in (event.text_content() or "")
+    page.wait_for_function("() => document.querySelector('[data-testid=session-event]')"
+                           ".dataset.status === 'applied'")
+    assert "applied" in (event.get_by_test_id("event-status").text_content() or "")
+
+
+def test_a_shoppers_flow_updates_rails_that_say_why(server: LiveServer, page: Any) -> None:
+    """View, cart and buy: each event is acknowledged (applied at the version it brings),
+    the rails follow, and every card says why it is there, naming the shopper's own items
+    behind the co-visitation reasons."""
+    page.goto(server.url)
+    wait_rails(page)
+    cards = page.locator("[data-testid=shelf-item]")
+    acted: dict[int, str] = {}
+    for index, action in ((1, "view"), (1, "cart"), (4, "view"), (4, "buy")):
+        card = cards.nth(index)
+        acted[int(card.get_attribute("data-aid") or "-1")] = card.locator(
+            ".card-name").text_content() or ""
+        shown = version(page)
+        card.get_by_test_id(f"action-{action}").click()
+        wait_version_above(page, shown)
+        page.wait_for_function("() => document.querySelector('[data-testid=session-event]')"
+                               ".dataset.status === 'applied'")
+    assert version(page) == 4
+    events = page.get_by_test_id("session-event")
+    assert events.count() == 4
+    assert [events.nth(i).get_attribute("data-status") for i in range(4)] == ["applied"] * 4
+    assert [events.nth(i).get_attribute("data-type") for i in range(4)] == [
+        "orders", "clicks", "carts", "clicks"]
+    wait_rails(page)
+    found = reasons(page)
+    assert all(r["source"] in SOURCES and r["text"] for r in found)
+    own = [r for r in found if r["source"] in ("you_viewed", "you_carted", "you_bought")]
+    assert own, "the shopper's own items are among the recommendations"
+    linked = [r for r in found if r["source"] in ("viewed_with", "bought_with", "viewed_after")]
+    assert linked, "co-visitation brings neighbours of the shopper's items"
+    for reason in linked:  # via is one of the shopper's items, named from the catalog
+        assert any(name in reason["title"] for name in acted.values()), reason
+        assert reason["text"].split(" ")[0] in ("Viewed", "Bought")
+
+
+def test_two_shoppers_are_isolated(server: LiveServer, browser: Any) -> None:
+    """Two browsers get their own private sessions; one's events never reach the other."""
+    a, b = open_page(browser), open_page(browser)
+    try:
+        for page in (a, b):
+            page.goto(server.url)
+            wait_rails(page)
+        shopper_a, shopper_b = shopper(a), shopper(b)
+        assert shopper_a["session"] != shopper_b["session"]
+        assert shopper_a["token"] != shopper_b["token"]
+        version_b, rails_b = version(b), [aids_in(b, rail) for rail in RAILS]
+
+        for index in (2, 5):
+            shown = version(a)
+            a.locator("[data-testid=shelf-item]").nth(index).get_by_test_id("action-cart").click()
+            wait_version_above(a, shown)
+        b.wait_for_timeout(500)  # time for a wrong push to arrive
+        assert version(b) == version_b
+        assert [aids_in(b, rail) for rail in RAILS] == rails_b
+        assert b.get_by_test_id("session-event").count() == 0
+        state = server.runtime.pipeline.sessions.get(shopper_b["session"])
+        assert state is None or not state.aids
+    finally:
+        a.context.close()
+        b.context.close()
+
+
+def test_watching_another_private_session_is_refused(server: LiveServer, browser: Any) -> None:
+    """A page's WebSocket to another shopper's session closes with 4401 without a token and
+    4403 with its own token; with the right token it gets the lists."""
+    a, b = open_page(browser), open_page(browser)
+    try:
+        for page in (a, b):
+            page.goto(server.url)
+            wait_rails(page)
+        session_a, session_b = shopper(a), shopper(b)
+        subscribe = """([session, token]) => new Promise(resolve => {
+            const query = token ? `?token=${encodeURIComponent(token)}` : '';
+            const ws = new WebSocket(`ws://${location.host}/ws/sessions/${session}${query}`);
+            ws.onmessage = (m) => { resolve({pushed: JSON.parse(m.data).session}); ws.close(); };
+            ws.onclose = (e) => resolve({code: e.code, reason: e.reason});
+            setTimeout(() => resolve({timeout: true}), 5000);
+        })"""
+        refused = a.evaluate(subscribe, [session_b["session"], None])
+        assert refused["code"] == 4401, refused
+        other = a.evaluate(subscribe, [session_b["session"], session_a["token"]])
+        assert other["code"] == 4403, other
+        own = a.evaluate(subscribe, [session_a["session"], session_a["token"]])
+        assert own == {"pushed": session_a["session"]}
+        public = aids_in(a, "live-rail-clicks")  # replayed shoppers need no token
+        assert public
+    finally:
+        a.context.close()
+        b.context.close()
+
+
+def test_a_refused_token_brings_a_new_session(server: LiveServer, page: Any) -> None:
+    """A stored token the server no longer accepts (its secret changed) is refused on the
+    WebSocket; the page then gets a new session once, instead of retrying the old one."""
+    page.goto(server.url)
+    wait_rails(page)
+    old = shopper(page)
+    page.evaluate("s => localStorage.setItem('liverec.shopper', JSON.stringify(s))",
+                  {"session": old["session"], "token": f"v1.{old['session']}.not-a-signature"})
+    page.reload()
+    page.wait_for_function(
+        "old => document.querySelector('[data-testid=session-id]').textContent !== String(old)"
+        " && document.querySelector('[data-testid=connection]').dataset.state === 'open'",
+        arg=old["session"])
+    wait_rails(page)
+    renewed = shopper(page)
+    assert renewed["session"] != old["session"]
+    shown = version(page)
+    page.locator("[data-testid=shelf-item]").first.get_by_test_id("action-cart").click()
+    wait_version_above(page, shown)
+    assert page.get_by_test_id("session-event").first.get_attribute("data-status") in (
+        "sent", "applied")
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_rails_stay_in_view_while_shopping(server: LiveServer, browser: Any,
+                                           device: str) -> None:
+    """At 1440x900 and on a 390x844 phone, after a click on a shelf item further down the
+    shop, all three rails are on screen."""
+    page = open_page(browser, **(DESKTOP if device == "desktop" else PHONE))
+    try:
+        page.goto(server.url)
+        wait_rails(page)
+        shown = version(page)
+        card = page.locator("[data-testid=shelf-item]").nth(9)
+        card.get_by_test_id("action-view").click()
+        wait_version_above(page, shown)
+        page.wait_for_timeout(400)  # let the new cards' entrance settle for the picture
+        width, height = page.viewport_size["width"], page.viewport_size["height"]
+        assert page.evaluate("() => window.scrollY") > 0, "the shop was scrolled to the item"
+        for rail in RAILS:
+            box = page.get_by_test_id(rail).bounding_box()
+            assert box is not None, rail
+            assert box["y"] < height and box["y"] + box["height"] > 0, (rail, box)
+            assert box["x"] < width and box["x"] + box["width"] > 0, (rail, box)
+            first = page.locator(f"[data-testid={rail}] [data-testid=rail-item]").first
+            assert first.is_visible()
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        screenshot(page, f"rails-in-view-{device}")
+        if device == "phone":  # the operations figures leave the first screen to the shop
+            page.evaluate("() => window.scrollTo(0, 0)")
+            assert page.get_by_test_id("ops-charts").is_hidden()
+            assert page.get_by_test_id("shelf-item").first.bounding_box()["y"] < height * 0.6
+            screenshot(page, "phone-top")
+    finally:
+        page.context.close()
+
+
+def test_an_event_that_leaves_the_lists_unchanged_is_acknowledged(
+        server: LiveServer, page: Any) -> None:
+    """Buying the same item again moves the version even when the lists stay as they were:
+    the page marks the event applied and shows the new version."""
+    page.goto(server.url)
+    wait_rails(page)
+    card = page.locator("[data-testid=shelf-item]").nth(2)
+    shown = version(page)
+    card.get_by_test_id("action-buy").click()
+    wait_version_above(page, shown)
+    unchanged = 0
+    for _ in range(3):
+        shown, before = version(page), [aids_in(page, rail) for rail in RAILS]
+        card.get_by_test_id("action-buy").click()
+        wait_version_above(page, shown)
+        page.wait_for_function("() => document.querySelector('[data-testid=session-event]')"
+                               ".dataset.status === 'applied'")
+        assert version(page) == shown + 1
+        unchanged += [aids_in(page, rail) for rail in RAILS] == before
+    assert unchanged > 0, "some repeat left the lists as they were"
+    statuses = page.get_by_test_id("session-event").evaluate_all(
+        "els => els.map(e => e.dataset.status)")
+    assert statuses == ["applied"] * 4
 
 
 def test_live_shoppers_follow_their_sessions(server: LiveServer, page: Any) -> None:
@@ -146,7 +378,7 @@ def test_live_shoppers_follow_their_sessions(server: LiveServer, page: Any) -> N
     card = page.get_by_test_id("live-shopper").first
     card.locator("[data-testid=live-rail-clicks] [data-aid]").first.wait_for()
     session = int(card.get_attribute("data-session") or "-1")
-    version = int(card.get_attribute("data-version") or "0")
+    shown = int(card.get_attribute("data-version") or "0")
     before = aids_in(card, "live-rail-clicks")
 
     state = server.runtime.pipeline.sessions.get(session)
@@ -156,7 +388,7 @@ def test_live_shoppers_follow_their_sessions(server: LiveServer, page: Any) -> N
             + [Event(session, fresh[-1], ts + 5000, CARTS)])
 
     page.wait_for_function("([el, v]) => Number(el.dataset.version) > v",
-                           arg=[card.element_handle(), version])
+                           arg=[card.element_handle(), shown])
     after = aids_in(card, "live-rail-clicks")
     assert after != before
     assert fresh[-1] in after
@@ -166,7 +398,7 @@ def test_operations_strip_counts_events(server: LiveServer, page: Any) -> None:
     """The operations strip shows the number of events the pipeline applied."""
     page.goto(server.url)
     page.wait_for_function(
-        "Number(document.querySelector('[data-testid=ops-events]').textContent"
+        "() => Number(document.querySelector('[data-testid=ops-events]').textContent"
         ".replace(/,/g, '')) > 0")
     shown = int((page.text_content("[data-testid=ops-events]") or "0").replace(",", ""))
     assert 0 < shown <= server.runtime.pipeline.events_applied
@@ -178,8 +410,61 @@ def test_operations_strip_shows_prequential_recall(server: LiveServer, page: Any
     wait_for(lambda: server.runtime.pipeline.prequential.judged[0] > 0, what="judged clicks")
     page.goto(server.url)
     page.wait_for_function(
-        "!document.querySelector('#ops-recall-item').hidden && "
+        "() => !document.querySelector('#ops-recall-item').hidden && "
         "/^[01]\\.\\d{3}$/.test(document.querySelector('#ops-recall-clicks').textContent)")
     shown = float(page.text_content("#ops-recall-clicks") or "nan")
     recall = server.runtime.pipeline.prequential.recall()["clicks"]
     assert recall is not None and abs(shown - recall) < 0.05  # it moves while the page polls
+
+
+def test_operations_charts_plot_rate_latency_and_recall(server: LiveServer, page: Any) -> None:
+    """The charts, drawn by the chart library the app serves itself, carry their series'
+    names and axis labels."""
+    if not (VENDOR / "uPlot.iife.min.js").exists():
+        message = "web/static/vendor is missing: run scripts/build-assets.sh (make setup)"
+        if os.environ.get("CI") or os.environ.get("LIVEREC_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    page.goto(server.url)
+    for chart in ("chart-rate", "chart-latency", "chart-recall"):
+        page.wait_for_selector(f"#{chart} .uplot canvas")
+    legends = {chart: page.locator(f"#{chart} .u-legend").text_content() or ""
+               for chart in ("chart-rate", "chart-latency", "chart-recall")}
+    assert "events/s" in legends["chart-rate"]
+    assert "p50" in legends["chart-latency"] and "p99" in legends["chart-latency"]
+    assert all(t in legends["chart-recall"] for t in ("clicks", "carts", "orders"))
+    assert page.get_by_test_id("charts-note").is_hidden()
+    page.wait_for_timeout(2200)  # a few samples
+    screenshot(page, "operations-charts")
+
+
+def test_page_works_without_its_chart_library(server: LiveServer, page: Any) -> None:
+    """Without the vendor files the page still shops and pushes, and says the charts are
+    missing."""
+    page.route("**/static/vendor/**", lambda route: route.abort())
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    wait_rails(page)
+    page.get_by_test_id("charts-note").wait_for()
+    shown = version(page)
+    page.locator("[data-testid=shelf-item]").first.get_by_test_id("action-cart").click()
+    wait_version_above(page, shown)
+    assert errors == []
+
+
+def test_replay_progress_counts_events_and_shows_eta(server: LiveServer, page: Any) -> None:
+    """The replay line counts replayed events out of the total and gives the time left."""
+    def stats(route: Any) -> None:
+        route.fulfill(json={
+            "events": 5000, "sessions": 40, "events_per_s": 120.0, "pushes": 3,
+            "latency_ms": {"p50": 2.0, "p90": 4.0, "p99": 9.5}, "recall": None,
+            "replay": {"state": "running", "total": 20_000, "replayed": 4_500,
+                       "events_per_s": 125.0, "eta_s": 124.0}})
+
+    page.route("**/stats", stats)
+    page.goto(server.url)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=ops-replay]').textContent.includes('/')")
+    assert page.text_content("[data-testid=ops-replay]") == "4,500 / 20,000"
+    assert page.text_content("[data-testid=ops-replay-eta]") == "ETA 2 min"

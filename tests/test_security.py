@@ -283,3 +283,25 @@ def test_pages_carry_security_headers_and_no_server_banner(server: LiveServer) -
 def test_the_api_docs_load_nothing_from_elsewhere(server: LiveServer) -> None:
     page = httpx.get(f"{server.url}/docs").text
     assert "http://" not in page.replace(server.url, "") and "https://" not in page
+
+
+def test_many_sessions_from_one_address_share_its_event_budget() -> None:
+    """Opening sessions does not multiply what one address may post."""
+    server = make_server(client_event_rate=1.0, client_event_burst=30)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            codes = []
+            for _ in range(4):
+                session, auth = new_session(client)
+                batch = [{"session": session, "aid": i, "type": "clicks"} for i in range(10)]
+                codes.append(client.post("/events", json=batch, headers=auth).status_code)
+            assert codes == [202, 202, 202, 429]
+    finally:
+        server.close()
+
+
+def test_a_refused_request_spends_no_budget() -> None:
+    now = [0.0]
+    buckets = Buckets(rate=1.0, burst=10, clock=lambda: now[0])
+    assert buckets.wait("a", 11) == float("inf") and buckets.wait("a", 10) == 0.0
+    assert buckets.take("a", 10) == 0.0 and buckets.wait("a", 1) == pytest.approx(1.0)

@@ -158,12 +158,19 @@ def make_intake(sink: Sink, security: Security,
             return refuse("forbidden" if forbidden else "invalid", 403 if forbidden else 422,
                           errors, len(items))
         if owner is not None and events:
-            wait = security.session_events.take(owner, len(events))
-            if wait:
-                return refuse("rate_limited", 429, [{"field": "session", "reason":
-                              f"this session's event budget is spent "
-                              f"({security.session_events.rate:g} events/s)"}],
-                              len(items), {"Retry-After": retry_after(wait)})
+            # Both budgets are checked before either is spent: a refused request costs none.
+            client = client_address(request.scope)
+            for bucket, key, field, whose in (
+                    (security.session_events, owner, "session", "this session's"),
+                    (security.client_events, client, "client", "this address's")):
+                wait = bucket.wait(key, len(events))
+                if wait:
+                    bucket.refused += 1
+                    return refuse("rate_limited", 429, [{"field": field, "reason":
+                                  f"{whose} event budget is spent ({bucket.rate:g} events/s)"}],
+                                  len(items), {"Retry-After": retry_after(wait)})
+            security.session_events.take(owner, len(events))
+            security.client_events.take(client, len(events))
         await sink.publish(events)
         counts["accepted"] += len(events)
         response = Response(orjson.dumps({"accepted": len(events)}), status_code=202,

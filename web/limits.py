@@ -23,6 +23,14 @@ class Buckets:
         self._buckets: OrderedDict[object, tuple[float, float]] = OrderedDict()
         self.refused = 0
 
+    def wait(self, key: object, cost: float = 1.0) -> float:
+        """What :meth:`take` would answer, spending nothing."""
+        level, then = self._buckets.get(key, (self.burst, self.clock()))
+        level = min(self.burst, level + (self.clock() - then) * self.rate)
+        if level >= cost:
+            return 0.0
+        return (cost - level) / self.rate if cost <= self.burst else math.inf
+
     def take(self, key: object, cost: float = 1.0) -> float:
         """Spend ``cost`` tokens of ``key``'s bucket: 0.0 if it had them, else the seconds
         until it will (nothing is spent then)."""
