@@ -68,8 +68,9 @@ def measure(name: str, events: Iterable[Event]) -> dict[str, float]:
     stats = pipeline.stats()
     grown = rss_mib() - before
     n = stats["events"]
+    items = len(pipeline.popularity.known)
     print(f"{name:>6}: {n:>9,} events  {grown:8.1f} MiB ({grown * 1024 / n * 1000:6.0f} KiB "
-          f"per 1,000 events)  {stats['sessions']:>7,} sessions  {stats['items']:>9,} items  "
+          f"per 1,000 events)  {stats['sessions']:>7,} sessions  {items:>9,} items  "
           f"{stats['covis_cells']:>10,} cells  {cpu / n * 1e6:5.0f} µs CPU/event")
     del pipeline
     return {"mib": grown, "events": n}

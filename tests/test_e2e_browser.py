@@ -468,3 +468,21 @@ def test_replay_progress_counts_events_and_shows_eta(server: LiveServer, page: A
         "() => document.querySelector('[data-testid=ops-replay]').textContent.includes('/')")
     assert page.text_content("[data-testid=ops-replay]") == "4,500 / 20,000"
     assert page.text_content("[data-testid=ops-replay-eta]") == "ETA 2 min"
+
+
+def test_api_docs_render_offline(live_server: LiveServer, page: Any) -> None:
+    """``/docs`` draws Swagger UI from the app's own files: every request stays on the
+    server, and the WebSocket is documented beside the REST endpoints."""
+    if not (VENDOR / "swagger-ui-bundle.js").exists():
+        message = "web/static/vendor is missing: run scripts/build-assets.sh (make setup)"
+        if os.environ.get("CI") or os.environ.get("LIVEREC_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(live_server.url)
+            or r.url.startswith("data:") else elsewhere.append(r.url))
+    page.goto(f"{live_server.url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock")
+    text = page.text_content(".swagger-ui") or ""
+    assert "/events" in text and "/ws/sessions/{session}" in text and "/sessions" in text
+    assert elsewhere == []
