@@ -62,6 +62,7 @@ def security(settings: Settings, secret: str | None = None) -> Security:
         posts=Buckets(s.post_rate, s.post_burst),
         client_events=Buckets(s.client_event_rate, s.client_event_burst),
         creates=Buckets(s.session_create_rate, s.session_create_burst),
+        reads=Buckets(s.read_rate, 2 * s.read_rate),
         session_events=Buckets(s.session_event_rate, s.session_event_burst),
         connections=Connections(s.max_connections, s.max_connections_per_client,
                                 s.max_tabs_per_session),

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     ``client_event_burst``): bounds what one address can add to the state however many
     sessions it opens. The service key is exempt."""
     client_event_burst: int = Field(500, ge=1)
+    read_rate: float = Field(100.0, gt=0)
+    """``GET /sessions/{id}/recommendations`` per second per client address (burst 200):
+    each may compute a session's lists. The page reads them over its WebSocket instead."""
     session_create_rate: float = Field(2.0, gt=0)
     """``POST /sessions`` per second per client address (burst ``session_create_burst``):
     many shoppers may share an address behind a NAT."""

@@ -305,3 +305,13 @@ def test_a_refused_request_spends_no_budget() -> None:
     buckets = Buckets(rate=1.0, burst=10, clock=lambda: now[0])
     assert buckets.wait("a", 11) == float("inf") and buckets.wait("a", 10) == 0.0
     assert buckets.take("a", 10) == 0.0 and buckets.wait("a", 1) == pytest.approx(1.0)
+
+
+def test_reads_of_lists_are_rate_limited() -> None:
+    server = make_server(read_rate=2.0)
+    try:
+        codes = [httpx.get(f"{server.url}/sessions/42/recommendations").status_code
+                 for _ in range(6)]
+        assert codes[:4] == [200] * 4 and 429 in codes[4:]
+    finally:
+        server.close()

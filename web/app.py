@@ -188,6 +188,12 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
     async def get_recommendations(session: SessionId, request: Request) -> Any:
         """The session's lists (``why`` says where each item comes from); a private
         session's need its token (``Authorization: Bearer``)."""
+        wait = security.reads.take(client_address(request.scope))
+        if wait:
+            security.refused["rate_limited"] += 1
+            return JSONResponse(status_code=429, headers={"Retry-After": retry_after(wait)},
+                                content={"detail": [{"field": "client", "reason":
+                                         "too many reads from this address"}]})
         access = guard.read(session, bearer_of(request.headers.get("authorization")))
         if access is not Access.GRANTED:
             security.refused["forbidden" if access is Access.OTHER else "unauthorized"] += 1

@@ -42,6 +42,7 @@ class Security:
     posts: Buckets = field(default_factory=lambda: Buckets(20.0, 60))
     client_events: Buckets = field(default_factory=lambda: Buckets(50.0, 500))
     creates: Buckets = field(default_factory=lambda: Buckets(2.0, 60))
+    reads: Buckets = field(default_factory=lambda: Buckets(100.0, 200))
     session_events: Buckets = field(default_factory=lambda: Buckets(5.0, 50))
     connections: Connections = field(default_factory=lambda: Connections(20_000, 2_500, 4))
     message_rate: float = 5.0
