@@ -91,12 +91,16 @@ class RecommendationHub:
         return sum(len(w) for w in self._watchers.values())
 
     def offer(self, recs: Recommendations, origin: float = 0.0) -> bool:
-        """New lists for a session: pass them on if watched here, newer, and different."""
+        """New lists for a session: pass them on if watched here and newer (a later version,
+        or the same version's lists changed by others' events)."""
         subs = self._watchers.get(recs.session)
         if not subs:
             return False
         last = self._last.get(recs.session)
-        if last is not None and (recs.version < last.version or recs.same_lists(last)):
+        # A newer version with the same lists still goes out: it tells the shopper their
+        # event was applied.
+        if last is not None and (recs.version < last.version or (
+                recs.version == last.version and recs.same_lists(last))):
             return False
         self._last[recs.session] = recs
         for sub in subs:
