@@ -28,8 +28,7 @@ from web import apidocs
 from web.auth import Access, Guard, bearer_of, new_secret
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
-from web.intake import make_intake
-from web.limits import retry_after
+from web.intake import make_intake, too_many
 from web.live import push_json, watch_session
 from web.security import Security, SecurityHeaders, client_address
 
@@ -176,9 +175,7 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
         wait = security.creates.take(client_address(request.scope))
         if wait:
             security.refused["rate_limited"] += 1
-            return JSONResponse(status_code=429, headers={"Retry-After": retry_after(wait)},
-                                content={"detail": [{"field": "client", "reason":
-                                         "too many new sessions from this address"}]})
+            return too_many("too many new sessions from this address", wait)
         session, token = guard.issue()
         return {"session": session, "token": token}
 
@@ -191,9 +188,7 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
         wait = security.reads.take(client_address(request.scope))
         if wait:
             security.refused["rate_limited"] += 1
-            return JSONResponse(status_code=429, headers={"Retry-After": retry_after(wait)},
-                                content={"detail": [{"field": "client", "reason":
-                                         "too many reads from this address"}]})
+            return too_many("too many reads from this address", wait)
         access = guard.read(session, bearer_of(request.headers.get("authorization")))
         if access is not Access.GRANTED:
             security.refused["forbidden" if access is Access.OTHER else "unauthorized"] += 1

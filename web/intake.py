@@ -47,6 +47,12 @@ def refusal(status: int, errors: list[dict[str, Any]],
     return response
 
 
+def too_many(reason: str, wait: float, field: str = "client") -> JSONResponse:
+    """429 with the seconds to wait."""
+    return refusal(429, [{"field": field, "reason": reason}],
+                   {"Retry-After": retry_after(wait)})
+
+
 def ts_reason(ts: int, now: int) -> str:
     """Why a posted event's time is refused, in words a client's developer can act on."""
     def when(ms: int) -> str:
