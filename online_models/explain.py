@@ -38,6 +38,11 @@ class Reason(NamedTuple):
         return {"source": self.source, "via": self.via}
 
 
+_OWN = {etype: Reason(source, None) for etype, source in YOU.items()}
+_SIMILAR, _POPULAR_NOW, _POPULAR = (Reason(s, None) for s in ("similar", "popular_now",
+                                                             "popular"))
+
+
 class Similar(Protocol):
     def top(self, aids: Sequence[int], k: int) -> list[tuple[int, float]]: ...
 
@@ -77,17 +82,26 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
     for etype in (CLICKS, CARTS, ORDERS):
         trending.update(popularity.top(etype, 2 * k))
 
+    made: dict[tuple[str, int | None], Reason] = {}
+
+    def once(source: str, behind: int | None) -> Reason:
+        # Items share a few reasons; one object each keeps a watched session's lists small.
+        reason = made.get((source, behind))
+        if reason is None:
+            reason = made[(source, behind)] = Reason(source, behind)
+        return reason
+
     def reason(aid: int, objective: str) -> Reason:
         own = last_type.get(aid)
         if own is not None:
-            return Reason(YOU[own], None)
+            return _OWN[own]
         for matrix in PREFERENCE[objective]:
             behind = via[matrix].get(aid)
             if behind is not None:
-                return Reason(MATRIX_SOURCE[matrix], behind)
+                return once(MATRIX_SOURCE[matrix], behind)
         if aid in similar:
-            return Reason("similar", None)
-        return Reason("popular_now" if aid in trending else "popular", None)
+            return _SIMILAR
+        return _POPULAR_NOW if aid in trending else _POPULAR
 
     return {objective: [reason(aid, objective) for aid in aids]
             for objective, aids in lists.items()}
@@ -101,9 +115,14 @@ def reasons_from_json(obj: object) -> dict[str, list[Reason]] | None:
     """Reasons as :func:`reasons_to_json` wrote them (None when absent or not readable)."""
     if not isinstance(obj, dict):
         return None
+    made: dict[tuple[str, int | None], Reason] = {}
+
+    def once(source: str, via: int | None) -> Reason:  # shared, as explain() makes them
+        return made.setdefault((source, via), Reason(source, via))
+
     try:
-        return {str(objective): [Reason(str(r["source"]), None if r["via"] is None
-                                        else int(r["via"]))
+        return {str(objective): [once(str(r["source"]), None if r["via"] is None
+                                      else int(r["via"]))
                                  for r in reasons]
                 for objective, reasons in obj.items()}
     except (KeyError, TypeError, ValueError):

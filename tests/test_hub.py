@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from stream.events import CLICKS, Event
 from stream.pipeline import SessionPipeline
@@ -59,3 +60,45 @@ def test_only_watched_sessions_have_their_lists_computed() -> None:
     CountingPipeline.calls = 0
     hub.notify(pipeline.apply([Event(s, s, T0, CLICKS) for s in range(100)]))
     assert CountingPipeline.calls == 1
+
+
+def test_a_woken_subscription_is_read_with_take() -> None:
+    """A client without a waiting task: each offer wakes it, take() gives the newest once."""
+    pipeline = SessionPipeline()
+    hub = RecommendationHub(pipeline)
+    woken: list[int] = []
+    sub = hub.subscribe(1, lambda: woken.append(1))
+    assert woken == [1]  # the current lists, at once
+    first = sub.take()
+    assert first is not None and sub.take() is None
+    pipeline.apply([Event(1, 5, T0, CLICKS)])
+    pipeline.apply([Event(1, 6, T0 + 1, CLICKS)])
+    hub.notify([1])
+    taken = sub.take()
+    assert len(woken) == 2 and taken is not None and taken[0].version == 2
+    assert sub.take() is None
+
+
+async def test_notify_pushes_the_first_sessions_before_computing_them_all() -> None:
+    """A batch touching many watched sessions: the first lists leave within a slice, the rest
+    follow between other tasks, each session computed once from the newest state."""
+    class Slow(SessionPipeline):
+        def recommendations(self, session: int):  # type: ignore[no-untyped-def]
+            time.sleep(0.001)
+            return super().recommendations(session)
+
+    pipeline = Slow()
+    hub = RecommendationHub(pipeline)
+    subs = [hub.subscribe(s) for s in range(200)]
+    for sub in subs:
+        sub.ready.clear()  # type: ignore[union-attr]
+    touched = pipeline.apply([Event(s, 7, T0 + s, CLICKS) for s in range(200)])
+    offered_now = hub.notify(touched)
+    assert 0 < offered_now < 200
+    assert sum(sub.ready.is_set() for sub in subs) == offered_now  # type: ignore[union-attr]
+    hub.notify(touched)  # queued again before their turn: still computed once
+    for _ in range(1000):
+        if all(sub.ready.is_set() for sub in subs):  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.005)
+    assert all(sub.latest is not None and sub.latest.version == 1 for sub in subs)

@@ -35,6 +35,7 @@ from web.security import Security, SecurityHeaders, client_address
 STATIC = FilePath(__file__).parent / "static"
 #: A session id in a path: what an event's ``session`` may be.
 SessionId = Annotated[int, Path(ge=0, le=MAX_ID, description="session id")]
+WS_PREFIX = "/ws/sessions/"
 log = logging.getLogger("liverec.web")
 
 
@@ -116,8 +117,17 @@ class LiverecApp(FastAPI):
     """
 
     intake: Callable[[Request], Awaitable[Response]] | None = None
+    watcher: Callable[[WebSocket], Awaitable[None]] | None = None
+    """``WS /ws/sessions/{session}``, also ahead of the stack: every open connection kept
+    FastAPI's and Starlette's per-request coroutines and exit stacks suspended, 11 KiB of
+    its 40 (docs/benchmarks.md)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.watcher is not None and scope["type"] == "websocket"
+                and scope["path"].startswith(WS_PREFIX) and not scope.get("root_path")):
+            scope["path_params"] = {"session": scope["path"][len(WS_PREFIX):]}
+            await self.watcher(WebSocket(scope, receive, send))
+            return
         if (self.intake is not None and scope["type"] == "http" and scope["path"] == "/events"
                 and scope["method"] == "POST" and not scope.get("root_path")):
             try:
@@ -238,8 +248,10 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
         return {**(await backend.stats()), "pushes": hub.pushes, "subscribers": hub.subscribers(),
                 "latency_ms": hub.latency_percentiles(), **api}
 
-    @app.websocket("/ws/sessions/{session}")
+    @app.websocket(WS_PREFIX + "{session}")  # under a root path; else LiverecApp takes it
     async def watch(websocket: WebSocket) -> None:
         await watch_session(websocket, backend, hub, security)
+
+    app.watcher = watch
 
     return app

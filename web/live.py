@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Protocol
 
 import orjson
@@ -21,7 +22,6 @@ from stream.events import MAX_ID
 from stream.pipeline import Recommendations
 from web.auth import Access
 from web.hub import RecommendationHub
-from web.limits import Buckets
 from web.security import Security, client_address
 
 log = logging.getLogger("liverec.web")
@@ -104,7 +104,24 @@ async def watch_session(websocket: WebSocket, backend: Watchable, hub: Recommend
 
 async def _serve(websocket: WebSocket, session: int, public: bool, backend: Watchable,
                  hub: RecommendationHub, message_rate: float) -> None:
-    sub = hub.subscribe(session)
+    """Push the session's lists until the client goes. One task per connection, this one,
+    reads the socket; pushes go out from a short task started by the hub's wake-up, so an
+    idle client holds no waiting task (a fifth of a connection's memory, docs/benchmarks.md)."""
+    sending: asyncio.Task[None] | None = None
+
+    async def send_latest() -> None:
+        with contextlib.suppress(Exception):  # the client went: the reader sees it
+            while (taken := sub.take()) is not None:
+                recs, origin = taken
+                await websocket.send_text(orjson.dumps(push_json(recs, public)).decode())
+                hub.record_push(origin)
+
+    def wake() -> None:
+        nonlocal sending
+        if sending is None or sending.done():
+            sending = asyncio.get_running_loop().create_task(send_latest())
+
+    sub = hub.subscribe(session, wake)
     try:
         await backend.watch(session)
         if sub.latest is None:  # a hub fed from elsewhere: seed it with the current lists
@@ -113,32 +130,23 @@ async def _serve(websocket: WebSocket, session: int, public: bool, backend: Watc
         hub.unsubscribe(sub)
         await websocket.close(code=1011, reason="recommendations unavailable")
         raise
-
-    async def send() -> None:
+    # Clients may send pings and small messages; a flood closes the socket.
+    burst, level, then = 30.0, 30.0, time.monotonic()
+    try:
         while True:
-            recs, origin = await sub.next()
-            await websocket.send_text(orjson.dumps(push_json(recs, public)).decode())
-            hub.record_push(origin)
-
-    async def receive() -> None:
-        budget = Buckets(message_rate, 30, size=1)
-        while True:  # clients may send pings; a flood of messages closes the socket
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if budget.take(0):
+            now = time.monotonic()
+            level = min(burst, level + (now - then) * message_rate) - 1.0
+            then = now
+            if level < 0:
                 await websocket.close(code=1008, reason="too many client messages")
                 return
-
-    tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:
         pass
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
-                await task
         hub.unsubscribe(sub)
+        sub.wake = None  # it closes over the subscription: a cycle only a full collection frees
+        if sending is not None and not sending.done():
+            sending.cancel()
