@@ -40,12 +40,8 @@ slows the server many times, so use fewer connections.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
-import random
-import resource
 import secrets
 import signal
 import statistics
@@ -55,11 +51,15 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from bench_distributed import add_service_args, drop_state, list_delays, show_logs
+from fanout_clients import pct, raise_fd_limit
+from fanout_memory import snapshot, traced_growth
+
+#: The client processes' program.
+CLIENT_PROGRAM = Path(__file__).with_name("fanout_clients.py")
 
 PRIVATE_BASE = 10**12 + 7_000_000_000
 """Watched sessions' ids: shoppers' private sessions (from 10^12), each watched with its token."""
@@ -88,12 +88,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -112,287 +106,11 @@ def get_json(port: int, path: str) -> Any:
         return json.loads(response.read())
 
 
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-# -- client process ---------------------------------------------------------------------------
-
-class Poster:
-    """Keep-alive HTTP/1.1 connections, each request written at once (a general client writes
-    headers and body apart, and on loopback meets delayed ACKs)."""
-
-    def __init__(self, port: int, key: str, size: int) -> None:
-        self.port, self.size = port, size
-        self.head = ("POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-                     f"\r\nAuthorization: Bearer {key}\r\nContent-Length: ")
-        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue())
-
-    async def open(self) -> None:
-        for _ in range(self.size):
-            self.free.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
-
-    async def post(self, body: bytes) -> int:
-        reader, writer = await self.free.get()
-        try:
-            writer.write(f"{self.head}{len(body)}\r\n\r\n".encode() + body)
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionError("closed by the server")
-            status = int(status_line.split()[1])
-            length, close = 0, False
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
-                    length = int(value)
-                elif name.lower() == b"connection" and b"close" in value.lower():
-                    close = True
-            await reader.readexactly(length)
-        except (OSError, ValueError, asyncio.IncompleteReadError):
-            writer.close()
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            self.free.put_nowait((reader, writer))
-            return 0
-        if close:
-            writer.close()
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.free.put_nowait((reader, writer))
-        return status
-
-    def close(self) -> None:
-        while not self.free.empty():
-            self.free.get_nowait()[1].close()
-
-
-class Clients:
-    """One process's WebSockets, each watching one session and timing its pushes."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.sockets: dict[int, Any] = {}
-        self.readers: list[asyncio.Task[None]] = []
-        self.version: dict[int, int] = {}
-        """Per session, the version its next accepted event gives it."""
-        self.pending: dict[int, deque[tuple[int, float]]] = {}
-        """Per session, its posted events not yet seen pushed: (version, posted at)."""
-        self.latencies: list[float] = []
-        self.not_own = 0
-        self.received = 0
-        self.dropped = 0
-        self.outstanding: set[int] = set()
-        """Sessions of a burst whose pushes have not all arrived; ``all_pushed`` once none."""
-        self.all_pushed = asyncio.Event()
-
-    async def connect(self, port: int, sessions: list[int], tokens: list[str] | None,
-                      concurrency: int) -> dict[str, Any]:
-        import websockets
-
-        self.port = port
-        gate = asyncio.Semaphore(concurrency)
-        errors: dict[str, int] = {}
-
-        async def one(i: int, session: int) -> None:
-            query = f"?token={tokens[i]}" if tokens else ""
-            async with gate:
-                try:
-                    # Clients only read: no pings of their own, no compression offered.
-                    ws = await websockets.connect(
-                        f"ws://127.0.0.1:{port}/ws/sessions/{session}{query}",
-                        ping_interval=None, compression=None, proxy=None, open_timeout=120,
-                        close_timeout=30)
-                    first = json.loads(await asyncio.wait_for(ws.recv(), 120))
-                except Exception as exc:
-                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                    return
-            self.sockets[session] = ws
-            self.version[session] = int(first["version"]) + 1
-            self.pending[session] = deque()
-            self.readers.append(asyncio.create_task(self.read(session, ws)))
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i, s) for i, s in enumerate(sessions)))
-        return {"connected": len(self.sockets), "errors": errors,
-                "seconds": time.perf_counter() - started}
-
-    async def read(self, session: int, ws: Any) -> None:
-        pending = self.pending[session]
-        try:
-            async for message in ws:
-                arrived = time.perf_counter()
-                self.received += 1
-                version = json.loads(message)["version"]
-                while pending and pending[0][0] <= version:
-                    sent_version, sent_at = pending.popleft()
-                    if sent_version == version:
-                        self.latencies.append((arrived - sent_at) * 1000)
-                    else:  # its lists did not change, or its push coalesced with a later one
-                        self.not_own += 1
-                if session in self.outstanding and not pending:
-                    self.outstanding.discard(session)
-                    if not self.outstanding:
-                        self.all_pushed.set()
-        except Exception:
-            pass
-        if session in self.sockets:  # not closed by us
-            self.dropped += 1
-
-    def expect(self, session: int, sent_at: float) -> None:
-        self.pending[session].append((self.version[session], sent_at))
-        self.version[session] += 1
-
-    def reject(self, session: int) -> None:
-        """The last posted event was refused: it gives no version."""
-        self.pending[session].pop()
-        self.version[session] -= 1
-
-    def take(self) -> dict[str, Any]:
-        never = sum(len(p) for p in self.pending.values())
-        for p in self.pending.values():
-            p.clear()
-        result = {"latencies": self.latencies, "not_own": self.not_own, "never": never,
-                  "received": self.received, "dropped": self.dropped}
-        self.latencies, self.not_own, self.received = [], 0, 0
-        return result
-
-    async def push(self, key: str, rate: float, seconds: float, items: int, pool: int,
-                   seed: int) -> dict[str, Any]:
-        """Post one click per request at ``rate``, round-robin over the open sessions."""
-        poster = Poster(self.port, key, pool)
-        await poster.open()
-        rng = random.Random(seed)
-        sessions = list(self.sockets)
-        statuses: dict[int, int] = {}
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def post(session: int, aid: int) -> None:
-            self.expect(session, time.perf_counter())
-            status = await poster.post(json.dumps(
-                {"session": session, "aid": aid, "type": "clicks"}).encode())
-            statuses[status] = statuses.get(status, 0) + 1
-            if status != 202:
-                self.reject(session)
-
-        total = int(rate * seconds)
-        start = time.perf_counter()
-        for i in range(total):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(post(sessions[i % len(sessions)], rng.randrange(items)))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-        achieved = total / (time.perf_counter() - start)
-        await asyncio.sleep(2.0)  # the last pushes
-        poster.close()
-        return {**self.take(), "posted": total, "achieved": achieved, "statuses": statuses}
-
-    async def burst(self, key: str, size: int, items: int, seed: int) -> dict[str, Any]:
-        """One POST with one event for each of ``size`` sessions; wait for their pushes."""
-        poster = Poster(self.port, key, 1)
-        await poster.open()
-        rng = random.Random(seed)
-        sessions = list(self.sockets)[:size]
-        body = json.dumps([{"session": s, "aid": rng.randrange(items), "type": "clicks"}
-                           for s in sessions]).encode()
-        started = time.perf_counter()
-        for session in sessions:
-            self.expect(session, started)
-        status = await poster.post(body)
-        if status != 202:
-            for session in sessions:
-                self.reject(session)
-        self.outstanding = {s for s in sessions if self.pending[s]}
-        self.all_pushed.clear()
-        if self.outstanding:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.all_pushed.wait(), 60)
-        self.outstanding = set()
-        poster.close()
-        return {**self.take(), "status": status}
-
-    async def probe_start(self) -> dict[str, Any]:
-        self.probes: list[float] = []
-        self.probing = asyncio.create_task(self.probe(self.probes))
-        return {}
-
-    async def probe_stop(self) -> dict[str, Any]:
-        self.probing.cancel()
-        return {"probes": self.probes}
-
-    async def probe(self, times: list[float]) -> None:
-        """``GET /healthz`` every 10 ms, timed: how long the server's loop keeps a request
-        waiting while it fans out."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        try:
-            while True:
-                started = time.perf_counter()
-                writer.write(request)
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                times.append((time.perf_counter() - started) * 1000)
-                await asyncio.sleep(0.01)
-        finally:
-            writer.close()
-
-    async def close(self, concurrency: int) -> dict[str, Any]:
-        gate = asyncio.Semaphore(concurrency)
-        sockets, self.sockets = self.sockets, {}
-
-        async def one(ws: Any) -> None:
-            async with gate:
-                try:
-                    await ws.close()
-                except Exception:
-                    pass
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(ws) for ws in sockets.values()))
-        for task in self.readers:
-            task.cancel()
-        return {"closed": len(sockets), "seconds": time.perf_counter() - started}
-
-
-async def client_main() -> None:
-    """Commands on stdin, one JSON object a line; each answered with one on stdout."""
-    clients = Clients()
-    while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            return
-        command = json.loads(line)
-        name = command.pop("cmd")
-        if name == "connect":
-            reply = await clients.connect(**command)
-        elif name == "push":
-            reply = await clients.push(**command)
-        elif name == "burst":
-            reply = await clients.burst(**command)
-        elif name == "probe_start":
-            reply = await clients.probe_start()
-        elif name == "probe_stop":
-            reply = await clients.probe_stop()
-        elif name == "close":
-            reply = await clients.close(**command)
-        else:
-            reply = {"error": f"unknown command {name}"}
-        print(json.dumps({**reply, "dropped": clients.dropped}), flush=True)
-
-
 class ClientProcess:
     def __init__(self, workdir: Path, index: int) -> None:
         self.log = workdir / f"client-{index}.log"
         with self.log.open("wb") as err:
-            self.proc = subprocess.Popen([sys.executable, __file__, "--client-process"],
+            self.proc = subprocess.Popen([sys.executable, str(CLIENT_PROGRAM)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=err, text=True)
 
@@ -480,55 +198,6 @@ def generated(args: argparse.Namespace, workdir: Path) -> Path:
                         str(args.warm_sessions), "--items", str(args.items), "--out", str(path)],
                        check=True, stdout=subprocess.DEVNULL)
     return path
-
-
-def snapshot(pid: int, trace: Path, n: int) -> Path:
-    os.kill(pid, signal.SIGUSR1)
-    done = Path(f"{trace}.{n}.done")
-    deadline = time.monotonic() + 300
-    while not done.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("no tracemalloc snapshot")
-        time.sleep(0.2)
-    return Path(f"{trace}.{n}")
-
-
-def component(filename: str) -> str:
-    """What a source file belongs to: a package, a module of ours, or Python's library."""
-    if "site-packages/" in filename:
-        return filename.split("site-packages/")[1].split("/")[0]
-    for ours in ("web/", "liverec/", "stream/", "online_models/"):
-        if f"/{ours}" in filename:
-            return ours + filename.split(f"/{ours}")[1]
-    return "python:" + filename.rsplit("/", 1)[-1]
-
-
-def traced_growth(before: Path, after: Path, connections: int, top: int = 20) -> list[str]:
-    """The memory allocated between two snapshots and still held, per connection: by the
-    outermost frame outside Python's own library and asyncio (who asked for it), and by
-    allocating source line."""
-    import tracemalloc
-
-    old = tracemalloc.Snapshot.load(str(before))
-    new = tracemalloc.Snapshot.load(str(after))
-    by_trace = [d for d in new.compare_to(old, "traceback") if d.size_diff > 0]
-    total = sum(d.size_diff for d in by_trace)
-    owners: dict[str, int] = {}
-    for d in by_trace:
-        names = [component(f.filename) for f in reversed(d.traceback)]  # innermost first
-        owner = next((n for n in names if not n.startswith("python:")), names[0])
-        owners[owner] = owners.get(owner, 0) + d.size_diff
-    lines = [f"tracemalloc: {total / connections:,.0f} B per connection allocated and still "
-             "held; by the innermost caller that is not Python's library:"]
-    for name, size in sorted(owners.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"  {size / connections:8,.0f} B  {name}")
-    lines.append("by allocating line:")
-    by_line = [d for d in new.compare_to(old, "lineno") if d.size_diff > 0]
-    for d in by_line[:top]:
-        frame = d.traceback[0]
-        lines.append(f"  {d.size_diff / connections:8,.0f} B  {d.count_diff / connections:6.2f} "
-                     f"blocks  {frame.filename.split('site-packages/')[-1]}:{frame.lineno}")
-    return lines
 
 
 def measure(args: argparse.Namespace, runtime: str, workdir: Path) -> dict[str, Any]:
@@ -794,15 +463,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8767)
     parser.add_argument("--trace-memory", action="store_true",
                         help="tracemalloc in the server: where the connections' memory is")
-    parser.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
     add_service_args(parser)
     args = parser.parse_args()
     raise_fd_limit()
-    if args.client_process:
-        from liverec import eventloop
-
-        eventloop.run(client_main(), "auto")
-        return
     runtimes = ["demo", "web"] if args.runtime == "both" else [args.runtime]
     results = []
     with tempfile.TemporaryDirectory() as workdir:
