@@ -315,3 +315,14 @@ def test_reads_of_lists_are_rate_limited() -> None:
         assert codes[:4] == [200] * 4 and 429 in codes[4:]
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("token", ["v1.1².x", "v1.5.é", "v1.٣.abc", "ü"])
+def test_tokens_with_other_characters_are_refused_not_crashed(server: LiveServer,
+                                                               token: str) -> None:
+    assert token_session(b"k", token) is None
+    url = f"{server.ws_url}/ws/sessions/{FIRST_SHOPPER_ID + 1}?token={token}"
+    assert closed_code(url) == 4401
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{server.ws_url}/ws/sessions/1²", open_timeout=10)
+    assert refused.value.response.status_code == 422

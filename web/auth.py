@@ -38,6 +38,8 @@ def issue_token(secret: bytes, session: int) -> str:
 
 def token_session(secret: bytes, token: str) -> int | None:
     """The session a token was issued for, or None if it is not one of ours."""
+    if not token.isascii():  # compare_digest refuses other strings; no token of ours has one
+        return None
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != _VERSION or not parts[1].isdigit() or len(parts[1]) > 20:
         return None

@@ -66,7 +66,7 @@ def ts_reason(ts: int, now: int) -> str:
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The request's body, or None once it passes ``limit`` bytes (nothing more is read)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
     async for chunk in request.stream():

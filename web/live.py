@@ -53,7 +53,7 @@ def push_json(recs: Recommendations, public: bool) -> dict[str, Any]:
 
 
 def parse_session(text: str) -> int | None:
-    if not text.isdigit() or len(text) > 20:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:  # "²" is a digit too
         return None
     value = int(text)
     return value if value <= MAX_ID else None
