@@ -8,6 +8,7 @@ in the page are functions (``() => ...``), which the policy allows, not strings 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -115,6 +116,20 @@ def publish(server: LiveServer, events: list[Event]) -> None:
     server.call(server.runtime.publish(events))
     wait_for(lambda: server.runtime.pipeline.events_applied >= before + len(events),
              what="published events")
+
+
+@contextlib.contextmanager
+def two_shoppers(server: LiveServer, browser: Any) -> Iterator[tuple[Any, Any]]:
+    """Two browsers on the page, each a new shopper with its rails filled."""
+    a, b = open_page(browser), open_page(browser)
+    try:
+        for page in (a, b):
+            page.goto(server.url)
+            wait_rails(page)
+        yield a, b
+    finally:
+        a.context.close()
+        b.context.close()
 
 
 def version(page: Any) -> int:
@@ -236,11 +251,7 @@ def test_a_shoppers_flow_updates_rails_that_say_why(server: LiveServer, page: An
 
 def test_two_shoppers_are_isolated(server: LiveServer, browser: Any) -> None:
     """Two browsers get their own private sessions; one's events never reach the other."""
-    a, b = open_page(browser), open_page(browser)
-    try:
-        for page in (a, b):
-            page.goto(server.url)
-            wait_rails(page)
+    with two_shoppers(server, browser) as (a, b):
         shopper_a, shopper_b = shopper(a), shopper(b)
         assert shopper_a["session"] != shopper_b["session"]
         assert shopper_a["token"] != shopper_b["token"]
@@ -256,19 +267,12 @@ def test_two_shoppers_are_isolated(server: LiveServer, browser: Any) -> None:
         assert b.get_by_test_id("session-event").count() == 0
         state = server.runtime.pipeline.sessions.get(shopper_b["session"])
         assert state is None or not state.aids
-    finally:
-        a.context.close()
-        b.context.close()
 
 
 def test_watching_another_private_session_is_refused(server: LiveServer, browser: Any) -> None:
     """A page's WebSocket to another shopper's session closes with 4401 without a token and
     4403 with its own token; with the right token it gets the lists."""
-    a, b = open_page(browser), open_page(browser)
-    try:
-        for page in (a, b):
-            page.goto(server.url)
-            wait_rails(page)
+    with two_shoppers(server, browser) as (a, b):
         session_a, session_b = shopper(a), shopper(b)
         subscribe = """([session, token]) => new Promise(resolve => {
             const query = token ? `?token=${encodeURIComponent(token)}` : '';
@@ -285,9 +289,6 @@ def test_watching_another_private_session_is_refused(server: LiveServer, browser
         assert own == {"pushed": session_a["session"]}
         public = aids_in(a, "live-rail-clicks")  # replayed shoppers need no token
         assert public
-    finally:
-        a.context.close()
-        b.context.close()
 
 
 def test_a_refused_token_brings_a_new_session(server: LiveServer, page: Any) -> None:
