@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -140,6 +142,18 @@ class CpuShares:
         shares = ", ".join(f"{name} {(u1[name] - u0[name]) / self.ticks / (t1 - t0):.2f}"
                            for name in self.pids if name in u0 and name in u1)
         return (f"machine {busy:.0%} busy over {os.cpu_count()} cores; cores used: {shares}")
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 20) -> None:
+    """Ask each running process to stop (SIGINT, as Ctrl-C), then kill what has not."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def show_logs(paths: list[Path], lines: int = 40) -> None:

@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_distributed import add_service_args, drop_state, list_delays, show_logs
+from bench_distributed import (
+    add_service_args,
+    drop_state,
+    list_delays,
+    show_logs,
+    stop_processes,
+)
 from fanout_clients import pct, raise_fd_limit
 from fanout_memory import snapshot, traced_growth
 
@@ -347,14 +352,7 @@ def measure(args: argparse.Namespace, runtime: str, workdir: Path) -> dict[str, 
     finally:
         for client in clients:
             client.stop()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs, 30)
         if cluster is not None:
             cluster.close()
             drop_state(args.redis, prefix, args.kafka)

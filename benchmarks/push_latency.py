@@ -47,7 +47,6 @@ import asyncio
 import gc
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,7 @@ from bench_distributed import (
     list_delays,
     local_pids,
     show_logs,
+    stop_processes,
     worker_phases,
 )
 
@@ -394,13 +394,7 @@ def main() -> None:
             show_logs(sorted(Path(workdir).glob("*.log")))
             raise
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs)
             if args.distributed:
                 drop_state(args.redis, prefix, args.kafka)
     lat = result["latencies"]

@@ -106,12 +106,12 @@ class ReplayProgress:
         self.total = 0
         self.replayed = 0
         self.speed: float | None = None
-        self.first_ts = self.last_ts = self.end_ts = 0
+        self.last_ts = self.end_ts = 0
         self._rate = RateMeter()
 
     def start(self, total: int, first_ts: int, end_ts: int, speed: float | None) -> None:
         self.state, self.total, self.replayed, self.speed = "running", total, 0, speed
-        self.first_ts = self.last_ts = first_ts
+        self.last_ts = first_ts
         self.end_ts = end_ts
 
     def sent(self, events: Sequence[Event]) -> None:

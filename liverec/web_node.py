@@ -173,7 +173,7 @@ async def run_web(settings: Settings, config: PipelineConfig) -> int:
     """Serve a web node until Ctrl-C or SIGTERM."""
     backend = StoreBackend(settings, config)
     secret = settings.secret or backend.store.shared_secret(new_secret())
-    app = create_app(backend, backend.hub, security=security(settings, secret))
+    app = create_app(backend, backend.hub, None, security(settings, secret))
     sock = bind(settings.host, settings.port)
     server = make_server(app, settings.host, settings.port,
                          ws_max_size=settings.ws_max_message_bytes)

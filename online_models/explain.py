@@ -8,7 +8,7 @@ rows are the ones the recipe or the candidate builder has just read (and cached)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from online_models.recommend import Neighbours, Popular, rows_needed
@@ -41,6 +41,20 @@ class Reason(NamedTuple):
 _OWN = {etype: Reason(source, None) for etype, source in YOU.items()}
 _SIMILAR, _POPULAR_NOW, _POPULAR = (Reason(s, None) for s in ("similar", "popular_now",
                                                              "popular"))
+
+
+def _interner() -> Callable[[str, int | None], Reason]:
+    """One :class:`Reason` object per (source, via): a list's items share a few, and a
+    watched session's lists are kept per connection."""
+    made: dict[tuple[str, int | None], Reason] = {}
+
+    def once(source: str, via: int | None) -> Reason:
+        reason = made.get((source, via))
+        if reason is None:
+            reason = made[(source, via)] = Reason(source, via)
+        return reason
+
+    return once
 
 
 class Similar(Protocol):
@@ -82,14 +96,7 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
     for etype in (CLICKS, CARTS, ORDERS):
         trending.update(popularity.top(etype, 2 * k))
 
-    made: dict[tuple[str, int | None], Reason] = {}
-
-    def once(source: str, behind: int | None) -> Reason:
-        # Items share a few reasons; one object each keeps a watched session's lists small.
-        reason = made.get((source, behind))
-        if reason is None:
-            reason = made[(source, behind)] = Reason(source, behind)
-        return reason
+    once = _interner()
 
     def reason(aid: int, objective: str) -> Reason:
         own = last_type.get(aid)
@@ -115,11 +122,7 @@ def reasons_from_json(obj: object) -> dict[str, list[Reason]] | None:
     """Reasons as :func:`reasons_to_json` wrote them (None when absent or not readable)."""
     if not isinstance(obj, dict):
         return None
-    made: dict[tuple[str, int | None], Reason] = {}
-
-    def once(source: str, via: int | None) -> Reason:  # shared, as explain() makes them
-        return made.setdefault((source, via), Reason(source, via))
-
+    once = _interner()
     try:
         return {str(objective): [once(str(r["source"]), None if r["via"] is None
                                       else int(r["via"]))

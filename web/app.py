@@ -25,7 +25,7 @@ from stream.events import MAX_ID, Event
 from stream.metrics import prequential_families
 from stream.pipeline import Recommendations
 from web import apidocs
-from web.auth import Access, Guard, bearer_of, new_secret
+from web.auth import Access, bearer_of
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
 from web.intake import make_intake, too_many
@@ -140,12 +140,11 @@ class LiverecApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None = None,
-               security: Security | None = None) -> LiverecApp:
+def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None,
+               security: Security) -> LiverecApp:
     """Build the app over a backend and the hub that pushes its changes; ``security``: who
-    may call it and how much (default: a throwaway secret, no service key)."""
+    may call it and how much (``liverec.runtime.security`` builds it from the settings)."""
     catalog = catalog or Catalog()
-    security = security or Security(Guard(new_secret().encode()))
     guard = security.guard
     item = catalog.item
     app = LiverecApp(title="liverec", summary="Live next-click, cart and order recommendations",

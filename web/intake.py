@@ -101,7 +101,8 @@ def make_intake(sink: Sink, security: Security,
         return refusal(status, errors, headers)
 
     async def post_events(request: Request) -> Response:
-        wait = security.posts.take(client_address(request.scope))
+        client = client_address(request.scope)
+        wait = security.posts.take(client)
         if wait:
             return refuse("rate_limited", 429, [{"field": "client", "reason":
                           "too many requests from this address; slow down"}],
@@ -165,7 +166,6 @@ def make_intake(sink: Sink, security: Security,
                           errors, len(items))
         if owner is not None and events:
             # Both budgets are checked before either is spent: a refused request costs none.
-            client = client_address(request.scope)
             for bucket, key, field, whose in (
                     (security.session_events, owner, "session", "this session's"),
                     (security.client_events, client, "client", "this address's")):

@@ -12,6 +12,9 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TypeVar
+
+K = TypeVar("K")
 
 
 class Buckets:
@@ -25,8 +28,9 @@ class Buckets:
 
     def wait(self, key: object, cost: float = 1.0) -> float:
         """What :meth:`take` would answer, spending nothing."""
-        level, then = self._buckets.get(key, (self.burst, self.clock()))
-        level = min(self.burst, level + (self.clock() - then) * self.rate)
+        now = self.clock()
+        level, then = self._buckets.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - then) * self.rate)
         if level >= cost:
             return 0.0
         return (cost - level) / self.rate if cost <= self.burst else math.inf
@@ -88,7 +92,7 @@ class Connections:
             _drop(self._sessions, session)
 
 
-def _drop(counts: dict, key: object) -> None:  # type: ignore[type-arg]
+def _drop(counts: dict[K, int], key: K) -> None:
     left = counts.get(key, 0) - 1
     if left > 0:
         counts[key] = left

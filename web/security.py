@@ -37,15 +37,15 @@ class Security:
     """Who may call the app and how much (see :class:`~liverec.settings.Settings`)."""
 
     guard: Guard
-    origins: frozenset[str] = frozenset()
+    origins: frozenset[str]
     """Origins allowed to open WebSockets besides the page's own."""
-    posts: Buckets = field(default_factory=lambda: Buckets(20.0, 60))
-    client_events: Buckets = field(default_factory=lambda: Buckets(50.0, 500))
-    creates: Buckets = field(default_factory=lambda: Buckets(2.0, 60))
-    reads: Buckets = field(default_factory=lambda: Buckets(100.0, 200))
-    session_events: Buckets = field(default_factory=lambda: Buckets(5.0, 50))
-    connections: Connections = field(default_factory=lambda: Connections(20_000, 2_500, 4))
-    message_rate: float = 5.0
+    posts: Buckets
+    client_events: Buckets
+    creates: Buckets
+    reads: Buckets
+    session_events: Buckets
+    connections: Connections
+    message_rate: float
     refused: Counter[str] = field(default_factory=Counter)
     """Refusals by reason (``rate_limited``, ``unauthorized``, ``forbidden``, ...)."""
 
