@@ -108,7 +108,8 @@ def cmd_covis(args: argparse.Namespace) -> int:
     if args.file is None:
         raise ValueError("covis: give a FILE, or --from-store redis://…")
     events, total = ordered_file_events(args.file, strict=args.strict)
-    covis_config = CovisConfig(max_neighbors=args.max_neighbors)
+    covis_config = CovisConfig(max_neighbors=args.max_neighbors,
+                               epoch_half_lives=Settings().covis_epoch_half_lives)
     started = time.perf_counter()
     if args.mode == "stream":
         pipeline = SessionPipeline(PipelineConfig(covis=covis_config))
@@ -144,7 +145,8 @@ def _covis_from_store(args: argparse.Namespace) -> int:
     from online_models.redis_store import RedisStore
 
     prefix = Settings().topic_prefix if args.prefix is None else args.prefix
-    store = RedisStore.from_url(args.from_store, prefix)
+    store = RedisStore.from_url(args.from_store, prefix,
+                                epoch_shift=Settings().covis_epoch_half_lives)
     written = 0
     with open(args.out, "wb") as out:
         for row in store.export(args.k):

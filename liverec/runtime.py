@@ -43,7 +43,8 @@ def pipeline_config(settings: Settings, *, rerank: bool | None = None,
     use_rerank = settings.rerank if rerank is None else rerank
     config = RerankConfig(sample_percent=settings.rerank_sample_percent)
     return PipelineConfig(
-        covis=CovisConfig(max_neighbors=settings.max_neighbors),
+        covis=CovisConfig(max_neighbors=settings.max_neighbors,
+                          epoch_half_lives=settings.covis_epoch_half_lives),
         session_ttl_ms=int(settings.session_ttl_days * DAY_MS),
         rerank=((distributed_rerank(config) if distributed else config)
                 if use_rerank else None),

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     """Co-visitation row bound of the embedded runtime (0 = unbounded, exact). A bound saves
     about a fifth of the cells but makes its rows an approximation: its lists then differ
     from the distributed runtime's, whose rows in Redis are exact (docs/covisitation.md)."""
+    covis_epoch_half_lives: int = Field(8, ge=1, le=40)
+    """Co-visitation epochs, in 14-day half-lives (8: 112 days). The matrices keep the runs
+    of the current epoch and the one before, so items and pairs nobody views are forgotten
+    1 to 2 epochs later: this bounds what junk can add to the state (docs/security.md).
+    Every worker, web node and ``liverec covis`` must use the same value."""
     session_ttl_days: float = Field(14.0, gt=0)
     """Sessions idle longer than this (event time) are forgotten."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"

@@ -59,6 +59,8 @@ DAY_MS: Final = 24 * HOUR_MS
 TYPE_WEIGHTS: Final = (1, 6, 3)
 #: clicks weights are fixed point: 1.0 == 1024.
 WEIGHT_ONE: Final = 1024
+#: Default epoch length in half-lives (:attr:`CovisConfig.epoch_half_lives`).
+EPOCH_HALF_LIVES: Final = 8
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,11 @@ class CovisConfig:
     half_life_ms: int = 14 * DAY_MS
     """clicks time weight doubles every half-life: 14 days matches the public recipe's 1→4 over
     OTTO's four weeks."""
-    epoch_half_lives: int = 32
-    """Renormalise the clicks matrix every this many half-lives (448 days by default)."""
+    epoch_half_lives: int = EPOCH_HALF_LIVES
+    """An epoch lasts this many half-lives (112 days by default). The matrices hold the
+    current epoch's and the previous one's runs, so a pair nobody repeats is forgotten 1 to
+    2 epochs after it last occurred; entering an epoch shifts the clicks weights right by
+    this many bits (renormalisation)."""
     max_neighbors: int = 0
     """Serving bound: a row holds at most ``3 × max_neighbors`` entries; when it overflows it
     keeps the ``max_neighbors`` heaviest of each matrix (at most ``2 × max_neighbors``), so at
@@ -142,8 +147,14 @@ class CoVisitation:
         with every row it touched, updating it took about a fifth of the worker's apply
         phase, and nothing read it."""
         self.pairs: dict[int, dict[int, int]] = {}
-        """``all`` family rows: aid → {neighbour: clicks << 32 | carts_orders}."""
+        """``all`` family rows of the current epoch: aid → {neighbour: clicks << 32 |
+        carts_orders}."""
         self.buy2buy: dict[int, dict[int, int]] = {}
+        """``buys`` family rows of the current epoch."""
+        self.old_pairs: dict[int, dict[int, int]] = {}
+        """The previous epoch's ``all`` rows, renormalised to the current scale: a row is the
+        sum of both epochs' (:meth:`row`); older epochs are forgotten."""
+        self.old_buys: dict[int, dict[int, int]] = {}
         # The landmark is the Unix epoch, so every process, batch or stream, on any partition,
         # computes the same weight for the same time without agreeing on a "first event".
         self.time_weight = TimeWeight(0, self.config.half_life_ms, self.config.epoch_half_lives)
@@ -172,7 +183,9 @@ class CoVisitation:
         the other's events to the new scale (a store folds per-epoch sums instead). For a
         time-ordered stream that is the scale the in-memory matrices add it in, too.
         """
-        taken = [j for j in self._journals.values() if j]
+        # The current epoch's journal even when empty: a store learns from it that the
+        # stream has entered that epoch (and forgets older ones) as the matrices here do.
+        taken = [j for j in self._journals.values() if j or j.epoch == self.epoch]
         self.journal = CellJournal(self.epoch)
         self._journals = {self.epoch: self.journal}
         return taken
@@ -193,25 +206,23 @@ class CoVisitation:
         elif ts < state.max_ts:
             state.ordered = False
         recent = state.recent
+        late = ts < self._epoch_start_ts
+        if late:  # rare: rows and journal of the event's own epoch, or none (forgotten)
+            saved = self._enter_late(ts)
         if recent:
-            current = None
-            if ts >= self._epoch_start_ts:  # the usual case: an event of the current epoch
+            if not late:  # the usual case: an event of the current epoch
                 w_time = round(WEIGHT_ONE * 2.0 ** ((ts - self._epoch_start_ts) / self._half_life))
             else:
                 tw = self.time_weight
                 own = tw.epoch(ts)
                 w_time = tw.weight(ts, own)
-                if self.journal is None:  # a late event: bring it to today's scale
+                if self.journal is None:  # bring it to today's scale, as its rows are
                     w_time >>= tw.shift * (self.epoch - own)
-                else:  # journaled in its own epoch's scale (see take_journal)
-                    current, self.journal = self.journal, self._journal_of(own)
             if (etype == CLICKS and not state.window_buys and state.ordered
                     and ts - recent[0][1] < self.config.max_gap_ms):
                 self._pair_clicks(state, aid, ts, w_time)
             else:
                 self._pair_all(state, aid, ts, TYPE_WEIGHTS[etype], w_time)
-            if current is not None:
-                self.journal = current
         if len(recent) == recent.maxlen and recent[0][2] != CLICKS:
             state.window_buys -= 1  # about to fall out of the window
         recent.append((aid, ts, etype))
@@ -219,6 +230,26 @@ class CoVisitation:
             state.window_buys += 1
             self._pair_buys(state, aid, ts)
             state.recent_buys.append((aid, ts))
+        if late:
+            self.pairs, self.buy2buy, self.journal = saved
+
+    def _enter_late(self, ts: int) -> tuple[dict[int, dict[int, int]],
+                                            dict[int, dict[int, int]], CellJournal | None]:
+        """Point the update at the rows and journal of an event older than the current
+        epoch: the previous epoch's, or scratch ones thrown away (an epoch before that is
+        forgotten, whatever order events arrive in). The session's runs advance either way.
+        Returns what to restore."""
+        saved = self.pairs, self.buy2buy, self.journal
+        own = self.time_weight.epoch(ts)
+        if own == self.epoch - 1:
+            self.pairs, self.buy2buy = self.old_pairs, self.old_buys
+            if self.journal is not None:  # journaled in its own epoch's scale (take_journal)
+                self.journal = self._journal_of(own)
+        else:
+            self.pairs, self.buy2buy = {}, {}
+            if self.journal is not None:
+                self.journal = CellJournal(own)
+        return saved
 
     def observe(self, state: SessionState, aid: int, ts: int, etype: int) -> None:
         """Extend the session's history with one event and leave the matrices as they are
@@ -416,26 +447,49 @@ class CoVisitation:
         self.pruned_rows += 1
 
     def _renormalise(self, epoch: int) -> None:
-        """Enter a later epoch: shift every clicks weight right."""
+        """Enter a later epoch: the current epoch's rows become the previous epoch's, their
+        clicks weights shifted right to the new scale; the previous epoch's are forgotten
+        (all of them after a jump of two epochs or more)."""
         if self.journal is not None:
             # A shift is not an increment: later increments go to a journal of the new epoch,
             # and the store folds its per-epoch sums the same way (fold_epochs).
             self.journal = self._journal_of(epoch)
-        bits = self.time_weight.shift * (epoch - self.epoch)
-        for row in self.pairs.values():
-            for y, v in row.items():
-                row[y] = (v >> CO_BITS >> bits) << CO_BITS | (v & CO_MASK)
+        if epoch == self.epoch + 1:
+            bits = self.time_weight.shift
+            for row in self.pairs.values():
+                for y, v in row.items():
+                    row[y] = (v >> CO_BITS >> bits) << CO_BITS | (v & CO_MASK)
+            self.old_pairs, self.old_buys = self.pairs, self.buy2buy
+        else:
+            self.old_pairs, self.old_buys = {}, {}
+        self.pairs, self.buy2buy = {}, {}
         self.epoch = epoch
         self._top_pairs.clear()
+        self._top_buys.clear()
 
     # -- read -----------------------------------------------------------------------------------
+    def _row_of(self, matrix: str, aid: int) -> dict[int, int]:
+        """A row as stored (packed for the ``all`` family): both epochs' summed, which needs
+        a new dict only when both have it; not to be changed by the caller."""
+        if matrix == "buy2buy":
+            now, before = self.buy2buy.get(aid), self.old_buys.get(aid)
+        elif matrix in MATRICES:
+            now, before = self.pairs.get(aid), self.old_pairs.get(aid)
+        else:
+            raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
+        if not before:
+            return now or {}
+        if not now:
+            return before
+        summed = dict(before)
+        for b, v in now.items():
+            summed[b] = summed.get(b, 0) + v
+        return summed
+
     def row(self, matrix: str, aid: int) -> dict[int, int]:
         """One row of a matrix as a new ``{neighbour: weight}`` dict."""
-        if matrix == "buy2buy":
-            return dict(self.buy2buy.get(aid, {}))
-        if matrix not in MATRICES:
-            raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-        return decode(self.pairs.get(aid, {}), matrix == "clicks")
+        row = self._row_of(matrix, aid)
+        return dict(row) if matrix == "buy2buy" else decode(row, matrix == "clicks")
 
     def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
         """The ``k`` heaviest neighbours of ``aid``: weight descending, then aid ascending."""
@@ -444,23 +498,33 @@ class CoVisitation:
         # recomputed on every call before.
         if matrix == "buy2buy":
             cached = self._top_buys.get(aid)
-            if cached is None or (len(cached) < k
-                                  and len(cached) < len(self.buy2buy.get(aid, ()))):
-                cached = self._top_buys[aid] = top_items(self.buy2buy.get(aid, {}), k)
+            if cached is None or len(cached) < k:
+                row = self._row_of(matrix, aid)
+                if cached is None or len(cached) < len(row):
+                    cached = self._top_buys[aid] = top_items(row, k)
             return cached[:k]
         entry = self._top_pairs.get(aid)
         if entry is None:
             entry = self._top_pairs[aid] = {}
         cached = entry.get(matrix)
-        if cached is None or (len(cached) < k and len(cached) < len(self.pairs.get(aid, ()))):
-            if matrix not in MATRICES:
-                raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-            cached = entry[matrix] = top_packed(self.pairs.get(aid, {}), k, matrix == "clicks")
+        if cached is None or len(cached) < k:
+            row = self._row_of(matrix, aid)
+            if cached is None or len(cached) < len(row):
+                cached = entry[matrix] = top_packed(row, k, matrix == "clicks")
         return cached[:k]
+
+    def _stored(self, previous: bool) -> tuple[dict[int, dict[int, int]],
+                                               dict[int, dict[int, int]]]:
+        return (self.old_pairs, self.old_buys) if previous else (self.pairs, self.buy2buy)
 
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix, decoded (for export and tests; not for the hot path)."""
-        return matrix_of(self.pairs, self.buy2buy, name)
+        out = matrix_of(*self._stored(True), name)
+        for x, row in matrix_of(*self._stored(False), name).items():
+            held = out.setdefault(x, {})
+            for y, w in row.items():
+                held[y] = held.get(y, 0) + w
+        return out
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
         """Rows in the ``liverec covis`` format, one per aid ascending."""
@@ -469,4 +533,5 @@ class CoVisitation:
 
     def cell_count(self) -> int:
         """Stored cells (a packed clicks/carts_orders cell counts once)."""
-        return sum(len(r) for m in (self.pairs, self.buy2buy) for r in m.values())
+        return sum(len(r) for m in (self.pairs, self.buy2buy, self.old_pairs, self.old_buys)
+                   for r in m.values())

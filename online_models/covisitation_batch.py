@@ -7,7 +7,9 @@ incremental code but the weight function, so a bug in either shows up as a diffe
 
 The log is a sequence of ``(session, aid, ts, type)`` in arrival order. "Arrival" matters in one
 place only: the renormalisation epoch in force at an event is the largest epoch of any event up
-to it.
+to it. The matrices keep the increments of the last two epochs only (the latest epoch of the
+whole log and the one before): a run's increment belongs to the epoch of the occurrence that
+made it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from online_models.covisitation import TYPE_WEIGHTS, CovisConfig, TimeWeight
 from online_models.types import CLICKS
 
 Matrix = dict[int, dict[int, int]]
-# One directed occurrence: (arrival index, tau, clicks weight, epoch in force, type weight).
-_Occurrence = tuple[int, int, int, int, int]
+# One directed occurrence: (arrival index, tau, clicks weight, epoch in force, type weight,
+# the epoch tau is in).
+_Occurrence = tuple[int, int, int, int, int, int]
+# One increment of a cell: (arrival index, epoch in force, increment, the epoch it is in).
+_Increment = tuple[int, int, int, int]
 
 
 def batch_covisitation(
@@ -42,11 +47,12 @@ def batch_covisitation(
     for index, event in enumerate(log):
         sessions[event[0]].append(index)
 
-    # cell -> [(arrival index, epoch in force, increment)], one list per matrix
-    clicks_inc: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
-    carts_inc: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
-    buys_inc: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+    # cell -> [(arrival index, epoch in force, increment, own epoch)], one list per matrix
+    clicks_inc: dict[tuple[int, int], list[_Increment]] = defaultdict(list)
+    carts_inc: dict[tuple[int, int], list[_Increment]] = defaultdict(list)
+    buys_inc: dict[tuple[int, int], list[_Increment]] = defaultdict(list)
 
+    kept = final_epoch - 1  # increments of older epochs are forgotten
     for indices in sessions.values():
         occurrences = _all_family_occurrences(log, indices, config, tw, epoch_at)
         for pair, occ in occurrences.items():
@@ -56,8 +62,13 @@ def batch_covisitation(
             began: int | None = None
             for index, tau in taus:
                 if began is None or tau - began > config.buy_max_gap_ms:
-                    buys_inc[pair].append((index, 0, 1))
+                    buys_inc[pair].append((index, 0, 1, tw.epoch(tau)))
                     began = tau
+    for increments in (clicks_inc, carts_inc, buys_inc):
+        for cell in list(increments):
+            increments[cell] = [item for item in increments[cell] if item[3] >= kept]
+            if not increments[cell]:
+                del increments[cell]
 
     return (
         _fold(clicks_inc, tw.shift, final_epoch),
@@ -84,8 +95,8 @@ def _all_family_occurrences(
             _, a, ta, type_a = log[i]
             if a == b or abs(t - ta) >= gap:
                 continue
-            occurrences[(a, b)].append((j, t, w_time, in_force, TYPE_WEIGHTS[type_b]))
-            occurrences[(b, a)].append((j, t, w_time, in_force, TYPE_WEIGHTS[type_a]))
+            occurrences[(a, b)].append((j, t, w_time, in_force, TYPE_WEIGHTS[type_b], own))
+            occurrences[(b, a)].append((j, t, w_time, in_force, TYPE_WEIGHTS[type_a], own))
     return occurrences
 
 
@@ -93,8 +104,8 @@ def _runs_all_family(
     pair: tuple[int, int],
     occurrences: list[_Occurrence],
     config: CovisConfig,
-    clicks_inc: dict[tuple[int, int], list[tuple[int, int, int]]],
-    carts_inc: dict[tuple[int, int], list[tuple[int, int, int]]],
+    clicks_inc: dict[tuple[int, int], list[_Increment]],
+    carts_inc: dict[tuple[int, int], list[_Increment]],
 ) -> None:
     """Split one session's occurrences of one directed pair into runs (a run lasts the gap from
     its first occurrence); emit each run's weight:
@@ -102,13 +113,13 @@ def _runs_all_family(
     as increments when the max grows, which sums to the same)."""
     run_start: int | None = None
     run_type = 0
-    for index, tau, w_time, epoch, w_type in occurrences:
+    for index, tau, w_time, epoch, w_type, own in occurrences:
         if run_start is None or tau - run_start > config.max_gap_ms:
             run_start, run_type = tau, w_type
-            clicks_inc[pair].append((index, epoch, w_time))
-            carts_inc[pair].append((index, 0, w_type))
+            clicks_inc[pair].append((index, epoch, w_time, own))
+            carts_inc[pair].append((index, 0, w_type, own))
         elif w_type > run_type:
-            carts_inc[pair].append((index, 0, w_type - run_type))
+            carts_inc[pair].append((index, 0, w_type - run_type, own))
             run_type = w_type
 
 
@@ -128,17 +139,18 @@ def _buy_family_occurrences(
 
 
 def _fold(
-    increments: dict[tuple[int, int], list[tuple[int, int, int]]], shift: int, final_epoch: int
+    increments: dict[tuple[int, int], list[_Increment]], shift: int, final_epoch: int
 ) -> Matrix:
     """Sum each cell's increments in arrival order, renormalising when the epoch advances."""
     matrix: Matrix = defaultdict(dict)
     for (x, y), items in increments.items():
         items.sort(key=lambda item: item[0])
         total, epoch = 0, items[0][1]
-        for _, in_force, inc in items:
+        for _, in_force, inc, _ in items:
             total >>= shift * (in_force - epoch)
             epoch = in_force
             total += inc
         total >>= shift * (final_epoch - epoch)
-        matrix[x][y] = total
+        if total:  # a clicks weight floored to 0 is no cell (rows.decode)
+            matrix[x][y] = total
     return dict(matrix)

@@ -16,9 +16,10 @@ the same events ranks items the same way. Weights stay below 2^28, so a count on
 2^53 (where a Redis score, a double, stops being exact) after some 2^25 events of one item in
 the last half-life.
 
-Beside the decayed counts, each item's number of events of all time (:data:`KNOWN`): a clock
-that jumps years ahead leaves the decayed counts of one epoch, which may hold a single item,
-and lists take what they lack from these instead of falling short.
+Beside the decayed counts, each item's plain number of events in the same two epochs
+(:data:`KNOWN`): the fill of last resort, so that a list has ``k`` items whenever ``k`` items had
+events in the last two epochs, however the decayed weights round. Nothing older is kept: an
+item nobody viewed for two epochs is forgotten (``docs/security.md``, "What junk costs").
 
 Within an epoch counts only grow, so each epoch's most popular items are tracked exactly in a
 small *leader board* (an item outside can only enter by overtaking the weakest member), and the
@@ -39,10 +40,12 @@ EPOCH_HALF_LIVES = 16
 WEIGHT_ONE = 4096
 #: Pseudo-type for popularity over all event types together (the storefront's shelf).
 ALL_TYPES = len(TYPE_NAMES)
-#: Pseudo-type: every item ever seen, by its number of events of any type, never decayed. The
-#: fill of last resort: a list has ``k`` items whenever ``k`` items are known, whatever the
-#: event times do (a clock that jumps years ahead leaves the decayed counts nearly empty).
+#: Pseudo-type: every item with an event in the latest two epochs, by its number of events of
+#: any type, not decayed. The fill of last resort: a list has ``k`` items whenever ``k`` items
+#: are known, however the decayed scores round.
 KNOWN = ALL_TYPES + 1
+#: Kinds counted per epoch: the event types, :data:`ALL_TYPES` and :data:`KNOWN`.
+KINDS = KNOWN + 1
 
 
 class LeaderBoard:
@@ -158,9 +161,6 @@ class Popularity:
         list re-sorted, instead of read again from the boards."""
         self._top_size = cached_top
         self._items = 0  # distinct items in the two epochs, kept up per update (see items())
-        self.known: dict[int, int] = {}
-        """Every item seen: aid → its events (:data:`KNOWN`)."""
-        self._known_board = LeaderBoard(board_size)
         self.keep_counts = keep_counts
         if not keep_counts:
             self.take_journal()  # nowhere else for the increments to go
@@ -176,15 +176,6 @@ class Popularity:
         return epoch, round(WEIGHT_ONE * 2.0 ** ((ts - epoch * self.epoch_ms) / self.half_life))
 
     def update(self, aid: int, ts: int, etype: int) -> None:
-        if self.keep_counts:
-            known = self.known[aid] = self.known.get(aid, 0) + 1
-            if known > self._known_board.floor:
-                self._known_board.offer(aid, known)
-        if self.journal is not None:  # all-time counts have no epoch: journaled under 0
-            row = self.journal.get((0, KNOWN))
-            if row is None:
-                row = self.journal[(0, KNOWN)] = {}
-            row[aid] = row.get(aid, 0) + 1
         if self._start <= ts < self._end:
             epoch = self.epoch
             weight = round(WEIGHT_ONE * 2.0 ** ((ts - self._start) / self.half_life))
@@ -198,6 +189,10 @@ class Popularity:
             self._journal(epoch, aid, etype, weight)
             return
         counts, boards, tops = self.counts[epoch], self.boards[epoch], self._tops
+        known = counts[KNOWN]
+        count = known[aid] = known.get(aid, 0) + 1
+        if count > boards[KNOWN].floor:
+            boards[KNOWN].offer(aid, count)
         for kind in (etype, ALL_TYPES):
             table = counts[kind]
             score = table[aid] = table.get(aid, 0) + weight
@@ -224,6 +219,10 @@ class Popularity:
             if row is None:
                 row = journal[(epoch, kind)] = {}
             row[aid] = row.get(aid, 0) + weight
+        row = journal.get((epoch, KNOWN))
+        if row is None:
+            row = journal[(epoch, KNOWN)] = {}
+        row[aid] = row.get(aid, 0) + 1
 
     def _enter(self, epoch: int) -> None:
         """A later epoch: keep the one before it, drop older ones."""
@@ -231,9 +230,8 @@ class Popularity:
             del self.counts[old], self.boards[old]
         for e in (epoch - 1, epoch):
             if e not in self.counts:
-                self.counts[e] = tuple({} for _ in range(ALL_TYPES + 1))
-                self.boards[e] = tuple(LeaderBoard(self.board_size)
-                                       for _ in range(ALL_TYPES + 1))
+                self.counts[e] = tuple({} for _ in range(KINDS))
+                self.boards[e] = tuple(LeaderBoard(self.board_size) for _ in range(KINDS))
         self.epoch = epoch
         self._start, self._end = epoch * self.epoch_ms, (epoch + 1) * self.epoch_ms
         self._tops.clear()
@@ -244,15 +242,18 @@ class Popularity:
         score descending then aid ascending (``k`` up to the board size is cheap; beyond,
         exact but slow)."""
         if etype == KNOWN:
-            return merged_top(k, _table_side(self.known, self._known_board), EMPTY_SIDE)
+            if self.epoch < 0:
+                return []
+            return merged_top(k, self._side(self.epoch, KNOWN), self._side(self.epoch - 1, KNOWN),
+                              shift=0)
         cached = self._tops.get(etype)
         if cached is not None and (len(cached[0]) >= k or not cached[3]):
             return cached[0][:k]
         if self.epoch < 0:
             return []
         self._top_size = max(self._top_size, k)
-        sides = [self._side(self.epoch, etype), self._side(self.epoch - 1, etype)]
-        listed = merged_top(self._top_size, *sides)
+        listed = merged_top(self._top_size, self._side(self.epoch, etype),
+                            self._side(self.epoch - 1, etype))
         self._tops[etype] = self._cached(etype, listed)
         return listed[:k]
 
@@ -316,12 +317,10 @@ def _table_side(table: dict[int, int], board: LeaderBoard) -> TopSide:
     return TopSide(head, lambda aids: [table.get(a, 0) for a in aids])
 
 
-#: A side with no items (``KNOWN`` has no previous epoch to merge).
-EMPTY_SIDE = TopSide(lambda m: ([], None), lambda aids: [0] * len(aids))
-
-
-def merged_top(k: int, current: TopSide, previous: TopSide) -> list[int]:
-    """Top ``k`` aids by ``v_E + (v_{E−1} >> EPOCH_HALF_LIVES)``, score desc then aid asc.
+def merged_top(k: int, current: TopSide, previous: TopSide,
+               shift: int = EPOCH_HALF_LIVES) -> list[int]:
+    """Top ``k`` aids by ``v_E + (v_{E−1} >> shift)``, score desc then aid asc (``shift`` 0:
+    plain counts, :data:`KNOWN`).
 
     The threshold algorithm: take the heads of both epochs, score every candidate exactly;
     once the ``k``-th score beats what any item outside both heads could reach, the answer is
@@ -333,13 +332,13 @@ def merged_top(k: int, current: TopSide, previous: TopSide) -> list[int]:
         head_before, bound_before = previous.head(m)
         aids = list(dict.fromkeys(a for a, _ in (*head_now, *head_before)))
         scored = sorted(
-            ((-(now + (before >> EPOCH_HALF_LIVES)), aid)
+            ((-(now + (before >> shift)), aid)
              for aid, now, before in zip(aids, current.values(aids), previous.values(aids),
                                          strict=True)),
         )[:k]
         if bound_now is None and bound_before is None:
             return [aid for _, aid in scored]
-        threshold = (bound_now or 0) + ((bound_before or 0) >> EPOCH_HALF_LIVES)
+        threshold = (bound_now or 0) + ((bound_before or 0) >> shift)
         if len(scored) == k and -scored[-1][0] > threshold:
             return [aid for _, aid in scored]
         m *= 4

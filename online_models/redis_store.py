@@ -14,14 +14,16 @@ Layout (``{p}`` = key prefix):
 
 * ``{p}cv:all:{epoch}:{aid}``: a row log (below) of ``clicks`` and ``carts_orders``
   together, records (neighbour, clicks weight, carts_orders weight) with the clicks weights
-  in the scale of one clicks epoch, folded into one row when read
+  in the scale of one epoch, folded into one row when read
   (:func:`~online_models.rows.fold_epochs`: a shift is not an increment, so epochs cannot
-  share a log); ``{p}cv:buy2buy:{aid}``: a row log of records (neighbour, weight);
-  ``{p}cv:epochs``: the clicks epochs in use;
+  share a log); ``{p}cv:buy2buy:{epoch}:{aid}``: a row log of records (neighbour, weight);
+  ``{p}cv:epoch``: the latest epoch; ``{p}cv:epochs``: the epochs a row is made of, that one
+  and the one before. Older epochs are forgotten: the script drops them from ``cv:epochs``
+  and ignores their increments, and a worker deletes their logs (:meth:`RedisStore.forget`);
 * ``{p}pop:{epoch}:{kind}``: sorted set, aid → integer count of that epoch (kinds 0–2 the event
-  types, 3 all of them); ``{p}pop:epoch``: the latest epoch (older ones are deleted);
-  ``{p}pop:known``: sorted set, aid → its events of all time (the fill of last resort,
-  :data:`~online_models.popularity.KNOWN`);
+  types, 3 all of them, decayed; 4 the plain number of events, the fill of last resort
+  :data:`~online_models.popularity.KNOWN`); ``{p}pop:epoch``: the latest epoch (older ones are
+  deleted);
 * ``{p}session:{id}``: a session's window (JSON), with a time to live;
   ``{p}runs:{id}``: its open runs, an append-only log of binary entries (see
   :meth:`~online_models.sessions.SessionState.take_runs_log`), expiring with it;
@@ -62,7 +64,8 @@ import numpy as np
 import redis
 import redis.asyncio
 
-from online_models.popularity import EMPTY_SIDE, EPOCH_HALF_LIVES, KNOWN, TopSide, merged_top
+from online_models.covisitation import EPOCH_HALF_LIVES as COVIS_EPOCH_HALF_LIVES
+from online_models.popularity import EPOCH_HALF_LIVES, KNOWN, TopSide, merged_top
 from online_models.rows import (
     CO_BITS,
     CO_MASK,
@@ -78,15 +81,17 @@ LIVE_SESSIONS = 1000
 WATCH_TTL_MS = 30_000
 
 # KEYS: offset keys (n), per session its state key and its runs key (2s), then the popularity
-# epoch key, the live set and the event counter. ARGV: n, s, the batch's latest popularity
-# epoch (-1: none), the key prefix, events, session ttl (ms, 0 = none), live sessions to keep,
-# then
-#   logs        one MessagePack array: per row "all:epoch:aid" or "buy2buy:aid", then the
+# epoch key, the live set, the event counter and the co-visitation epoch key. ARGV: n, s, the
+# batch's latest popularity epoch (-1: none), the key prefix, events, session ttl (ms, 0 =
+# none), live sessions to keep, then
+#   logs        one MessagePack array: per row "all:epoch:aid" or "buy2buy:epoch:aid", then the
 #               records to append to its log (bytes: the aids and weights as int64, which
 #               Lua never reads, so its doubles never round one),
 #   popularity  "epoch:kind aid:inc,…" lines (ZINCRBY {p}pop:epoch:kind inc aid),
 #   live        "session:ts,…" (ZADD {p}live ts session),
-#   epochs      "epoch,…" (SADD {p}cv:epochs epoch: the clicks epochs of the batch),
+#   epochs      "epoch,…" (the co-visitation epochs of the batch: the latest becomes
+#               {p}cv:epoch if later, the last two are {p}cv:epochs, increments of older
+#               ones are ignored),
 #   floor       logs shorter than this many bytes are never due for compaction;
 # then (start, end) per offset key, and per session its state, how its runs change ('' none,
 # 'a' append to the log, 's' replace the log) and the runs' bytes.
@@ -94,7 +99,8 @@ WATCH_TTL_MS = 30_000
 # argument in pure Python. The logs are packed by msgpack's C extension, as "raw" strings:
 # Redis 7.0's cmsgpack does not read msgpack's bin type. A new log gets its header (generation
 # 0, compacted length 16) by a SET after the APPEND that created it. Replies {1, 0, 0, logs due
-# for compaction} when applied, {0, i, stored offset} when offset key i refuses the batch.
+# for compaction, epochs forgotten} when applied, {0, i, stored offset} when offset key i
+# refuses the batch.
 _APPLY = """
 local n, s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prefix = ARGV[4]
@@ -106,22 +112,43 @@ for i = 1, n do
   end
   arg = arg + 2
 end
+local cv_epoch = KEYS[n + 2 * s + 4]
+local kept = tonumber(redis.call('GET', cv_epoch) or '-1')
+local forgotten = {}
 for epoch in string.gmatch(ARGV[11], '%d+') do
-  redis.call('SADD', prefix .. 'cv:epochs', epoch)
+  if tonumber(epoch) > kept then
+    kept = tonumber(epoch)
+  end
+end
+if kept > tonumber(redis.call('GET', cv_epoch) or '-1') then
+  redis.call('SET', cv_epoch, kept)
+  for _, old in ipairs(redis.call('SMEMBERS', prefix .. 'cv:epochs')) do
+    if tonumber(old) < kept - 1 then
+      redis.call('SREM', prefix .. 'cv:epochs', old)
+      forgotten[#forgotten + 1] = old
+    end
+  end
+end
+for epoch in string.gmatch(ARGV[11], '%d+') do
+  if tonumber(epoch) >= kept - 1 then
+    redis.call('SADD', prefix .. 'cv:epochs', epoch)
+  end
 end
 local logs = cmsgpack.unpack(ARGV[8])
 local floor = tonumber(ARGV[12])
 local compact = {}
 for c = 1, #logs, 2 do
-  local key = prefix .. 'cv:' .. logs[c]
-  local records = logs[c + 1]
-  local size = redis.call('APPEND', key, records)
-  if size == #records then
-    redis.call('SET', key, '0000000000000016' .. records)
-  -- Due at 4 times its compacted length: at 2, compactions took 7.0 µs per event of the
-  -- worker's and Redis's time on the throughput benchmark's events, at 4, 4.2 (summed in dicts).
-  elseif size > floor and size > 4 * tonumber(redis.call('GETRANGE', key, 8, 15)) then
-    compact[#compact + 1] = logs[c]
+  if tonumber(string.match(logs[c], ':(%d+):')) >= kept - 1 then
+    local key = prefix .. 'cv:' .. logs[c]
+    local records = logs[c + 1]
+    local size = redis.call('APPEND', key, records)
+    if size == #records then
+      redis.call('SET', key, '0000000000000016' .. records)
+    -- Due at 4 times its compacted length: at 2, compactions took 7.0 µs per event of the
+    -- worker's and Redis's time on the throughput benchmark's events, at 4, 4.2.
+    elseif size > floor and size > 4 * tonumber(redis.call('GETRANGE', key, 8, 15)) then
+      compact[#compact + 1] = logs[c]
+    end
   end
 end
 local marker = KEYS[n + 2 * s + 1]
@@ -131,7 +158,7 @@ if latest > current then
   -- Only the epochs current - 1 and current exist: a jump of years deletes two, not years.
   if current >= 0 then
     for e = current - 1, math.min(current, latest - 2) do
-      for kind = 0, 3 do
+      for kind = 0, @KNOWN@ do
         redis.call('UNLINK', prefix .. 'pop:' .. e .. ':' .. kind)
       end
     end
@@ -140,13 +167,8 @@ if latest > current then
   current = latest
 end
 for epoch, kind, fields in string.gmatch(ARGV[9], '(%d+):(%d+) (%S+)') do
-  local key
-  if kind == '@KNOWN@' then
-    key = prefix .. 'pop:known'
-  elseif tonumber(epoch) >= current - 1 then
-    key = prefix .. 'pop:' .. epoch .. ':' .. kind
-  end
-  if key then
+  if tonumber(epoch) >= current - 1 then
+    local key = prefix .. 'pop:' .. epoch .. ':' .. kind
     for aid, inc in string.gmatch(fields, '(%d+):(%d+)') do
       redis.call('ZINCRBY', key, inc, aid)
     end
@@ -181,7 +203,7 @@ for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[arg + 1])
   arg = arg + 2
 end
-return {1, 0, 0, compact}
+return {1, 0, 0, compact, forgotten}
 """.replace("@KNOWN@", str(KNOWN))
 
 
@@ -195,6 +217,11 @@ end
 redis.call('SET', KEYS[1], ARGV[2] .. redis.call('GETRANGE', KEYS[1], tonumber(ARGV[3]), -1))
 return 1
 """
+
+
+def _glob_escaped(text: str) -> str:
+    """``text`` matched literally in a Redis ``SCAN MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _fields(row: Mapping[int, int]) -> str:
@@ -307,7 +334,7 @@ def _logs(journals: Sequence[CellJournal]) -> bytes:
                 flat = []
                 for b, v in row.items():
                     flat += (b, v)
-                add(f"buy2buy:{aid}")
+                add(f"buy2buy:{journal.epoch}:{aid}")
                 add(pack_records(flat, 2))
     return msgpack.packb(out, use_bin_type=False)
 
@@ -327,6 +354,8 @@ class EncodedBatch:
     compact: list[str] = field(default_factory=list)
     """Once applied: the row logs the script found due for compaction
     (:meth:`RedisStore.compact`)."""
+    forgotten: list[int] = field(default_factory=list)
+    """Once applied: the epochs this batch made the store forget (:meth:`RedisStore.forget`)."""
 
 
 class OffsetConflict(RuntimeError):
@@ -337,7 +366,7 @@ class RedisStore:
     """Apply journals exactly once; read rows, popularity and sessions; dump the matrices."""
 
     def __init__(self, client: redis.Redis, prefix: str = "", session_ttl_ms: int = 0,
-                 epoch_shift: int = 32, popularity_max_age_s: float = 0.0,
+                 epoch_shift: int = COVIS_EPOCH_HALF_LIVES, popularity_max_age_s: float = 0.0,
                  async_client: redis.asyncio.Redis | None = None,
                  compact_min_bytes: int = 16_384) -> None:
         self.client = client
@@ -364,7 +393,7 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "", session_ttl_ms: int = 0,
-                 epoch_shift: int = 32) -> RedisStore:
+                 epoch_shift: int = COVIS_EPOCH_HALF_LIVES) -> RedisStore:
         return cls(redis.Redis.from_url(url), prefix, session_ttl_ms, epoch_shift)
 
     # -- keys ------------------------------------------------------------------------------------
@@ -377,9 +406,8 @@ class RedisStore:
             return "all"
         raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
 
-    def _log_key(self, family: str, aid: int, epoch: int = 0) -> str:
-        return (f"{self.prefix}cv:all:{epoch}:{aid}" if family == "all"
-                else f"{self.prefix}cv:{family}:{aid}")
+    def _log_key(self, family: str, aid: int, epoch: int) -> str:
+        return f"{self.prefix}cv:{family}:{epoch}:{aid}"
 
     def _pop_key(self, epoch: int, kind: int) -> str:
         return f"{self.prefix}pop:{epoch}:{kind}"
@@ -414,6 +442,7 @@ class RedisStore:
         applied = self.apply_encoded(batch)
         if applied and compact:
             self.compact(batch.compact)
+            self.forget(batch.forgotten)
         return applied
 
     def apply_encoded(self, batch: EncodedBatch) -> bool:
@@ -434,12 +463,13 @@ class RedisStore:
         keys = [self._offset_key(topic, partition) for topic, partition in offsets]
         for session in sessions:
             keys += [self._session_key(session), self._runs_key(session)]
-        keys += [f"{self.prefix}pop:epoch", f"{self.prefix}live", f"{self.prefix}events"]
+        keys += [f"{self.prefix}pop:epoch", f"{self.prefix}live", f"{self.prefix}events",
+                 f"{self.prefix}cv:epoch"]
         journals = [journal] if isinstance(journal, CellJournal) else list(journal)
         logs = _logs(journals)
         counts = "\n".join([f"{epoch}:{kind} {_fields(row)}"
                             for (epoch, kind), row in popularity.items() if row])
-        latest = max((epoch for epoch, kind in popularity if kind != KNOWN), default=-1)
+        latest = max((epoch for epoch, _ in popularity), default=-1)
         args: list[int | str | bytes] = [len(offsets), len(sessions), latest, self.prefix,
                                          events, self.session_ttl_ms, LIVE_SESSIONS, logs,
                                          counts, _fields(live),
@@ -504,6 +534,7 @@ class RedisStore:
         if applied:
             batch.compact = [name.decode() if isinstance(name, bytes) else name
                              for name in reply[3]]
+            batch.forgotten = [int(epoch) for epoch in reply[4]]
             return True
         (topic, partition), (start, end) = list(batch.offsets.items())[index - 1]
         if int(stored) >= end:
@@ -531,6 +562,25 @@ class RedisStore:
             summed = compacted_log(blob, 2 if key.startswith(buys) else 3)
             self._compact(keys=[key], args=[blob[:HEADER], summed, len(blob)], client=pipe)
         return sum(int(done) for done in pipe.execute())
+
+    def forget(self, epochs: Iterable[int]) -> int:
+        """Delete the row logs of forgotten epochs (:attr:`EncodedBatch.forgotten`); return
+        how many. Reads ignore those epochs already, so this only gives the memory back: it
+        scans the keyspace, once per epoch, away from the batch loop."""
+        deleted = 0
+        prefix = _glob_escaped(self.prefix)
+        for epoch in epochs:
+            for family in ("all", "buy2buy"):
+                pattern = f"{prefix}cv:{family}:{int(epoch)}:*"
+                batch: list[bytes] = []
+                for key in self.client.scan_iter(match=pattern, count=10_000):
+                    batch.append(key)
+                    if len(batch) == 10_000:
+                        deleted += cast(int, self.client.unlink(*batch))
+                        batch = []
+                if batch:
+                    deleted += cast(int, self.client.unlink(*batch))
+        return deleted
 
     # -- read ------------------------------------------------------------------------------------
     def stored_offset(self, topic: str, partition: int) -> int | None:
@@ -581,7 +631,7 @@ class RedisStore:
                 pipe.get(self._offset_key(*partition))
             pipe.smembers(f"{self.prefix}cv:epochs")
             for family, aid in logs:
-                for epoch in (epochs if family == "all" else (0,)):
+                for epoch in epochs:
                     pipe.get(self._log_key(family, aid, epoch))
             replies = pipe.execute()
             offset = None
@@ -595,9 +645,12 @@ class RedisStore:
         position = 1
         for family, aid in logs:
             if family == "buy2buy":
-                blob = replies[position]
-                position += 1
-                read[("buy2buy", aid)] = log_sums(blob, 2)[0] if blob else {}
+                buys: dict[int, int] = {}
+                for blob in replies[position:position + len(epochs)]:
+                    for b, w in (log_sums(blob, 2)[0] if blob else {}).items():
+                        buys[b] = buys.get(b, 0) + w
+                position += len(epochs)
+                read[("buy2buy", aid)] = buys
                 continue
             clicks: dict[int, dict[int, int]] = {}
             co: dict[int, int] = {}
@@ -611,13 +664,15 @@ class RedisStore:
             position += len(epochs)
             # Every epoch takes part, empty or not: an older epoch's weights are shifted to
             # the latest one's scale, as renormalising does in memory.
-            read[("clicks", aid)] = fold_epochs(clicks, self.epoch_shift)
+            folded = fold_epochs(clicks, self.epoch_shift)
+            read[("clicks", aid)] = {b: w for b, w in folded.items() if w}  # rows.decode
             read[("carts_orders", aid)] = co
         return {key: read[key] for key in wanted}, offset
 
     @property
     def clicks_epoch(self) -> int | None:
-        """The latest clicks epoch as last read: the scale clicks rows were folded to."""
+        """The latest epoch as last read: the scale clicks rows were folded to, and the
+        epochs every row was read over."""
         return self._epochs[-1] if self._epochs else None
 
     def row(self, matrix: str, aid: int) -> dict[int, int]:
@@ -633,12 +688,11 @@ class RedisStore:
             read, size, cached = self._popular.get(kind, (0.0, 0, []))
             if size >= k and time.monotonic() - read < self.popularity_max_age_s:
                 return cached[:k]
-        if kind == KNOWN:
-            return merged_top(k, self._side_of(f"{self.prefix}pop:known"), EMPTY_SIDE)
         epoch = self.popularity_epoch()
         if epoch < 0:
             return []
-        top = merged_top(k, self._side(epoch, kind), self._side(epoch - 1, kind))
+        top = merged_top(k, self._side(epoch, kind), self._side(epoch - 1, kind),
+                         shift=0 if kind == KNOWN else EPOCH_HALF_LIVES)
         if self.popularity_max_age_s:
             self._popular[kind] = (time.monotonic(), k, top)
         return top
@@ -789,7 +843,7 @@ class RedisStore:
         out: dict[int, dict[int, int]] = {}
         for i in range(0, len(aids), 1000):
             rows = self.rows((name, aid) for aid in aids[i:i + 1000])
-            out.update((aid, row) for (_, aid), row in rows.items())
+            out.update((aid, row) for (_, aid), row in rows.items() if row)
         return out
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:

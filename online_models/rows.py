@@ -109,12 +109,15 @@ def matrix_of(pairs: dict[int, dict[int, int]], buys: dict[int, dict[int, int]],
     if name not in MATRICES:
         raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
     clicks = name == "clicks"
-    return {x: decode(row, clicks) for x, row in pairs.items() if row}
+    decoded = ((x, decode(row, clicks)) for x, row in pairs.items())
+    return {x: row for x, row in decoded if row}
 
 
 def decode(row: dict[int, int], clicks: bool) -> dict[int, int]:
+    """One half of a packed row. A clicks weight of 0 is no cell: the cell holds carts_orders
+    increments only (its run began in a forgotten epoch), or renormalising floored it."""
     if clicks:
-        return {b: v >> CO_BITS for b, v in row.items()}
+        return {b: v >> CO_BITS for b, v in row.items() if v >> CO_BITS}
     return {b: v & CO_MASK for b, v in row.items()}
 
 
@@ -133,10 +136,10 @@ def top_packed(row: dict[int, int], k: int, clicks: bool) -> list[tuple[int, int
         if len(row) > k:
             # Packed values order by clicks first, so the k-th largest packed value bounds the
             # k-th largest clicks weight from above; keep everything with that clicks weight.
-            floor = heapq.nlargest(k, row.values())[-1] >> CO_BITS << CO_BITS
+            floor = max(heapq.nlargest(k, row.values())[-1] >> CO_BITS, 1) << CO_BITS
             items = [(b, v >> CO_BITS) for b, v in row.items() if v >= floor]
-        else:
-            items = [(b, v >> CO_BITS) for b, v in row.items()]
+        else:  # a clicks weight of 0 is no cell (decode)
+            items = [(b, v >> CO_BITS) for b, v in row.items() if v >> CO_BITS]
     else:
         mask = CO_MASK
         if len(row) > k:

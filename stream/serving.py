@@ -99,7 +99,8 @@ class HeldRow:
 
     def __init__(self, epoch: int | None, row: dict[int, int], seen: int = 0) -> None:
         self.epoch = epoch
-        """The clicks epoch a clicks row is folded to."""
+        """The latest epoch when the row was read: a clicks row is folded to its scale, and
+        every row is the sum of it and the one before."""
         self.row = row
         self.seen = seen
         """The last of the process's batches that the row as read already holds (0: none
@@ -115,9 +116,9 @@ class RowCache:
     very batch changed: reading them all again costs more than the rest of a small batch.
     Instead, rows once read stay here and the worker adds each stored batch's journal to them
     (:meth:`add`), so with one worker they are exactly what Redis holds. Increments of other
-    workers show once a row is older than ``max_age_s`` and read again. A clicks row is
-    folded to one epoch's scale: an increment in another epoch, or a newer epoch in Redis,
-    drops it.
+    workers show once a row is older than ``max_age_s`` and read again. A row is read over
+    the store's latest two epochs: an increment in another epoch, or a newer epoch in Redis,
+    drops it (its clicks are in another scale, and an epoch may be forgotten).
 
     A read while a batch's script is on its way (:meth:`sent`) may or may not include that
     batch: it then reads the batch's stored offset in the same transaction, and a row that
@@ -154,7 +155,7 @@ class RowCache:
             clicks_epoch: int | None) -> dict[int, int] | None:
         matrix, aid = key
         held = self._rows[matrix].get(aid, now)
-        if held is None or (matrix == "clicks" and held.epoch != clicks_epoch):
+        if held is None or held.epoch != clicks_epoch:
             return None
         self.hits += 1
         return held.row
@@ -204,8 +205,8 @@ class RowCache:
                         continue
                     if batch and held.seen >= batch:
                         continue  # read after this batch's script ran: it is in already
-                    if matrix == "clicks" and held.epoch != journal.epoch:
-                        rows.drop(aid)  # another scale: not a plain sum
+                    if held.epoch != journal.epoch:
+                        rows.drop(aid)  # another scale, or an epoch forgotten: not a sum
                         continue
                     row, tops = held.row, held.tops
                     for b, inc in journal.row(matrix, aid).items():

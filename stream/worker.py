@@ -336,6 +336,7 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
     lists_due: dict[int, tuple[SessionState, int]] = {}
     lists_wanted = asyncio.Event()
     compact_due: set[str] = set()  # row logs the scripts found due for compaction
+    forgotten_due: set[int] = set()  # epochs whose row logs are to be deleted
     compact_wanted = asyncio.Event()
     last_sweep = 0  # when lapsed watches were last forgotten (wall-clock ms)
     stored: dict[TP, int] = {}  # per partition, the next offset Redis wants: Kafka's to commit
@@ -552,8 +553,9 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             forget()
             return batch.fetched
         row_cache.add(batch.journal, batch=batch.number)
-        if batch.encoded.compact:
+        if batch.encoded.compact or batch.encoded.forgotten:
             compact_due.update(batch.encoded.compact)
+            forgotten_due.update(batch.encoded.forgotten)
             compact_wanted.set()
         for (_, partition), (_, end) in batch.offsets.items():
             tp = TP(topic_name, partition)
@@ -608,6 +610,10 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
         """
         async def compact(due: set[str]) -> None:
             await with_retry(shared.compact, due)
+            if forgotten_due:  # a scan of the keyspace: in a thread, off the event loop
+                epochs = forgotten_due.copy()
+                forgotten_due.clear()
+                await with_retry_async(asyncio.to_thread, shared.forget, epochs)
 
         await serve_due(compact_wanted, compact_due, compact, "compact")
 

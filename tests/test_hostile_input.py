@@ -106,8 +106,9 @@ def state_digest(server: Any) -> str:
     pipeline = server.runtime.pipeline
     sessions = {s: pipeline.sessions.get(s).to_bytes() for s in
                 sorted(pipeline.sessions._sessions)}
-    held = (sessions, pipeline.covis.pairs, pipeline.covis.buy2buy, pipeline.popularity.counts,
-            pipeline.popularity.known, pipeline.events_applied, pipeline.sessions.watermark)
+    covis = pipeline.covis
+    held = (sessions, covis.pairs, covis.buy2buy, covis.old_pairs, covis.old_buys,
+            pipeline.popularity.counts, pipeline.events_applied, pipeline.sessions.watermark)
     return hashlib.sha256(pickle.dumps(held)).hexdigest()
 
 
