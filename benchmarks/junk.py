@@ -8,11 +8,18 @@ state each leaves: resident memory, sessions, items, co-visitation cells. With t
 limits (docs/security.md) this gives the growth per hour one client address can cause.
 
     python benchmarks/junk.py --events 300000
+
+With ``--days D`` the junk is spread over D days of event time instead, and the state is
+printed as it goes: items and pairs nobody views again are forgotten after one to two
+co-visitation epochs (``--epoch-half-lives``, 14 days each), so the state stops growing.
+
+    python benchmarks/junk.py --events 1000000 --days 140 --epoch-half-lives 1
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import random
 import time
@@ -20,9 +27,10 @@ from collections.abc import Iterable
 
 from liverec.runtime import pipeline_config
 from liverec.settings import Settings
+from online_models.covisitation import DAY_MS
 from producers.generator import GeneratorConfig, generate_sessions
 from stream.events import MAX_ID, Event
-from stream.pipeline import SessionPipeline
+from stream.pipeline import PipelineConfig, SessionPipeline
 
 T0 = 1_659_304_800_000
 
@@ -35,12 +43,12 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def junk(n: int, per_session: int, seed: int) -> Iterable[Event]:
+def junk(n: int, per_session: int, seed: int, step_ms: int = 200) -> Iterable[Event]:
     rng = random.Random(seed)
     for i in range(n):
-        # One event a second per session, sessions one after another: a client at its
-        # budget's pace.
-        yield Event(10**12 + i // per_session, rng.randrange(MAX_ID), T0 + i * 200,
+        # Sessions one after another, an event every ``step_ms`` (200: a client at its
+        # budget's pace).
+        yield Event(10**12 + i // per_session, rng.randrange(MAX_ID), T0 + i * step_ms,
                     rng.randrange(3))
 
 
@@ -51,29 +59,36 @@ def shop(n: int, seed: int) -> list[Event]:
     return events[:n]
 
 
-def measure(name: str, events: Iterable[Event]) -> dict[str, float]:
+def report(name: str, pipeline: SessionPipeline, grown: float, cpu: float) -> None:
+    stats = pipeline.stats()
+    n = stats["events"]
+    print(f"{name:>6}: {n:>9,} events  {grown:8.1f} MiB ({grown * 1024 / n * 1000:6.0f} KiB "
+          f"per 1,000 events)  {stats['sessions']:>7,} sessions  "
+          f"{pipeline.popularity.items():>9,} items  {stats['covis_cells']:>10,} cells  "
+          f"{cpu / n * 1e6:5.0f} µs CPU/event", flush=True)
+
+
+def measure(name: str, events: Iterable[Event], config: PipelineConfig,
+            every: int = 0) -> None:
+    """Apply ``events`` in batches of 1,000; report the state at the end (and every
+    ``every`` events, if set)."""
     gc.collect()
     before = rss_mib()
-    pipeline = SessionPipeline(pipeline_config(Settings()))
+    pipeline = SessionPipeline(config)
     started = time.process_time()
     batch: list[Event] = []
-    for event in events:
+    for i, event in enumerate(events, 1):
         batch.append(event)
         if len(batch) == 1000:
             pipeline.apply(batch)
             batch.clear()
+        if every and i % every == 0:
+            day = (event.ts - T0) / DAY_MS
+            report(f"day {day:.0f}", pipeline, rss_mib() - before, time.process_time() - started)
     pipeline.apply(batch)
     cpu = time.process_time() - started
     gc.collect()
-    stats = pipeline.stats()
-    grown = rss_mib() - before
-    n = stats["events"]
-    items = len(pipeline.popularity.known)
-    print(f"{name:>6}: {n:>9,} events  {grown:8.1f} MiB ({grown * 1024 / n * 1000:6.0f} KiB "
-          f"per 1,000 events)  {stats['sessions']:>7,} sessions  {items:>9,} items  "
-          f"{stats['covis_cells']:>10,} cells  {cpu / n * 1e6:5.0f} µs CPU/event")
-    del pipeline
-    return {"mib": grown, "events": n}
+    report(name, pipeline, rss_mib() - before, cpu)
 
 
 def main() -> None:
@@ -82,10 +97,26 @@ def main() -> None:
     parser.add_argument("--session-events", type=int, default=50,
                         help="events per junk session (a shopper's burst)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--days", type=float, default=0,
+                        help="spread the junk over this many days of event time and print the "
+                             "state ten times as it goes (no shop run)")
+    parser.add_argument("--epoch-half-lives", type=int, default=None,
+                        help="co-visitation epoch in 14-day half-lives (default: the setting)")
     args = parser.parse_args()
-    print(f"{args.events:,} events each; the demo's pipeline (re-rankers on)")
-    measure("shop", shop(args.events, args.seed))
-    measure("junk", junk(args.events, args.session_events, args.seed))
+    config = pipeline_config(Settings())
+    if args.epoch_half_lives is not None:
+        config = dataclasses.replace(config, covis=dataclasses.replace(
+            config.covis, epoch_half_lives=args.epoch_half_lives))
+    epoch_days = config.covis.half_life_ms * config.covis.epoch_half_lives / DAY_MS
+    print(f"{args.events:,} events each; the demo's pipeline (re-rankers on); "
+          f"co-visitation epochs of {epoch_days:g} days")
+    if args.days:
+        step = int(args.days * DAY_MS / args.events)
+        measure("junk", junk(args.events, args.session_events, args.seed, step), config,
+                every=args.events // 10)
+        return
+    measure("shop", shop(args.events, args.seed), config)
+    measure("junk", junk(args.events, args.session_events, args.seed), config)
 
 
 if __name__ == "__main__":
