@@ -16,10 +16,11 @@ the same events ranks items the same way. Weights stay below 2^28, so a count on
 2^53 (where a Redis score, a double, stops being exact) after some 2^25 events of one item in
 the last half-life.
 
-Beside the decayed counts, each item's plain number of events in the same two epochs
-(:data:`KNOWN`): the fill of last resort, so that a list has ``k`` items whenever ``k`` items had
-events in the last two epochs, however the decayed weights round. Nothing older is kept: an
-item nobody viewed for two epochs is forgotten (``docs/security.md``, "What junk costs").
+Beside the decayed counts, each item's plain number of events (:data:`KNOWN`) in the latest
+two *known epochs*, which are as long as the co-visitation epochs (112 days by default): the
+fill of last resort, so that a list has ``k`` items whenever ``k`` items are known, however the
+decayed weights round. Nothing older is kept: an item nobody viewed for two such epochs is
+forgotten (``docs/security.md``, "What junk costs the state").
 
 Within an epoch counts only grow, so each epoch's most popular items are tracked exactly in a
 small *leader board* (an item outside can only enter by overtaking the weakest member), and the
@@ -40,12 +41,12 @@ EPOCH_HALF_LIVES = 16
 WEIGHT_ONE = 4096
 #: Pseudo-type for popularity over all event types together (the storefront's shelf).
 ALL_TYPES = len(TYPE_NAMES)
-#: Pseudo-type: every item with an event in the latest two epochs, by its number of events of
-#: any type, not decayed. The fill of last resort: a list has ``k`` items whenever ``k`` items
-#: are known, however the decayed scores round.
+#: Pseudo-type: every item with an event in the latest two known epochs, by its number of
+#: events of any type, not decayed. The fill of last resort: a list has ``k`` items whenever
+#: ``k`` items are known, however the decayed scores round.
 KNOWN = ALL_TYPES + 1
-#: Kinds counted per epoch: the event types, :data:`ALL_TYPES` and :data:`KNOWN`.
-KINDS = KNOWN + 1
+#: Default length of a known epoch: the co-visitation epoch's (8 half-lives of 14 days).
+KNOWN_EPOCH_MS = 112 * 24 * 3_600_000
 
 
 class LeaderBoard:
@@ -137,7 +138,8 @@ class Popularity:
     """
 
     def __init__(self, half_life_ms: int = 24 * 3_600_000, board_size: int = 200,
-                 cached_top: int = 40, *, keep_counts: bool = True) -> None:
+                 cached_top: int = 40, *, keep_counts: bool = True,
+                 known_epoch_ms: int = KNOWN_EPOCH_MS) -> None:
         """``keep_counts=False``: journal the increments only, for a store that holds the
         counts (a worker's popularity is read from Redis, so its own counts, boards and top
         lists would be a tenth of its time spent on nothing); reads then see no events."""
@@ -161,6 +163,12 @@ class Popularity:
         list re-sorted, instead of read again from the boards."""
         self._top_size = cached_top
         self._items = 0  # distinct items in the two epochs, kept up per update (see items())
+        self.known_epoch_ms = known_epoch_ms
+        self.known_epoch = -1
+        """The latest known epoch seen (-1: none yet)."""
+        self.known: dict[int, dict[int, int]] = {}
+        """Per known epoch (the latest two): aid → its events (:data:`KNOWN`)."""
+        self._known_boards: dict[int, LeaderBoard] = {}
         self.keep_counts = keep_counts
         if not keep_counts:
             self.take_journal()  # nowhere else for the increments to go
@@ -176,6 +184,7 @@ class Popularity:
         return epoch, round(WEIGHT_ONE * 2.0 ** ((ts - epoch * self.epoch_ms) / self.half_life))
 
     def update(self, aid: int, ts: int, etype: int) -> None:
+        self._know(aid, ts // self.known_epoch_ms)
         if self._start <= ts < self._end:
             epoch = self.epoch
             weight = round(WEIGHT_ONE * 2.0 ** ((ts - self._start) / self.half_life))
@@ -189,10 +198,6 @@ class Popularity:
             self._journal(epoch, aid, etype, weight)
             return
         counts, boards, tops = self.counts[epoch], self.boards[epoch], self._tops
-        known = counts[KNOWN]
-        count = known[aid] = known.get(aid, 0) + 1
-        if count > boards[KNOWN].floor:
-            boards[KNOWN].offer(aid, count)
         for kind in (etype, ALL_TYPES):
             table = counts[kind]
             score = table[aid] = table.get(aid, 0) + weight
@@ -219,10 +224,30 @@ class Popularity:
             if row is None:
                 row = journal[(epoch, kind)] = {}
             row[aid] = row.get(aid, 0) + weight
-        row = journal.get((epoch, KNOWN))
-        if row is None:
-            row = journal[(epoch, KNOWN)] = {}
-        row[aid] = row.get(aid, 0) + 1
+
+    def _know(self, aid: int, epoch: int) -> None:
+        """Count an event of ``aid`` in known epoch ``epoch``."""
+        if epoch > self.known_epoch:
+            for old in [e for e in self.known if e < epoch - 1]:
+                del self.known[old], self._known_boards[old]
+            for e in (epoch - 1, epoch):
+                if e not in self.known:
+                    self.known[e] = {}
+                    self._known_boards[e] = LeaderBoard(self.board_size)
+            self.known_epoch = epoch
+        elif epoch < self.known_epoch - 1:
+            return  # forgotten already
+        if self.keep_counts:
+            table = self.known[epoch]
+            count = table[aid] = table.get(aid, 0) + 1
+            board = self._known_boards[epoch]
+            if count > board.floor:
+                board.offer(aid, count)
+        if self.journal is not None:
+            row = self.journal.get((epoch, KNOWN))
+            if row is None:
+                row = self.journal[(epoch, KNOWN)] = {}
+            row[aid] = row.get(aid, 0) + 1
 
     def _enter(self, epoch: int) -> None:
         """A later epoch: keep the one before it, drop older ones."""
@@ -230,8 +255,9 @@ class Popularity:
             del self.counts[old], self.boards[old]
         for e in (epoch - 1, epoch):
             if e not in self.counts:
-                self.counts[e] = tuple({} for _ in range(KINDS))
-                self.boards[e] = tuple(LeaderBoard(self.board_size) for _ in range(KINDS))
+                self.counts[e] = tuple({} for _ in range(ALL_TYPES + 1))
+                self.boards[e] = tuple(LeaderBoard(self.board_size)
+                                       for _ in range(ALL_TYPES + 1))
         self.epoch = epoch
         self._start, self._end = epoch * self.epoch_ms, (epoch + 1) * self.epoch_ms
         self._tops.clear()
@@ -242,9 +268,11 @@ class Popularity:
         score descending then aid ascending (``k`` up to the board size is cheap; beyond,
         exact but slow)."""
         if etype == KNOWN:
-            if self.epoch < 0:
+            if self.known_epoch < 0:
                 return []
-            return merged_top(k, self._side(self.epoch, KNOWN), self._side(self.epoch - 1, KNOWN),
+            now, before = self.known_epoch, self.known_epoch - 1
+            return merged_top(k, _table_side(self.known[now], self._known_boards[now]),
+                              _table_side(self.known[before], self._known_boards[before]),
                               shift=0)
         cached = self._tops.get(etype)
         if cached is not None and (len(cached[0]) >= k or not cached[3]):

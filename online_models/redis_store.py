@@ -21,9 +21,10 @@ Layout (``{p}`` = key prefix):
   and the one before. Older epochs are forgotten: the script drops them from ``cv:epochs``
   and ignores their increments, and a worker deletes their logs (:meth:`RedisStore.forget`);
 * ``{p}pop:{epoch}:{kind}``: sorted set, aid → integer count of that epoch (kinds 0–2 the event
-  types, 3 all of them, decayed; 4 the plain number of events, the fill of last resort
-  :data:`~online_models.popularity.KNOWN`); ``{p}pop:epoch``: the latest epoch (older ones are
-  deleted);
+  types, 3 all of them); ``{p}pop:epoch``: the latest epoch (older ones are deleted);
+  ``{p}pop:known:{epoch}``: sorted set, aid → its events in that known epoch (the fill of last
+  resort, :data:`~online_models.popularity.KNOWN`); ``{p}pop:known_epoch``: the latest one
+  (older ones are deleted);
 * ``{p}session:{id}``: a session's window (JSON), with a time to live;
   ``{p}runs:{id}``: its open runs, an append-only log of binary entries (see
   :meth:`~online_models.sessions.SessionState.take_runs_log`), expiring with it;
@@ -158,7 +159,7 @@ if latest > current then
   -- Only the epochs current - 1 and current exist: a jump of years deletes two, not years.
   if current >= 0 then
     for e = current - 1, math.min(current, latest - 2) do
-      for kind = 0, @KNOWN@ do
+      for kind = 0, 3 do
         redis.call('UNLINK', prefix .. 'pop:' .. e .. ':' .. kind)
       end
     end
@@ -166,9 +167,32 @@ if latest > current then
   redis.call('SET', marker, latest)
   current = latest
 end
+-- Known epochs, the same way: the latest two are kept.
+local known_marker = prefix .. 'pop:known_epoch'
+local known = tonumber(redis.call('GET', known_marker) or '-1')
+local latest_known = known
+for epoch in string.gmatch(ARGV[9], '(%d+):@KNOWN@ ') do
+  latest_known = math.max(latest_known, tonumber(epoch))
+end
+if latest_known > known then
+  if known >= 0 then
+    for e = known - 1, math.min(known, latest_known - 2) do
+      redis.call('UNLINK', prefix .. 'pop:known:' .. e)
+    end
+  end
+  redis.call('SET', known_marker, latest_known)
+  known = latest_known
+end
 for epoch, kind, fields in string.gmatch(ARGV[9], '(%d+):(%d+) (%S+)') do
-  if tonumber(epoch) >= current - 1 then
-    local key = prefix .. 'pop:' .. epoch .. ':' .. kind
+  local key
+  if kind == '@KNOWN@' then
+    if tonumber(epoch) >= known - 1 then
+      key = prefix .. 'pop:known:' .. epoch
+    end
+  elseif tonumber(epoch) >= current - 1 then
+    key = prefix .. 'pop:' .. epoch .. ':' .. kind
+  end
+  if key then
     for aid, inc in string.gmatch(fields, '(%d+):(%d+)') do
       redis.call('ZINCRBY', key, inc, aid)
     end
@@ -469,7 +493,7 @@ class RedisStore:
         logs = _logs(journals)
         counts = "\n".join([f"{epoch}:{kind} {_fields(row)}"
                             for (epoch, kind), row in popularity.items() if row])
-        latest = max((epoch for epoch, _ in popularity), default=-1)
+        latest = max((epoch for epoch, kind in popularity if kind != KNOWN), default=-1)
         args: list[int | str | bytes] = [len(offsets), len(sessions), latest, self.prefix,
                                          events, self.session_ttl_ms, LIVE_SESSIONS, logs,
                                          counts, _fields(live),
@@ -688,11 +712,17 @@ class RedisStore:
             read, size, cached = self._popular.get(kind, (0.0, 0, []))
             if size >= k and time.monotonic() - read < self.popularity_max_age_s:
                 return cached[:k]
+        if kind == KNOWN:
+            value = self.client.get(f"{self.prefix}pop:known_epoch")
+            if value is None:
+                return []
+            known = f"{self.prefix}pop:known:"
+            return merged_top(k, self._side_of(f"{known}{int(value)}"),
+                              self._side_of(f"{known}{int(value) - 1}"), shift=0)
         epoch = self.popularity_epoch()
         if epoch < 0:
             return []
-        top = merged_top(k, self._side(epoch, kind), self._side(epoch - 1, kind),
-                         shift=0 if kind == KNOWN else EPOCH_HALF_LIVES)
+        top = merged_top(k, self._side(epoch, kind), self._side(epoch - 1, kind))
         if self.popularity_max_age_s:
             self._popular[kind] = (time.monotonic(), k, top)
         return top

@@ -152,10 +152,12 @@ class SessionPipeline:
         self.sessions = SessionStore(covis.window, covis.max_gap_ms,
                                      self.config.session_lifetime_ms)
         self.popularity = Popularity(self.config.popularity_half_life_ms,
-                                     keep_counts=keep_matrices)
+                                     keep_counts=keep_matrices,
+                                     known_epoch_ms=covis.half_life_ms * covis.epoch_half_lives)
         rerank = self.config.rerank
         self.reranker = Reranker(rerank) if rerank is not None else None
-        self.successors = (Successors(covis.max_neighbors)
+        self.successors = (Successors(covis.max_neighbors,
+                                      covis.half_life_ms * covis.epoch_half_lives)
                            if rerank is not None and rerank.successor_items else None)
         factors = self.config.factors
         self.factors = SessionFactors(factors) if factors is not None else None
@@ -229,7 +231,7 @@ class SessionPipeline:
                     judge(event, lists)
             if learn:
                 if successors is not None and recent:
-                    successors.add(recent[-1][0], aid)
+                    successors.add(recent[-1][0], aid, ts)
                 if factors is not None:
                     factors.learn(session, aid)
                 self.covis.update(state, aid, ts, etype)

@@ -13,6 +13,7 @@ from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
 from online_models.covisitation_batch import batch_covisitation
 from online_models.popularity import KNOWN
 from online_models.redis_store import RedisStore
+from online_models.rerank import RerankConfig
 from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
@@ -57,9 +58,8 @@ def test_at_scale_the_embedded_matrices_equal_batch_and_hold_no_forgotten_item(
     forever.apply(long_log)
     assert pipeline.covis.cell_count() < 0.8 * forever.covis.cell_count()
     known = pipeline.popularity.top(KNOWN, 100_000)
-    assert known and set(known) <= {e.aid for e in long_log
-                                    if e.ts >= (long_log[-1].ts // pipeline.popularity.epoch_ms
-                                                - 1) * pipeline.popularity.epoch_ms}
+    assert pipeline.popularity.known_epoch_ms == epoch_ms
+    assert known and set(known) == recent
 
 
 def junk(n: int, days: int, seed: int = 1) -> Iterator[Event]:
@@ -77,20 +77,25 @@ def test_junk_over_ten_epochs_leaves_a_bounded_state(epoch_half_lives: int,
                                                       bounded: bool) -> None:
     """60,000 junk events over 140 days: with 14-day epochs the cells stop growing after two
     epochs; kept for ever (40 half-lives), they grow with every event."""
-    config = PipelineConfig(covis=dataclasses.replace(SHORT, epoch_half_lives=epoch_half_lives))
+    config = PipelineConfig(covis=dataclasses.replace(SHORT, epoch_half_lives=epoch_half_lives),
+                            rerank=RerankConfig(sample_percent=0))  # successors kept too
     pipeline = SessionPipeline(config)
-    cells, items = [], []
+    assert pipeline.successors is not None
+    cells, items, steps = [], [], []
     events = list(junk(60_000, 140))
     for i in range(0, len(events), 6_000):  # every 14 days
         pipeline.apply(events[i:i + 6_000])
         cells.append(pipeline.covis.cell_count())
-        items.append(pipeline.popularity.items())
+        items.append(len(pipeline.popularity.top(KNOWN, 10**6)))
+        steps.append(len(pipeline.successors))
     assert cells[1] > 0
     if bounded:
         assert max(cells[2:]) <= 1.1 * cells[1], cells
-        assert max(items[3:]) <= 1.1 * items[2], items
+        assert max(items[2:]) <= 1.1 * items[1], items
+        assert max(steps[2:]) <= 1.1 * steps[1], steps
     else:
         assert cells[-1] > 4 * cells[1], cells
+        assert items[-1] > 4 * items[1] and steps[-1] > 4 * steps[1]
 
 
 def test_late_and_early_events_from_forgotten_epochs_change_nothing(

@@ -1,6 +1,6 @@
 """Every list holds 20 distinct items whenever 20 items are known, whatever the event times:
 far past, far future, mixed clocks, a clock that jumps; on both runtimes. An item is known
-while it had an event in the latest two popularity epochs: older ones are forgotten."""
+while it had an event in the latest two co-visitation epochs: older ones are forgotten."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from online_models.popularity import Popularity
 from online_models.redis_store import RedisStore
 from online_models.rerank import RerankConfig
 from producers.generator import GeneratorConfig, generate_sessions
@@ -48,10 +47,10 @@ def hostile_logs(draw: st.DrawFn) -> list[Event]:
 
 
 def known_items(events: Sequence[Event], config: PipelineConfig) -> int:
-    """Items with an event in the latest two popularity epochs of the log."""
-    epoch = Popularity(config.popularity_half_life_ms).weight
-    latest = max(epoch(e.ts)[0] for e in events)
-    return len({e.aid for e in events if epoch(e.ts)[0] >= latest - 1})
+    """Items with an event in the latest two known (co-visitation) epochs of the log."""
+    epoch_ms = config.covis.half_life_ms * config.covis.epoch_half_lives
+    latest = max(e.ts // epoch_ms for e in events)
+    return len({e.aid for e in events if e.ts // epoch_ms >= latest - 1})
 
 
 def assert_full(lists: Recommendations, known: int) -> None:

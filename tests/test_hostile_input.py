@@ -108,7 +108,8 @@ def state_digest(server: Any) -> str:
                 sorted(pipeline.sessions._sessions)}
     covis = pipeline.covis
     held = (sessions, covis.pairs, covis.buy2buy, covis.old_pairs, covis.old_buys,
-            pipeline.popularity.counts, pipeline.events_applied, pipeline.sessions.watermark)
+            pipeline.popularity.counts, pipeline.popularity.known, pipeline.events_applied,
+            pipeline.sessions.watermark)
     return hashlib.sha256(pickle.dumps(held)).hexdigest()
 
 

@@ -136,8 +136,10 @@ def test_popularity_top_is_exact_in_any_arrival_order(
         for kind in range(4):
             assert pop.top(kind, 10) == _merged_reference(events, half_life, kind)[:10]
         latest = max(pop.weight(ts)[0] for _, ts, _ in events)
-        # KNOWN: plain event counts of the latest two epochs; older items are forgotten
-        counts = Counter(aid for aid, ts, _ in events if pop.weight(ts)[0] >= latest - 1)
+        # KNOWN: plain event counts of the latest two known epochs; older items are forgotten
+        known = [ts // pop.known_epoch_ms for _, ts, _ in events]
+        counts = Counter(aid for (aid, _, _), epoch in zip(events, known, strict=True)
+                         if epoch >= max(known) - 1)
         assert pop.top(KNOWN, 10) == sorted(counts, key=lambda a: (-counts[a], a))[:10]
         assert pop.items() == len({aid for aid, ts, _ in events
                                    if pop.weight(ts)[0] >= latest - 1})
