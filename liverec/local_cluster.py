@@ -135,7 +135,8 @@ class LocalCluster:
         self.env.pop("LIVEREC_METRICS_PORT", None)  # the defaults: 9108 or the next free
         self.partitions = partitions
         self.topic = f"{prefix}events"
-        self.store = RedisStore.from_url(store, prefix)
+        self.store = RedisStore.from_url(store, prefix,
+                                         epoch_shift=self.settings.covis_epoch_half_lives)
         self.workers: list[Worker] = []
 
     @property
@@ -199,11 +200,12 @@ class LocalCluster:
         --mode batch`` gives them), and every session's lists against the embedded runtime's:
         the recipe's, and the stored re-rankers' over the embedded state."""
         events = list(time_ordered(read_events(data)))
+        config = pipeline_config(self.settings, distributed=True)
         stored = {row["aid"]: row for row in self.store.export()}
-        batch = {row["aid"]: row for row in export_rows(*batch_covisitation(events))}
+        batch = {row["aid"]: row for row in export_rows(*batch_covisitation(events,
+                                                                            config.covis))}
         differing = sorted(int(aid) for aid in stored.keys() | batch.keys()  # type: ignore[call-overload]
                            if stored.get(aid) != batch.get(aid))
-        config = pipeline_config(self.settings, distributed=True)
         sessions = sorted({e.session for e in events})
         return Comparison(len(events), self.store.events(), differing,
                           self._lists_differing(events, sessions, config), len(sessions))

@@ -289,10 +289,26 @@ def test_a_row_cache_keeps_its_rows_up_only_while_fresh() -> None:
     from stream.serving import RowCache
 
     cache = RowCache(max_age_s=5.0)
-    row = cache.put(("buy2buy", 7), {8: 1}, 0.0, None)
-    journal = CellJournal()
+    row = cache.put(("buy2buy", 7), {8: 1}, 0.0, 0)
+    journal = CellJournal(0)
     journal.buys[7] = {8: 2, 9: 1}
     cache.add([journal], now=1.0)
-    assert row == {8: 3, 9: 1} and cache.get(("buy2buy", 7), 1.0, None) is row
+    assert row == {8: 3, 9: 1} and cache.get(("buy2buy", 7), 1.0, 0) is row
     cache.add([journal], now=6.0)
     assert ("buy2buy", 7) not in set(cache) and row == {8: 3, 9: 1}
+
+
+def test_a_row_cache_drops_a_row_when_an_epoch_begins() -> None:
+    """A row held is the sum of the store's last two epochs: an increment of a newer epoch
+    means the oldest is forgotten, and a newer epoch in the store too."""
+    from online_models.rows import CellJournal
+    from stream.serving import RowCache
+
+    cache = RowCache(max_age_s=5.0)
+    cache.put(("buy2buy", 7), {8: 1}, 0.0, 3)
+    assert cache.get(("buy2buy", 7), 1.0, 4) is None  # the store is in epoch 4 now
+    cache.put(("carts_orders", 7), {8: 1}, 0.0, 3)
+    journal = CellJournal(4)
+    journal.pairs[7] = {8: 5}
+    cache.add([journal], now=1.0)
+    assert ("carts_orders", 7) not in set(cache)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from liverec.local_cluster import LocalCluster
@@ -30,14 +31,16 @@ def distributed_env(kafka_url: str, redis_url: str, prefix: str) -> dict[str, st
 
 def replay_through_two_workers(
     kafka_url: str, redis_url: str, prefix: str, data: Path, tmp_path: Path,
-    incident: Callable[[LocalCluster], int] | None = None,
+    incident: Callable[[LocalCluster], int] | None = None, env: dict[str, str] | None = None,
+    check: Callable[[LocalCluster], None] | None = None,
 ) -> list[dict[str, float]]:
     """The small, fast variant of ``tests/test_drills.py``: replay ``data`` into 2 workers
     (batches of 50) on 4 partitions, let ``incident`` add messages to the topic, wait until
-    every message is applied, compare with the batch matrices and the embedded lists.
-    Returns the workers' metrics."""
+    every message is applied, compare with the batch matrices and the embedded lists, then
+    ``check`` the deployment. Returns the workers' metrics."""
     cluster = LocalCluster(kafka_url, redis_url, prefix, tmp_path,
-                           env={"LIVEREC_MAX_BATCH": "50", "LIVEREC_MODEL_SYNC_SECONDS": "1"})
+                           env={"LIVEREC_MAX_BATCH": "50", "LIVEREC_MODEL_SYNC_SECONDS": "1",
+                                **(env or {})})
     try:
         workers = [cluster.start_worker(), cluster.start_worker()]
         cluster.wait_joined()
@@ -55,6 +58,8 @@ def replay_through_two_workers(
                    for m in metrics) > 0
         assert all(m["liverec_model_version"] >= 1 for m in metrics)
         assert cluster.store.model_version("rerank") >= 1
+        if check is not None:
+            check(cluster)
         return metrics
     finally:
         cluster.close()
@@ -80,6 +85,34 @@ def test_two_workers_on_four_partitions_store_the_batch_matrices(
 ) -> None:
     replay_through_two_workers(kafka_url, redis_url, unique_prefix,
                                shared_data / "otto-sample" / "train.jsonl", tmp_path)
+
+
+def test_workers_forget_old_epochs_as_the_batch_definition_does(
+    kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    """14-day epochs: the generated log's 28 days cross two or three of them, so the workers
+    forget epochs, and delete their logs, while partitions are out of step; matrices and
+    lists still equal the batch definition's and the embedded runtime's."""
+    def forgotten(cluster: LocalCluster) -> None:
+        client = cluster.store.client
+        latest = int(client.get(f"{unique_prefix}cv:epoch") or -1)
+        kept = {int(e) for e in client.smembers(f"{unique_prefix}cv:epochs")}
+        assert latest > 0 and kept == {latest - 1, latest}
+        deadline = time.monotonic() + 30  # the workers delete old logs beside compaction
+        while True:
+            epochs = {int(key.decode().rsplit(":", 2)[1])
+                      for key in client.scan_iter(match=f"{unique_prefix}cv:*:*:*")}
+            if epochs <= kept:
+                break
+            assert time.monotonic() < deadline, f"logs of epochs {epochs - kept} are left"
+            time.sleep(0.5)
+
+    data = generated(tmp_path)
+    events = [e for line in data.read_text().splitlines() for e in orjson.loads(line)["events"]]
+    days = (max(e["ts"] for e in events) - min(e["ts"] for e in events)) / 86_400_000
+    assert days > 28  # two or more 14-day epochs begin during the replay
+    replay_through_two_workers(kafka_url, redis_url, unique_prefix, data, tmp_path,
+                               env={"LIVEREC_COVIS_EPOCH_HALF_LIVES": "1"}, check=forgotten)
 
 
 BAD_MESSAGES = [
