@@ -64,7 +64,8 @@ def report(name: str, pipeline: SessionPipeline, grown: float, cpu: float) -> No
     n = stats["events"]
     print(f"{name:>6}: {n:>9,} events  {grown:8.1f} MiB ({grown * 1024 / n * 1000:6.0f} KiB "
           f"per 1,000 events)  {stats['sessions']:>7,} sessions  "
-          f"{pipeline.popularity.items():>9,} items  {stats['covis_cells']:>10,} cells  "
+          f"{len(set().union(*pipeline.popularity.known.values())):>9,} items  "
+          f"{stats['covis_cells']:>10,} cells  "
           f"{cpu / n * 1e6:5.0f} µs CPU/event", flush=True)
 
 
@@ -108,7 +109,8 @@ def main() -> None:
         config = dataclasses.replace(config, covis=dataclasses.replace(
             config.covis, epoch_half_lives=args.epoch_half_lives))
     epoch_days = config.covis.half_life_ms * config.covis.epoch_half_lives / DAY_MS
-    print(f"{args.events:,} events each; the demo's pipeline (re-rankers on); "
+    rerank = "on" if config.rerank is not None else "off"
+    print(f"{args.events:,} events each; the demo's pipeline (re-rankers {rerank}); "
           f"co-visitation epochs of {epoch_days:g} days")
     if args.days:
         step = int(args.days * DAY_MS / args.events)

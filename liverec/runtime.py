@@ -41,7 +41,8 @@ def pipeline_config(settings: Settings, *, rerank: bool | None = None,
     (:func:`stream.serving.distributed_rerank`: no successors, snapshots on a clock).
     """
     use_rerank = settings.rerank if rerank is None else rerank
-    config = RerankConfig(sample_percent=settings.rerank_sample_percent)
+    config = RerankConfig(sample_percent=settings.rerank_sample_percent,
+                          reservoir_sessions=settings.rerank_reservoir_sessions)
     return PipelineConfig(
         covis=CovisConfig(max_neighbors=settings.max_neighbors,
                           epoch_half_lives=settings.covis_epoch_half_lives),

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     rerank_sample_percent: int = Field(10, ge=0, le=100)
     """Share of sessions whose events are judged (prequential recall) and learned from: each
     costs a list computation, so 100 % would cap one core near 1,000 events/s."""
+    rerank_reservoir_sessions: int = Field(100_000, ge=1)
+    """Sessions whose earlier candidates the re-rankers keep to learn carts and orders from
+    (least recent dropped): about 12 KiB each, so the default bounds it near 1.2 GiB."""
     model_sync_seconds: float = Field(5.0, gt=0)
     """``liverec worker``: save the re-rankers' snapshot to Redis (mixed with the other
     workers') this often; web nodes and workers serve a new one within a second."""
