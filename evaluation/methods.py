@@ -10,7 +10,10 @@ turn state into lists, so the figures measure the code that serves, not a re-imp
   part (``liverec covis --mode batch``) and never updated after;
 * ``covis``: the streaming pipeline serving the recipe;
 * ``mf``: River matrix factorisation alone (``online_models.factors``), then popular items;
-* ``rerank``: the streaming pipeline with the River re-rankers (the default).
+* ``rerank``: the streaming pipeline with the River re-rankers (the default);
+* ``sr`` and ``vsknn``: sequential rules and vector-based session kNN
+  (:mod:`evaluation.baselines`), published baselines fitted on the training part, then
+  popular items.
 
 ``learn=False`` (no ``--online``) feeds test events to the sessions only; with it, test events
 also update every model after they were judged.
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from evaluation.baselines import SequentialRules, SessionKNN
 from online_models.covisitation import DAY_MS
 from online_models.covisitation_batch import batch_covisitation
 from online_models.factors import FactorsConfig
@@ -32,12 +36,14 @@ from stream.events import Event
 from stream.pipeline import Judge, PipelineConfig, SessionPipeline
 
 METHODS: Final = ("popular", "recent-popular", "history", "covis-batch", "covis", "mf",
-                   "rerank")
+                   "rerank", "sr", "vsknn")
 DEFAULT_METHOD: Final = "rerank"
 #: ``popular``'s half-life: long enough that every event of any dataset weighs the same.
 ALL_TIME_MS: Final = 3650 * DAY_MS
 
 ListFunction = Callable[[SessionPipeline, SessionState | None], Lists]
+#: Fits a method on the whole training part at once; returns how it makes lists.
+Fit = Callable[[list[Event], PipelineConfig], ListFunction]
 
 
 class BatchNeighbours:
@@ -60,14 +66,16 @@ class Method:
 
     ``lists_of=None`` means the pipeline's own lists (the recipe, or the re-rankers), judged
     inside :meth:`SessionPipeline.apply` so the re-rankers learn from the very lists judged.
+    ``fit``: a method fitted on the whole training part at once, which then makes the lists.
     """
 
     def __init__(self, name: str, config: PipelineConfig,
-                 lists_of: ListFunction | None = None) -> None:
+                 lists_of: ListFunction | None = None, fit: Fit | None = None) -> None:
         self.name = name
         self.pipeline = SessionPipeline(config)
         self.lists_of = lists_of
-        self._batch_events: list[Event] | None = [] if name == "covis-batch" else None
+        self._fit = fit
+        self._batch_events: list[Event] | None = [] if fit is not None else None
 
     def train(self, events: Iterable[Event]) -> None:
         """Learn from the training part, in time order."""
@@ -81,9 +89,8 @@ class Method:
                 self.pipeline.apply(batch)
                 batch = []
         self.pipeline.apply(batch)
-        if self._batch_events is not None:
-            neighbours = BatchNeighbours(self._batch_events, self.pipeline.config)
-            self.lists_of = _recipe_over(neighbours)
+        if self._fit is not None and self._batch_events is not None:
+            self.lists_of = self._fit(self._batch_events, self.pipeline.config)
             self._batch_events = None
 
     def feed(self, events: Iterable[Event], *, learn: bool, judge: Judge | None = None) -> None:
@@ -135,10 +142,52 @@ def _factor_lists(pipeline: SessionPipeline, state: SessionState | None) -> List
     return Lists(ranked, list(ranked), list(ranked))
 
 
-def _recipe_over(neighbours: BatchNeighbours) -> ListFunction:
+def _fit_recipe(events: list[Event], config: PipelineConfig) -> ListFunction:
+    neighbours = BatchNeighbours(events, config)
+
     def lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
         return recommend(_events(state), neighbours, pipeline.popularity,
                          pipeline.config.list_size)
+    return lists
+
+
+def _sessions(events: list[Event]) -> dict[int, list[Event]]:
+    """Training events by session, each in its own order (events come in time order)."""
+    sessions: dict[int, list[Event]] = {}
+    for event in events:
+        sessions.setdefault(event.session, []).append(event)
+    return sessions
+
+
+def _filled(ranked: list[int], pipeline: SessionPipeline) -> Lists:
+    """One list for every objective: ``ranked``, then popular items up to the list size."""
+    k = pipeline.config.list_size
+    if len(ranked) < k:
+        seen = set(ranked)
+        fill = recommend([], pipeline.covis, pipeline.popularity, k).clicks
+        ranked = ranked + [a for a in fill if a not in seen][:k - len(ranked)]
+    return Lists(ranked, list(ranked), list(ranked))
+
+
+def _fit_rules(events: list[Event], config: PipelineConfig) -> ListFunction:
+    rules = SequentialRules()
+    rules.fit([e.aid for e in session] for session in _sessions(events).values())
+
+    def lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+        recent = _events(state)
+        return _filled(rules.top(recent[-1][0], pipeline.config.list_size) if recent else [],
+                       pipeline)
+    return lists
+
+
+def _fit_knn(events: list[Event], config: PipelineConfig) -> ListFunction:
+    knn = SessionKNN()
+    knn.fit(([e.aid for e in session], session[-1].ts)
+            for session in _sessions(events).values())
+
+    def lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+        history = [aid for aid, _, _ in _events(state)]
+        return _filled(knn.top(history, pipeline.config.list_size), pipeline)
     return lists
 
 
@@ -158,7 +207,11 @@ def make_method(name: str, base: PipelineConfig | None = None,
     if name == "history":
         return Method(name, no_rerank, _history_lists)
     if name == "covis-batch":
-        return Method(name, no_rerank)  # lists_of is set once trained
+        return Method(name, no_rerank, fit=_fit_recipe)
+    if name == "sr":
+        return Method(name, no_rerank, fit=_fit_rules)
+    if name == "vsknn":
+        return Method(name, no_rerank, fit=_fit_knn)
     if name == "covis":
         return Method(name, no_rerank)
     if name == "mf":
