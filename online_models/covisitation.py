@@ -46,6 +46,7 @@ from online_models.rows import (
     export_rows,
     journal_add,
     matrix_of,
+    summed,
     top_items,
     top_packed,
 )
@@ -469,22 +470,13 @@ class CoVisitation:
 
     # -- read -----------------------------------------------------------------------------------
     def _row_of(self, matrix: str, aid: int) -> dict[int, int]:
-        """A row as stored (packed for the ``all`` family): both epochs' summed, which needs
-        a new dict only when both have it; not to be changed by the caller."""
+        """A row as stored (packed for the ``all`` family), both epochs' summed; not to be
+        changed by the caller."""
         if matrix == "buy2buy":
-            now, before = self.buy2buy.get(aid), self.old_buys.get(aid)
-        elif matrix in MATRICES:
-            now, before = self.pairs.get(aid), self.old_pairs.get(aid)
-        else:
+            return summed(self.old_buys.get(aid), self.buy2buy.get(aid))
+        if matrix not in MATRICES:
             raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-        if not before:
-            return now or {}
-        if not now:
-            return before
-        summed = dict(before)
-        for b, v in now.items():
-            summed[b] = summed.get(b, 0) + v
-        return summed
+        return summed(self.old_pairs.get(aid), self.pairs.get(aid))
 
     def row(self, matrix: str, aid: int) -> dict[int, int]:
         """One row of a matrix as a new ``{neighbour: weight}`` dict."""
@@ -513,18 +505,11 @@ class CoVisitation:
                 cached = entry[matrix] = top_packed(row, k, matrix == "clicks")
         return cached[:k]
 
-    def _stored(self, previous: bool) -> tuple[dict[int, dict[int, int]],
-                                               dict[int, dict[int, int]]]:
-        return (self.old_pairs, self.old_buys) if previous else (self.pairs, self.buy2buy)
-
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix, decoded (for export and tests; not for the hot path)."""
-        out = matrix_of(*self._stored(True), name)
-        for x, row in matrix_of(*self._stored(False), name).items():
-            held = out.setdefault(x, {})
-            for y, w in row.items():
-                held[y] = held.get(y, 0) + w
-        return out
+        before = matrix_of(self.old_pairs, self.old_buys, name)
+        now = matrix_of(self.pairs, self.buy2buy, name)
+        return {x: dict(summed(before.get(x), now.get(x))) for x in before.keys() | now.keys()}
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
         """Rows in the ``liverec covis`` format, one per aid ascending."""

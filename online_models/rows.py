@@ -86,6 +86,23 @@ def journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> N
     row[y] = row.get(y, 0) + inc
 
 
+def summed(before: dict[int, int] | None, now: dict[int, int] | None) -> dict[int, int]:
+    """Two epochs' row as one: their sum per neighbour. Not to be changed by the caller: when
+    only one epoch has the row, that row itself is returned (no copy on the read path).
+
+    >>> summed({1: 2, 3: 1}, {1: 5})
+    {1: 7, 3: 1}
+    """
+    if not before:
+        return now or {}
+    if not now:
+        return before
+    out = dict(before)
+    for b, v in now.items():
+        out[b] = out.get(b, 0) + v
+    return out
+
+
 def add_star(table: dict[int, dict[int, int]], b: int, partners: Iterable[int],
              inc: int) -> None:
     """Add ``inc`` to cells (a, b) and (b, a) for each ``a`` in ``partners``: one event's

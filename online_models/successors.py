@@ -11,7 +11,7 @@ target event): items nobody views are forgotten.
 
 from __future__ import annotations
 
-from online_models.rows import top_items
+from online_models.rows import summed, top_items
 
 
 class Successors:
@@ -71,10 +71,7 @@ class Successors:
         """The ``k`` most frequent successors: count descending, then aid ascending."""
         cached = self._top.get(aid)
         if cached is None or len(cached) < k:
-            row = self.rows.get(aid, {})
-            before = self.old_rows.get(aid)
-            if before:
-                row = {**before, **{b: before.get(b, 0) + n for b, n in row.items()}}
+            row = summed(self.old_rows.get(aid), self.rows.get(aid))
             cached = self._top[aid] = top_items(row, k)
         return cached[:k]
 
