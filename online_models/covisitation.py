@@ -22,8 +22,10 @@ result equal to :func:`online_models.covisitation_batch.batch_covisitation` bit 
 
 * ``clicks``: ``1024 · 2^((tau − k·E) / half_life)``, forward exponential decay
   (recent pairs weigh more, nothing is ever rescanned). ``E`` is an epoch of
-  ``epoch_half_lives`` half-lives; when the stream enters epoch ``k + 1`` every clicks value is
-  shifted right by ``epoch_half_lives`` bits (renormalisation), which keeps values below 2^43.
+  ``epoch_half_lives`` half-lives and ``k`` the epoch of ``tau``. A cell is its increments
+  summed per epoch, the previous epoch's sum shifted right by ``epoch_half_lives`` bits
+  (renormalisation) and added to the current one's, which keeps values below 2^43. Summing
+  before shifting makes the cell independent of the order the epochs' events arrive in.
 * ``carts_orders``: the type of the occurrence's target event: clicks 1, carts 6, orders 3.
 * ``buy2buy``: 1.
 """
@@ -45,7 +47,6 @@ from online_models.rows import (
     decode,
     export_rows,
     journal_add,
-    matrix_of,
     summed,
     top_items,
     top_packed,
@@ -153,8 +154,10 @@ class CoVisitation:
         self.buy2buy: dict[int, dict[int, int]] = {}
         """``buys`` family rows of the current epoch."""
         self.old_pairs: dict[int, dict[int, int]] = {}
-        """The previous epoch's ``all`` rows, renormalised to the current scale: a row is the
-        sum of both epochs' (:meth:`row`); older epochs are forgotten."""
+        """The previous epoch's ``all`` rows, in that epoch's own scale: a row is the sum of
+        both epochs' with these shifted when read (:meth:`row`); older epochs are forgotten.
+        Kept unshifted so a late event of that epoch adds to the exact sum, as a store's
+        per-epoch logs do (:func:`~online_models.rows.fold_epochs`)."""
         self.old_buys: dict[int, dict[int, int]] = {}
         # The landmark is the Unix epoch, so every process, batch or stream, on any partition,
         # computes the same weight for the same time without agreeing on a "first event".
@@ -213,12 +216,8 @@ class CoVisitation:
         if recent:
             if not late:  # the usual case: an event of the current epoch
                 w_time = round(WEIGHT_ONE * 2.0 ** ((ts - self._epoch_start_ts) / self._half_life))
-            else:
-                tw = self.time_weight
-                own = tw.epoch(ts)
-                w_time = tw.weight(ts, own)
-                if self.journal is None:  # bring it to today's scale, as its rows are
-                    w_time >>= tw.shift * (self.epoch - own)
+            else:  # in its own epoch's scale, as its rows and journal are
+                w_time = self.time_weight.weight(ts, self.time_weight.epoch(ts))
             if (etype == CLICKS and not state.window_buys and state.ordered
                     and ts - recent[0][1] < self.config.max_gap_ms):
                 self._pair_clicks(state, aid, ts, w_time)
@@ -448,18 +447,14 @@ class CoVisitation:
         self.pruned_rows += 1
 
     def _renormalise(self, epoch: int) -> None:
-        """Enter a later epoch: the current epoch's rows become the previous epoch's, their
-        clicks weights shifted right to the new scale; the previous epoch's are forgotten
-        (all of them after a jump of two epochs or more)."""
+        """Enter a later epoch: the current epoch's rows become the previous epoch's (shifted
+        to the new scale when read); the previous epoch's are forgotten (all of them after a
+        jump of two epochs or more)."""
         if self.journal is not None:
             # A shift is not an increment: later increments go to a journal of the new epoch,
             # and the store folds its per-epoch sums the same way (fold_epochs).
             self.journal = self._journal_of(epoch)
         if epoch == self.epoch + 1:
-            bits = self.time_weight.shift
-            for row in self.pairs.values():
-                for y, v in row.items():
-                    row[y] = (v >> CO_BITS >> bits) << CO_BITS | (v & CO_MASK)
             self.old_pairs, self.old_buys = self.pairs, self.buy2buy
         else:
             self.old_pairs, self.old_buys = {}, {}
@@ -476,7 +471,7 @@ class CoVisitation:
             return summed(self.old_buys.get(aid), self.buy2buy.get(aid))
         if matrix not in MATRICES:
             raise KeyError(f"unknown matrix {matrix!r}; expected one of {MATRICES}")
-        return summed(self.old_pairs.get(aid), self.pairs.get(aid))
+        return summed(self.old_pairs.get(aid), self.pairs.get(aid), self.time_weight.shift)
 
     def row(self, matrix: str, aid: int) -> dict[int, int]:
         """One row of a matrix as a new ``{neighbour: weight}`` dict."""
@@ -507,9 +502,12 @@ class CoVisitation:
 
     def matrix(self, name: str) -> dict[int, dict[int, int]]:
         """A whole matrix, decoded (for export and tests; not for the hot path)."""
-        before = matrix_of(self.old_pairs, self.old_buys, name)
-        now = matrix_of(self.pairs, self.buy2buy, name)
-        return {x: dict(summed(before.get(x), now.get(x))) for x in before.keys() | now.keys()}
+        rows, old = (self.buy2buy, self.old_buys) if name == "buy2buy" else (self.pairs,
+                                                                              self.old_pairs)
+        if name not in MATRICES:
+            raise KeyError(f"unknown matrix {name!r}; expected one of {MATRICES}")
+        decoded = {x: self.row(name, x) for x in rows.keys() | old.keys()}
+        return {x: row for x, row in decoded.items() if row}
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
         """Rows in the ``liverec covis`` format, one per aid ascending."""

@@ -61,8 +61,8 @@ class CellJournal:
 
 def fold_epochs(rows: dict[int, dict[int, int]], shift: int) -> dict[int, int]:
     """One clicks row from its per-epoch sums: oldest first, shift right ``shift`` bits per
-    epoch crossed, add the next. The same floors, in the same places, as renormalising the
-    in-memory matrix when the stream enters a new epoch (for time-ordered streams).
+    epoch crossed, add the next. The same floors, in the same places, as the in-memory
+    matrices, which keep the previous epoch's sums unshifted too (:func:`summed`).
 
     >>> fold_epochs({3: {7: 5 << 32, 8: 1}, 4: {7: 2}}, 32)
     {7: 7, 8: 0}
@@ -86,15 +86,23 @@ def journal_add(table: dict[int, dict[int, int]], x: int, y: int, inc: int) -> N
     row[y] = row.get(y, 0) + inc
 
 
-def summed(before: dict[int, int] | None, now: dict[int, int] | None) -> dict[int, int]:
-    """Two epochs' row as one: their sum per neighbour. Not to be changed by the caller: when
-    only one epoch has the row, that row itself is returned (no copy on the read path).
+def summed(before: dict[int, int] | None, now: dict[int, int] | None,
+           shift: int = 0) -> dict[int, int]:
+    """Two epochs' row as one: their sum per neighbour, the older row's packed clicks weights
+    first shifted right ``shift`` bits into the newer scale (0: counts, nothing to shift). Not
+    to be changed by the caller: when one row is all there is and needs no shift, it is
+    returned itself (no copy on the read path).
 
     >>> summed({1: 2, 3: 1}, {1: 5})
     {1: 7, 3: 1}
+    >>> summed({1: 3 << CO_BITS | 6}, {1: 1 << CO_BITS | 1}, 1) == {1: 2 << CO_BITS | 7}
+    True
     """
     if not before:
         return now or {}
+    if shift:
+        before = {b: (v >> CO_BITS >> shift) << CO_BITS | (v & CO_MASK)
+                  for b, v in before.items()}
     if not now:
         return before
     out = dict(before)

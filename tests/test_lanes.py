@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.covisitation import DAY_MS, HOUR_MS
+from online_models.covisitation import DAY_MS, HOUR_MS, CovisConfig, CoVisitation
 from online_models.covisitation_batch import batch_covisitation
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
@@ -94,3 +94,41 @@ def test_a_users_log_in_four_lanes_at_uneven_paces_equals_batch() -> None:
     assert all(pipeline.recommendations(s) == ordered.recommendations(s) for s in sessions)
     one_lane = apply_in_lanes(PipelineConfig(), batches, one_lane=True)
     assert one_lane.covis.matrix("carts_orders") != carts_orders
+
+
+def test_a_late_lane_sums_the_previous_epoch_before_shifting() -> None:
+    """Lane 0 enters a new epoch; lane 1 then brings two visits of the same pair from the
+    epoch before. Shifting each late increment on its own would lose a unit to the floors."""
+    tw = CoVisitation().time_weight
+    boundary = (T0 // tw.epoch_ms + 1) * tw.epoch_ms
+    late = [boundary - 5 * HOUR_MS + 7_000, boundary - 3 * HOUR_MS + 11_000]
+    parts = [tw.weight(ts + 60_000, tw.epoch(ts)) for ts in late]  # tau: the second click
+    assert sum(w >> tw.shift for w in parts) < sum(parts) >> tw.shift  # the case at issue
+    lane0 = [Event(0, 5, boundary - 6 * HOUR_MS, 0), Event(0, 6, boundary + HOUR_MS, 0)]
+    lane1 = [Event(s, aid, ts + i * 60_000, 0)
+             for s, ts in zip((1, 3), late, strict=True) for i, aid in enumerate((1, 2))]
+    pipeline = apply_in_lanes(PipelineConfig(), [(0, lane0), (1, lane1)])
+    clicks, _, _ = batch_covisitation([tuple(e) for e in time_ordered([*lane0, *lane1])])
+    assert pipeline.covis.matrix("clicks") == clicks
+    assert clicks[1][2] == sum(parts) >> tw.shift
+
+
+def test_lanes_days_apart_across_short_epochs_equal_batch() -> None:
+    """The same log with 14-day epochs (it crosses four or five): a fast lane enters each
+    epoch days before a slow one, whose events then land in the previous epoch. Those late
+    increments must sum as the batch sums them (per epoch, then shifted), not each shifted on
+    its own: floors of parts are not the floor of the sum."""
+    short = CovisConfig(epoch_half_lives=1)
+    config = GeneratorConfig(sessions=3000, items=4000, seed=99)
+    epoch_ms = short.half_life_ms * short.epoch_half_lives
+    events = list(time_ordered(e for _, s in generate_sessions(config) for e in s))
+    # End the log in its densest epochs, so both kept epochs hold thousands of events.
+    events = [e for e in events if e.ts // epoch_ms <= events[0].ts // epoch_ms + 2]
+    assert len(events) > 45_000
+    batches = interleaved(events, 4, random.Random(7), [2000, 250, 1000, 500])
+    pipeline = apply_in_lanes(PipelineConfig(covis=short, session_ttl_ms=10_000 * DAY_MS),
+                              batches)
+    clicks, carts_orders, buy2buy = batch_covisitation([tuple(e) for e in events], short)
+    assert pipeline.covis.matrix("clicks") == clicks
+    assert pipeline.covis.matrix("carts_orders") == carts_orders
+    assert pipeline.covis.matrix("buy2buy") == buy2buy
