@@ -11,6 +11,8 @@ turn state into lists, so the figures measure the code that serves, not a re-imp
 * ``covis``: the streaming pipeline serving the recipe;
 * ``mf``: River matrix factorisation alone (``online_models.factors``), then popular items;
 * ``rerank``: the streaming pipeline with the River re-rankers (the default);
+* ``prior``: the re-rankers' candidates ranked by each objective's hand-made prior alone
+  (models that never learn): what ``rerank`` serves before it has learned anything;
 * ``sr`` and ``vsknn``: sequential rules and vector-based session kNN
   (:mod:`evaluation.baselines`), published baselines fitted on the training part, then
   popular items.
@@ -21,6 +23,7 @@ also update every model after they were judged.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -36,7 +39,7 @@ from stream.events import Event
 from stream.pipeline import Judge, PipelineConfig, SessionPipeline
 
 METHODS: Final = ("popular", "recent-popular", "history", "covis-batch", "covis", "mf",
-                   "rerank", "sr", "vsknn")
+                   "rerank", "prior", "sr", "vsknn")
 DEFAULT_METHOD: Final = "rerank"
 #: ``popular``'s half-life: long enough that every event of any dataset weighs the same.
 ALL_TIME_MS: Final = 3650 * DAY_MS
@@ -219,10 +222,13 @@ def make_method(name: str, base: PipelineConfig | None = None,
                                 popularity_half_life_ms=base.popularity_half_life_ms,
                                 list_size=base.list_size, factors=base.factors or FactorsConfig())
         return Method(name, config, _factor_lists)
-    if name == "rerank":
+    if name in ("rerank", "prior"):
+        chosen = rerank or RerankConfig()
+        if name == "prior":  # never swaps in what it learns; clicks not even learned
+            chosen = dataclasses.replace(chosen, snapshot_every=0, sample_percent=0)
         config = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
                                 popularity_half_life_ms=base.popularity_half_life_ms,
-                                list_size=base.list_size, rerank=rerank or RerankConfig(),
+                                list_size=base.list_size, rerank=chosen,
                                 factors=base.factors)
         return Method(name, config)
     raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
+from online_models.candidates import SuccessorRows, candidate_rows
 from online_models.recommend import Neighbours, Popular, rows_needed
-from online_models.rerank import RerankConfig, SuccessorRows, candidate_rows
+from online_models.rerank_config import RerankConfig
 from online_models.types import CARTS, CLICKS, ORDERS
 
 #: Sources, in the words the page turns into text.

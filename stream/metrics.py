@@ -23,7 +23,8 @@ from online_models.metrics import OBJECTIVE_WEIGHTS
 
 def prequential_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
     """``liverec_prequential_{judged,hits,recall}`` per objective from a pipeline's stats
-    (``judged_<objective>``, ``hits_<objective>``)."""
+    (``judged_<objective>``, ``hits_<objective>``), and with re-rankers
+    ``liverec_rerank_{judged,hits,serving_model}`` (``rerank_*`` of :meth:`Reranker.stats`)."""
     judged = CounterMetricFamily("liverec_prequential_judged",
                                  "Events judged against the lists live just before them",
                                  labels=["objective"])
@@ -40,6 +41,28 @@ def prequential_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
         if n:
             recall.add_metric([objective], h / n)
     yield from (judged, hits, recall)
+    if "rerank_judged_clicks" in stats:
+        yield from _rerank_families(stats)
+
+
+def _rerank_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
+    """Each re-ranker against its own prior on the events it learned from (both judged on the
+    same shortlist before learning), and which of the two serves."""
+    judged = CounterMetricFamily("liverec_rerank_judged",
+                                 "Learned events judged before learning, per objective",
+                                 labels=["objective"])
+    hits = CounterMetricFamily("liverec_rerank_hits",
+                               "Of those, events whose aid was in the top 20 of the prior or "
+                               "of the model's snapshot", labels=["objective", "ranking"])
+    serving = GaugeMetricFamily("liverec_rerank_serving_model",
+                                "1 while the model's snapshot serves, 0 while its prior does",
+                                labels=["objective"])
+    for objective in OBJECTIVE_WEIGHTS:
+        judged.add_metric([objective], stats.get(f"rerank_judged_{objective}", 0))
+        hits.add_metric([objective, "prior"], stats.get(f"rerank_prior_hits_{objective}", 0))
+        hits.add_metric([objective, "model"], stats.get(f"rerank_model_hits_{objective}", 0))
+        serving.add_metric([objective], stats.get(f"rerank_serving_model_{objective}", 0))
+    yield from (judged, hits, serving)
 
 
 #: Buckets (seconds) of how long lists take to follow events: fine around the target (tens

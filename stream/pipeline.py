@@ -17,19 +17,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from online_models.candidates import PopularityScores, SuccessorRows, build_candidates
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
 from online_models.explain import Reason, explain, reasons_from_json, reasons_to_json
 from online_models.factors import FactorsConfig, SessionFactors
 from online_models.metrics import PrequentialRecall
 from online_models.popularity import Popularity
 from online_models.recommend import Lists, Neighbours, recommend
-from online_models.rerank import (
-    PopularityScores,
-    RerankConfig,
-    Reranker,
-    SuccessorRows,
-    build_candidates,
-)
+from online_models.rerank import RerankConfig, Reranker
 from online_models.sessions import SessionState, SessionStore
 from online_models.successors import Successors
 from stream.events import CLICKS, Event

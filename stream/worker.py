@@ -48,8 +48,8 @@ import redis
 import redis.asyncio
 from faust.types import TP
 
+from online_models.candidates import candidate_rows
 from online_models.redis_store import EncodedBatch, OffsetConflict, RedisStore
-from online_models.rerank import candidate_rows
 from online_models.rows import CellJournal
 from online_models.sessions import SessionState
 from stream.events import Event, EventError
@@ -104,7 +104,8 @@ class WorkerStats:
     model_version: int = 0
     """The version of the re-rankers' snapshot this worker serves (0: none, or no models)."""
     judging: dict[str, int] = field(default_factory=dict)
-    """The pipeline's prequential counts (``judged_<objective>``, ``hits_<objective>``)."""
+    """The pipeline's prequential counts (``judged_<objective>``, ``hits_<objective>``) and
+    its re-rankers' against their priors (``rerank_*``)."""
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     """Time spent per phase of a batch, summed."""
     offsets: dict[int, int] = field(default_factory=dict)
@@ -569,7 +570,8 @@ def create_worker_app(*, broker: str, store: str, topic_prefix: str, app_id: str
             if not await with_retry(models.save_due):
                 await with_retry(models.refresh)
             stats.model_version = models.version
-            stats.judging = pipeline.prequential.stats()
+            stats.judging = {**pipeline.prequential.stats(),
+                             **(pipeline.reranker.stats() if pipeline.reranker else {})}
         tick(clock, "store")
         for session, state in batch.states.items():
             since = lists_due[session][1] if session in lists_due else batch.arrived[session]

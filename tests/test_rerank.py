@@ -5,15 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from online_models.rerank import (
-    Candidates,
-    RerankConfig,
-    Reranker,
-    build_candidates,
-    candidate_rows,
-)
+from online_models.candidates import Candidates, build_candidates, candidate_rows
+from online_models.rerank import PRIOR_ONLY, RerankConfig, Reranker
 from producers.generator import GeneratorConfig, generate_sessions
-from stream.events import CARTS, CLICKS, Event
+from stream.events import CARTS, CLICKS, ORDERS, Event
 from stream.pipeline import PipelineConfig, SessionPipeline
 
 T0 = 1_659_304_800_000
@@ -46,10 +41,53 @@ def test_learning_reaches_serving_only_at_a_snapshot() -> None:
     ranker = pipeline.reranker.rankers[CLICKS]  # type: ignore[union-attr]
     assert ranker.learned > 100
     assert ranker.swaps == 0
-    assert ranker.serving == {"prior": 1.0}  # still the starting weights
+    assert ranker.serving is PRIOR_ONLY  # still the starting weights
     assert dict(ranker.model.weights) != ranker.serving  # the model itself has learned
     ranker.swap()
-    assert ranker.serving == dict(ranker.model.weights)
+    assert ranker.snapshot == dict(ranker.model.weights)
+
+
+def _shortlist(n: int = 30, objective: int = CARTS) -> Candidates:
+    """``n`` shortlisted aids 100.. in prior order; aid 100 + i carries the key ``f"k{i}"``."""
+    top = list(range(n))
+    aids = [100 + i for i in top]
+    tops = tuple(top if o == objective else [] for o in range(3))
+    return Candidates(aids, [[f"k{i}"] for i in top], tops,  # type: ignore[arg-type]
+                      (aids, aids, aids))
+
+
+def test_a_snapshot_worse_than_the_prior_never_keeps_serving() -> None:
+    """A snapshot that ranks the prior upside down loses every judged event to the prior:
+    the prior serves on, and the metrics count why."""
+    ranker = Reranker(RerankConfig(learning_rate=0.0, snapshot_every=1)).rankers[CARTS]
+    ranker.model._weights["prior"] = -1.0  # learning rate 0: it stays this bad
+    ranker.swap()
+    for _ in range(50):
+        assert ranker.learn(_shortlist(), CARTS, 100)  # the prior's #1
+        assert ranker.serving is PRIOR_ONLY
+    assert (ranker.judged, ranker.prior_hits, ranker.model_hits) == (50, 50, 0)
+    assert ranker.edge < 0
+
+
+def test_a_snapshot_serves_as_soon_as_it_beats_the_prior() -> None:
+    """The first judged event the snapshot gets and the prior misses puts it in service; a
+    run of events the prior gets and it misses takes it out again."""
+    reranker = Reranker(RerankConfig(learning_rate=0.0, snapshot_every=1))
+    ranker = reranker.rankers[ORDERS]
+    ranker.model._weights["k25"] = 100.0  # ranks the prior's #26 first
+    ranker.swap()
+    assert ranker.serving is PRIOR_ONLY  # not judged yet
+    assert ranker.learn(_shortlist(objective=ORDERS), ORDERS, 125)
+    assert ranker.serving is ranker.snapshot and ranker.serves_model
+    assert reranker.stats()["rerank_serving_model_orders"] == 1
+    assert reranker.lists(_shortlist(objective=ORDERS)).orders[0] == 125
+    ranker.model._weights["k25"] = 0.0
+    ranker.model._weights["prior"] = -1.0
+    ranker.swap()
+    for _ in range(2):
+        ranker.learn(_shortlist(objective=ORDERS), ORDERS, 100)
+    assert ranker.serving is PRIOR_ONLY
+    assert reranker.stats()["rerank_serving_model_orders"] == 0
 
 
 def test_a_loaded_snapshot_serves_the_same_lists() -> None:
@@ -96,7 +134,8 @@ def test_sampling_takes_about_the_asked_share() -> None:
 
 def _candidates(*aids: int) -> Candidates:
     top = list(range(len(aids)))
-    return Candidates(list(aids), [[] for _ in aids], (top, top, top), (list(aids), list(aids)))
+    return Candidates(list(aids), [[] for _ in aids], (top, top, top),
+                      (list(aids), list(aids), list(aids)))
 
 
 def test_a_cart_teaches_from_an_earlier_state_not_the_one_just_before() -> None:
@@ -168,4 +207,4 @@ def test_mixing_takes_the_mean_of_both_models() -> None:
                                                         "carted": 1.0}
     assert mine.rankers[CLICKS].serving == {"prior": 1.0}  # serving moves at the next swap
     mine.swap()
-    assert mine.rankers[CLICKS].serving["carted"] == 1.0
+    assert mine.rankers[CLICKS].snapshot["carted"] == 1.0
