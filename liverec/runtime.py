@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from liverec.settings import Settings
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.recommend import shelf
-from online_models.rerank import RerankConfig
+from online_models.rerank import OBJECTIVES, RerankConfig
 from stream.bus import Bus, open_bus
 from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
@@ -211,9 +211,24 @@ class EmbeddedRuntime:
     def ready(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def _models(self) -> dict[str, dict[str, Any]] | None:
+        """Per objective: the re-ranker's and its prior's recall@20 on the events it learned
+        from (both judged before learning), and which of the two serves."""
+        reranker = self.pipeline.reranker
+        if reranker is None:
+            return None
+        out: dict[str, dict[str, Any]] = {}
+        for name, ranker in zip(OBJECTIVES, reranker.rankers, strict=True):
+            n = ranker.judged
+            out[name] = {"judged": n, "model": ranker.model_hits / n if n else None,
+                         "prior": ranker.prior_hits / n if n else None,
+                         "serving": "model" if ranker.serves_model else "prior"}
+        return out
+
     async def stats(self) -> dict[str, Any]:
         rate = self._rate.rate(self.pipeline.events_applied)
         recall = self.pipeline.prequential.recall()
         return {**self.pipeline.stats(), "events_per_s": rate,
                 "recall": recall if any(v is not None for v in recall.values()) else None,
+                "models": self._models(),
                 "batches": self.runner.stats.batches, "replay": self.replay.to_json()}

@@ -46,18 +46,21 @@ _RANK_KEYS: Final = [f"rank={bisect_right(RANKS, r)}" for r in range(1024)]
 PRIOR_ONLY: Final[dict[str, float]] = {"prior": 1.0}
 #: The list length a learned event is judged at (as the page and the metrics judge).
 LIST_SIZE: Final = 20
+#: NDCG gain per 0-based rank: 1/log2(rank + 2) within the list, 0 below it.
+_GAIN: Final = [1.0 / math.log2(r + 2) if r < LIST_SIZE else 0.0 for r in range(1024)]
 
 
 class ObjectiveRanker:
     """One objective's River model, its latest snapshot, and what serves: the snapshot when
     it has been doing better than the prior, else the prior alone.
 
-    Every learned event is first judged (test, then train) twice on the same shortlist: is
-    its aid in the prior's top :data:`LIST_SIZE`, and in the snapshot's? ``edge`` counts,
-    decayed over about ``judge_window`` events, the events only the snapshot got minus those
-    only the prior got; the snapshot serves while it is positive. So a model serves as soon
-    as it does better, from its first learned events, and never goes on serving worse than
-    its prior.
+    Every learned event is first judged (test, then train) twice on the same shortlist: where
+    does its aid rank under the prior, and under the snapshot? ``edge`` sums, decayed over
+    about ``judge_window`` events, the snapshot's NDCG@:data:`LIST_SIZE` gain minus the
+    prior's (``1/log2(rank + 2)`` within the list, else 0: a hit counts, and so does its
+    place); the snapshot serves while it is positive. So a model serves as soon as it does
+    better, from its first learned events, and never goes on serving worse than its prior.
+    ``prior_hits`` and ``model_hits`` count the hits of each, for the metrics.
     """
 
     def __init__(self, config: RerankConfig, learning_rate: float) -> None:
@@ -97,17 +100,15 @@ class ObjectiveRanker:
         """Judge the snapshot against the prior on the event whose aid is ``index`` in the
         objective's shortlist, then serve whichever has the edge."""
         self.judged += 1
-        prior_hit = index < LIST_SIZE
-        model_hit = prior_hit
-        if self.snapshot is not PRIOR_ONLY and len(candidates.tops[objective]) > LIST_SIZE:
+        rank = index
+        if self.snapshot is not PRIOR_ONLY:
             scores = self.scores(candidates, objective, self.snapshot)
             mine = scores[index]
             # Its rank in the stable sort lists() makes: ties keep the prior's order.
-            above = sum(1 for r, v in enumerate(scores) if v > mine or (v == mine and r < index))
-            model_hit = above < LIST_SIZE
-        self.prior_hits += prior_hit
-        self.model_hits += model_hit
-        self.edge = self.edge * self._decay + (model_hit - prior_hit)
+            rank = sum(1 for r, v in enumerate(scores) if v > mine or (v == mine and r < index))
+        self.prior_hits += index < LIST_SIZE
+        self.model_hits += rank < LIST_SIZE
+        self.edge = self.edge * self._decay + _GAIN[rank] - _GAIN[index]
         self.serving = self.snapshot if self.edge > 0 else PRIOR_ONLY
 
     def learn(self, candidates: Candidates, objective: int, positive: int) -> bool:

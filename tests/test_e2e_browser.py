@@ -418,6 +418,31 @@ def test_operations_strip_shows_prequential_recall(server: LiveServer, page: Any
     assert recall is not None and abs(shown - recall) < 0.05  # it moves while the page polls
 
 
+def test_rails_say_what_they_optimise_and_models_face_their_priors(
+        server: LiveServer, page: Any) -> None:
+    """Each rail names its objective's goal; once a re-ranker has judged events, the strip
+    shows its recall beside its prior's, the one serving in bold, as the runtime counts."""
+    reranker = server.runtime.pipeline.reranker
+    assert reranker is not None
+    wait_for(lambda: reranker.rankers[0].judged > 0, what="judged clicks")
+    page.goto(server.url)
+    goals = {t: page.text_content(f"[data-testid=rail-goal-{t}]") or ""
+             for t in ("clicks", "carts", "orders")}
+    assert "next" in goals["clicks"] and "cart" in goals["carts"] and "buy" in goals["orders"]
+    page.wait_for_function(
+        "() => !document.querySelector('#ops-models-item').hidden && "
+        "/^1?\\.\\d{2}\\/1?\\.\\d{2}$/"
+        ".test(document.querySelector('#ops-models-clicks').textContent)")
+    model, prior = (float(x) for x in
+                    (page.text_content("#ops-models-clicks") or "").split("/"))
+    ranker = reranker.rankers[0]
+    assert abs(model - ranker.model_hits / ranker.judged) < 0.05  # it moves while the page
+    assert abs(prior - ranker.prior_hits / ranker.judged) < 0.05  # polls
+    bold = page.locator("#ops-models-clicks b").text_content()
+    assert bold is not None and float(bold) in (model, prior)
+    screenshot(page, "rails-and-models")
+
+
 def test_operations_charts_plot_rate_latency_and_recall(server: LiveServer, page: Any) -> None:
     """The charts, drawn by the chart library the app serves itself, carry their series'
     names and axis labels."""

@@ -38,6 +38,32 @@ function showReplay(s) {
   $("ops-replay-bar").style.width = `${share * 100}%`;
 }
 
+/** A share in two digits without the leading zero: ".94" (the strip is narrow). */
+const short = (value) => value.toFixed(2).replace(/^0(?=\.)/, "");
+
+/** Each re-ranker's recall beside its prior's, on the same learned events; the one that
+ * serves in bold, and the whole story in the tooltip. */
+function showModels(models) {
+  $("ops-models-item").hidden = !models;
+  for (const type of models ? TYPES : []) {
+    const m = models[type];
+    const cell = $(`ops-models-${type}`);
+    cell.replaceChildren();
+    if (!m || !m.judged) {
+      cell.textContent = "–";
+      cell.title = `${type}: nothing learned yet; the prior serves`;
+      continue;
+    }
+    const model = document.createElement(m.serving === "model" ? "b" : "span");
+    model.textContent = short(m.model);
+    const prior = document.createElement(m.serving === "prior" ? "b" : "span");
+    prior.textContent = short(m.prior);
+    cell.append(model, "/", prior);
+    cell.title = `${type}: recall@20 on ${fmtInt.format(m.judged)} learned events, ` +
+      `model ${m.model.toFixed(3)}, prior ${m.prior.toFixed(3)}; the ${m.serving} serves`;
+  }
+}
+
 export async function pollStats() {
   if (statsInFlight) return;
   statsInFlight = true;
@@ -56,6 +82,7 @@ export async function pollStats() {
       const value = recall[type];
       $(`ops-recall-${type}`).textContent = typeof value === "number" ? value.toFixed(3) : "–";
     }
+    showModels(s.models);
     charts?.add(s);
   } catch (error) {
     $("ops-rate").textContent = "–"; // the server is away; the next poll will tell
