@@ -56,6 +56,8 @@ def replay_through_two_workers(
         # The re-rankers (on by default) judged events and shared snapshots in Redis.
         assert sum(m['liverec_prequential_judged_total{objective="clicks"}']
                    for m in metrics) > 0
+        assert sum(m['liverec_rerank_judged_total{objective="clicks"}'] for m in metrics) > 0
+        assert all('liverec_rerank_serving_model{objective="orders"}' in m for m in metrics)
         assert all(m["liverec_model_version"] >= 1 for m in metrics)
         assert cluster.store.model_version("rerank") >= 1
         if check is not None:

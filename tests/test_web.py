@@ -132,6 +132,15 @@ def test_metrics_and_stats_show_prequential_recall(live_server, client: httpx.Cl
     recall = client.get("/stats").json()["recall"]
     assert recall["clicks"] == pytest.approx(1 / 3)
     assert recall["carts"] is None
+    # Of those, the clicks model learned from the one whose item it had shortlisted (the
+    # other two were new items), first judging it against the prior it starts from; the
+    # prior serves (no snapshot has beaten it).
+    assert 'liverec_rerank_judged_total{objective="clicks"} 1.0' in text
+    assert 'liverec_rerank_hits_total{objective="clicks",ranking="prior"} 1.0' in text
+    assert 'liverec_rerank_serving_model{objective="clicks"} 0.0' in text
+    models = client.get("/stats").json()["models"]
+    assert models["clicks"] == {"judged": 1, "model": 1.0, "prior": 1.0, "serving": "prior"}
+    assert models["orders"] == {"judged": 0, "model": None, "prior": None, "serving": "prior"}
 
 
 def test_catalog_gives_stable_readable_items(client: httpx.Client) -> None:
