@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=_existing_file, help="next-item: test sessions")
     p.add_argument("--method", default="rerank",
                    help="comma-separated: popular, recent-popular, history, covis-batch, covis, "
-                        "mf, rerank (default), sr, vsknn, or all")
+                        "mf, rerank (default), prior, sr, vsknn, or all")
     p.add_argument("--online", action="store_true",
                    help="keep learning from test events after judging each (test-then-train)")
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
