@@ -10,7 +10,8 @@ each is worth:
    or an order labels a state drawn from the session's earlier ones (:meth:`Reranker.learn`
    says why). The aid is the positive, a uniform sample of the shortlist the negatives.
 2. **Serving** reads a *snapshot* of each model's weights, taken every ``snapshot_every``
-   learned events and swapped in whole: serving never sees a half-updated model, and a
+   learned events and swapped in whole while it beats the prior on the events it is judged
+   on (:class:`ObjectiveRanker`): serving never sees a half-updated model, and a
    snapshot is a plain dict that a store can save and another process load
    (:meth:`Reranker.snapshot_bytes`). The distributed runtime takes snapshots on a clock
    instead, saves them to Redis and every worker and web node swaps in the newest
@@ -109,7 +110,10 @@ class ObjectiveRanker:
         self.prior_hits += index < LIST_SIZE
         self.model_hits += rank < LIST_SIZE
         self.edge = self.edge * self._decay + _GAIN[rank] - _GAIN[index]
-        self.serving = self.snapshot if self.edge > 0 else PRIOR_ONLY
+        if self.serving is self.snapshot or self.serving is PRIOR_ONLY:
+            # Not weights loaded from a store: those serve until this process swaps again,
+            # so that every node serves the same saved model (docs/production.md).
+            self.serving = self.snapshot if self.edge > 0 else PRIOR_ONLY
 
     def learn(self, candidates: Candidates, objective: int, positive: int) -> bool:
         """Learn from one event; False when its aid was not shortlisted (nothing to learn)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,6 +68,20 @@ def test_a_snapshot_worse_than_the_prior_never_keeps_serving() -> None:
         assert ranker.serving is PRIOR_ONLY
     assert (ranker.judged, ranker.prior_hits, ranker.model_hits) == (50, 50, 0)
     assert ranker.edge < 0
+
+
+def test_loaded_weights_serve_until_the_next_swap_whatever_the_judging() -> None:
+    """A node serving a snapshot loaded from the store keeps serving it while it judges its
+    own events (all nodes serve the same saved model); its own next swap is gated again."""
+    ranker = Reranker(RerankConfig(learning_rate=0.0, snapshot_every=0))
+    loaded = orjson.dumps({"carts": {"prior": 1.0, "k3": 0.5}})
+    ranker.load_snapshot(loaded)
+    carts = ranker.rankers[CARTS]
+    for _ in range(5):
+        carts.learn(_shortlist(), CARTS, 100)
+    assert carts.serving == {"prior": 1.0, "k3": 0.5}
+    carts.swap()
+    assert carts.serving is PRIOR_ONLY  # its own snapshot has no edge on the prior
 
 
 def test_a_snapshot_serves_as_soon_as_it_beats_the_prior() -> None:
