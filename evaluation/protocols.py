@@ -12,7 +12,10 @@ events are given, and its labels are what followed: the next click, and the sets
 and ordered afterwards.
 
 **Next item**: the training file is learned from; every test session is replayed and judged at
-every position after its first event.
+every position after its first event. :func:`day_slice` cuts such a pair out of one file as the
+session-based literature prepared YOOCHOOSE: sessions that end in the last day are the test,
+the earlier ones the training; test events of items never trained on are dropped, and test
+sessions left with one event. Leaving out the last days first gives earlier time slices.
 """
 
 from __future__ import annotations
@@ -159,3 +162,34 @@ def read_labels(path: Path) -> dict[int, Labels]:
                 raise ValueError(f"{path}:{number}: not a label line "
                                  f'({{"session": …, "labels": {{…}}}}): {exc}') from None
     return labels
+
+
+def day_slice(events: Iterable[Event], back: int = 1) -> tuple[list[Event], list[Event]]:
+    """``(train, test)`` of the ``back``-th last day: leave out the sessions that end in the
+    last ``back − 1`` days, then test on those that end in the last day left (the 24 h before
+    its latest event) and train on the rest (see the module docstring)."""
+    if back < 1:
+        raise ValueError("the slice counts days back from the end: 1 or more")
+    sessions: dict[int, list[Event]] = {}
+    for event in events:
+        sessions.setdefault(event.session, []).append(event)
+    ends = {s: max(e.ts for e in evs) for s, evs in sessions.items()}
+    for _ in range(back - 1):
+        if not ends:
+            break
+        cut = max(ends.values()) - DAY_MS
+        ends = {s: t for s, t in ends.items() if t < cut}
+    if not ends:
+        raise ValueError(f"no sessions left {back - 1} days before the end of the file")
+    cut = max(ends.values()) - DAY_MS
+    train = [e for s, t in ends.items() if t < cut for e in sessions[s]]
+    known = {e.aid for e in train}
+    test: list[Event] = []
+    for s, t in ends.items():
+        if t >= cut:
+            kept = [e for e in sessions[s] if e.aid in known]
+            if len(kept) >= 2:
+                test.extend(kept)
+    if not train or not test:
+        raise ValueError(f"day {back} back from the end leaves no training or no test sessions")
+    return time_ordered(train), time_ordered(test)

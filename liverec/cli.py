@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="otto: seed of the session cuts")
     p.add_argument("--train", type=_existing_file, help="next-item: training sessions")
     p.add_argument("--test", type=_existing_file, help="next-item: test sessions")
+    p.add_argument("--slice", type=_positive_int, metavar="N",
+                   help="next-item without --test: test on the sessions ending on the N-th "
+                        "last day of --train, train on those before (1 = the last day)")
     p.add_argument("--method", default="rerank",
                    help="comma-separated: popular, recent-popular, history, covis-batch, covis, "
                         "mf, rerank (default), prior, sr, vsknn, or all")

@@ -25,7 +25,7 @@ from evaluation.evaluate import (
     stderr_progress,
 )
 from evaluation.methods import parse_methods
-from evaluation.protocols import OttoSplit, otto_split, read_labels, write_split
+from evaluation.protocols import OttoSplit, day_slice, otto_split, read_labels, write_split
 from evaluation.submission import read_submission, write_submission
 from online_models.covisitation import CovisConfig
 from online_models.rerank import RerankConfig
@@ -90,13 +90,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
         details = (f"{len(split.labels):,} test sessions of {args.data.name}, last "
                    f"{args.test_days:g} days, seed {args.seed}")
         return _output(args, results, "otto", details)
-    _need(args, "train", "test")
     if args.write_split is not None:
         raise ValueError("--write-split writes an OTTO split: use --protocol otto --data FILE")
-    train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
+    if args.slice is not None:
+        _need(args, "train")
+        if args.test is not None:
+            raise ValueError("--slice cuts the test out of --train: leave out --test")
+        train, test = day_slice(_read(args.train, args.strict, say), args.slice)
+        details = f"{args.train.name}, day {args.slice} back from its end"
+        say(f"slice: {len(train):,} training events, {len(test):,} test events ({details})")
+    else:
+        _need(args, "train", "test")
+        train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
+        details = f"{args.train.name} → {args.test.name}"
     results = evaluate_next_item(methods, train, test, online=args.online,
                                  config=_config(args), rerank=_rerank(args), progress=say)
-    details = f"{args.train.name} → {args.test.name}"
     return _output(args, results, "next-item", details)
 
 

@@ -18,7 +18,14 @@ from evaluation.evaluate import (
     score_predictions,
 )
 from evaluation.methods import METHODS, make_method, parse_methods
-from evaluation.protocols import OttoSplit, otto_split, read_labels, session_labels, write_split
+from evaluation.protocols import (
+    OttoSplit,
+    day_slice,
+    otto_split,
+    read_labels,
+    session_labels,
+    write_split,
+)
 from evaluation.submission import read_submission, write_submission
 from liverec.cli import main
 from online_models.covisitation import DAY_MS
@@ -155,6 +162,37 @@ def test_rerank_beats_vsknn_by_three_percent_on_yoochoose(shared_data: Path,
     assert results["rerank"]["MRR@20"] >= 0.3596
 
 
+def test_a_day_slice_of_both_files_is_the_published_split(shared_data: Path) -> None:
+    """The published YOOCHOOSE sample was split by the day its sessions end, its unseen test
+    items dropped: slicing the two files' union gives back exactly the two files (53,254
+    training and 16,539 test events over six days, sessions up to 58 events long)."""
+    data = shared_data / "yoochoose-100k"
+    train = list(read_events(data / "train_tr.tsv"))
+    test = list(read_events(data / "valid.tsv"))
+    key = lambda e: (e.session, e.ts, e.aid)  # noqa: E731
+    got_train, got_test = day_slice(train + test, 1)
+    assert sorted(map(key, got_train)) == sorted(map(key, train))
+    assert sorted(map(key, got_test)) == sorted(map(key, test))
+    earlier, day = day_slice(train, 2)  # two days back: nothing of the last day
+    assert max(e.ts for e in day) < min(e.ts for e in test)
+    assert {e.session for e in earlier}.isdisjoint({e.session for e in day})
+    assert {e.aid for e in day} <= {e.aid for e in earlier}
+
+
+def test_a_day_slice_refuses_hostile_input() -> None:
+    """Zero days back, a log too short to go back that far, and a test day whose items were
+    never trained on (so every test session is dropped) are refused with the reason."""
+    day = 86_400_000
+    events = [Event(s, 10 * s + i, s * day // 2 + i * 1000, CLICKS)
+              for s in range(6) for i in range(3)]
+    with pytest.raises(ValueError, match="1 or more"):
+        day_slice(events, 0)
+    with pytest.raises(ValueError, match="no sessions left"):
+        day_slice(events, 10)
+    with pytest.raises(ValueError, match="no training or no test"):
+        day_slice(events, 1)  # each session has its own items
+
+
 def test_next_item_refuses_sessions_in_both_files() -> None:
     events = [Event(1, 1, 0, CLICKS), Event(1, 2, 1, CLICKS)]
     with pytest.raises(ValueError, match="both the training and the test"):
@@ -225,6 +263,8 @@ def test_evaluate_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> No
     assert "--train and --test" in capsys.readouterr().err
     assert main(["evaluate", "--protocol", "otto"]) == 2
     assert "--data" in capsys.readouterr().err
+    assert main(["evaluate", "--protocol", "next-item", "--slice", "2"]) == 2
+    assert "--train" in capsys.readouterr().err
 
 
 def test_a_labelled_session_without_predictions_scores_zero() -> None:
