@@ -34,7 +34,7 @@ from online_models.recommend import Neighbours, _weighted_history
 from online_models.rerank_config import RerankConfig
 from online_models.types import CARTS, CLICKS, ORDERS
 
-#: A candidate's own items come before every neighbour in the prior.
+#: Own items (clicks) and open carts (orders) come before every neighbour in their prior.
 _OWN: Final = 1e6
 RANKS: Final = (1, 2, 3, 5, 8, 12, 20, 40)
 _RATIOS: Final = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5)
