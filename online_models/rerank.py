@@ -84,7 +84,7 @@ class ObjectiveRanker:
 
     @property
     def serves_model(self) -> bool:
-        return self.serving is not PRIOR_ONLY
+        return self.serving is not PRIOR_ONLY and self.serving != PRIOR_ONLY
 
     def scores(self, candidates: Candidates, objective: int,
                weights: dict[str, float] | None = None) -> list[float]:
@@ -246,9 +246,28 @@ class Reranker:
         return out
 
     def snapshot_bytes(self) -> bytes:
-        """The serving weights of the three models, for a store."""
-        return orjson.dumps({name: r.serving for name, r in zip(OBJECTIVES, self.rankers,
-                                                                strict=True)})
+        """Per objective, the model as learned and the weights that serve (the prior's while
+        the model has no edge on it), for a store: other workers mix the learned weights in,
+        a restarted worker learns on from them, and every node serves what serves here."""
+        return orjson.dumps({"format": 2, **{
+            name: {"model": dict(r.model.weights), "serving": r.serving}
+            for name, r in zip(OBJECTIVES, self.rankers, strict=True)}})
+
+    @staticmethod
+    def _parts(data: bytes) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+        """Per objective in a snapshot: (learned, serving) weights. A snapshot saved before
+        the gate held one set of weights per objective: both."""
+        obj = orjson.loads(data)
+        nested = obj.pop("format", 1) >= 2
+        out = {}
+        for name in OBJECTIVES:
+            part = obj.get(name)
+            if part is None:
+                continue
+            model, serving = (part["model"], part["serving"]) if nested else (part, part)
+            out[name] = ({str(k): float(v) for k, v in model.items()},
+                         {str(k): float(v) for k, v in serving.items()})
+        return out
 
     def swap(self) -> None:
         """Serve all three models as they are now."""
@@ -258,31 +277,35 @@ class Reranker:
     def mix(self, data: bytes) -> None:
         """Learn on from the mean of these models and a snapshot another process learned
         (iterative parameter mixing): workers that each learn from their own partitions
-        share what they learned, and the next :meth:`swap` serves the mixture."""
-        obj = orjson.loads(data)
+        share what they learned, and the next :meth:`swap` serves the mixture. The learned
+        weights are mixed, never the prior that serves in their place."""
+        parts = self._parts(data)
         for name, ranker in zip(OBJECTIVES, self.rankers, strict=True):
-            theirs = obj.get(name)
-            if theirs is None:
+            if name not in parts:
                 continue
+            theirs = parts[name][0]
             weights = ranker.model._weights
             mine = dict(ranker.model.weights)
             for key in mine.keys() | theirs.keys():
-                weights[key] = (mine.get(key, 0.0) + float(theirs.get(key, 0.0))) / 2
+                weights[key] = (mine.get(key, 0.0) + theirs.get(key, 0.0)) / 2
 
     def load_snapshot(self, data: bytes, *, learning: bool = False) -> None:
-        """Serve weights saved by another process; with ``learning``, also learn on from them
-        (a worker that restarts continues from the stored models instead of from the prior).
+        """Serve weights saved by another process; with ``learning``, also learn on from the
+        model it learned (a worker that restarts continues from the stored models instead of
+        from the prior) and judge that model against the prior from now on.
 
         Without ``learning`` this process's models keep learning on their own: its next
         :meth:`swap` serves them again.
         """
-        obj = orjson.loads(data)
+        parts = self._parts(data)
         for name, ranker in zip(OBJECTIVES, self.rankers, strict=True):
-            if name in obj:
-                ranker.serving = {str(k): float(v) for k, v in obj[name].items()}
-                ranker.swaps += 1
-                if learning:
-                    weights = ranker.model._weights
-                    weights.clear()
-                    for key, value in ranker.serving.items():
-                        weights[key] = value
+            if name not in parts:
+                continue
+            model, serving = parts[name]
+            ranker.serving = serving  # not the sentinel: it serves until this node's swap
+            ranker.swaps += 1
+            if learning:
+                weights = ranker.model._weights
+                weights.clear()
+                weights.update(model)
+                ranker.snapshot = dict(model)

@@ -32,7 +32,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 #: The popularity kinds the re-rankers' features read item by item.
-_SCORED_KINDS = (CLICKS, CARTS)
+_SCORED_KINDS = (CLICKS, CARTS, ORDERS)
 
 
 class AgedCache(Generic[K, V]):
@@ -334,6 +334,7 @@ class StoreView:
     def score(self, etype: int, aid: int) -> int:
         scores = self._scores.get(etype)
         if scores is None:  # a kind the features do not read item by item
+            self.misses += 1
             return self.store.popularity_scores((etype,), [aid])[etype][0]
         value = scores.get(aid)
         if value is None:

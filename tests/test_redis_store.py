@@ -4,16 +4,19 @@ the batch definition, and lists read from Redis equal the embedded pipeline's.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+import orjson
 import pytest
 import redis
 import redis.asyncio
 
+from online_models.candidates import build_candidates, candidate_rows
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.covisitation_batch import batch_covisitation
 from online_models.popularity import KNOWN
@@ -24,7 +27,7 @@ from online_models.redis_store import (
     RedisStore,
     compacted_log,
 )
-from online_models.rerank import RerankConfig, Reranker
+from online_models.rerank import PRIOR_ONLY, RerankConfig, Reranker
 from online_models.rows import CO_BITS, CellJournal, journal_add, top_items
 from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
@@ -40,6 +43,7 @@ from stream.serving import (
     distributed_rerank,
     lists_from_store,
     load_states,
+    store_features,
 )
 
 pytestmark = pytest.mark.integration
@@ -294,12 +298,14 @@ def test_covis_from_store_dumps_in_the_covis_format(
 
 
 def test_models_saved_to_the_store_are_mixed_and_hot_swapped(store: RedisStore) -> None:
-    """A worker saves its snapshot; another process swaps it in for serving; a second worker
-    mixes it into what it learned; a restarted worker learns on from the stored one."""
+    """A worker saves its snapshot; another process swaps in what it serves; a second worker
+    mixes the learned weights (never the prior serving in their place) into its own; a
+    restarted worker learns on from the stored model."""
     first, second = Reranker(RerankConfig(snapshot_every=0)), Reranker(RerankConfig(
         snapshot_every=0))
     first.rankers[0].model._weights["rank=1"] = 2.0
-    second.rankers[0].model._weights["rank=1"] = 4.0
+    first.rankers[0].edge = 1.0  # judged better than the prior: its snapshot serves
+    second.rankers[0].model._weights["rank=1"] = 4.0  # no edge: serves the prior
     a = SharedModels(store, first, interval_s=0, check_s=0)
     b = SharedModels(store, second, interval_s=0, check_s=0)
     web = SharedModels(store, Reranker(), check_s=0)
@@ -310,18 +316,85 @@ def test_models_saved_to_the_store_are_mixed_and_hot_swapped(store: RedisStore) 
     assert a.save_due() and a.version == 1 == store.model_version("rerank")
     assert first.rankers[0].serving["rank=1"] == 2.0  # swapped in before saving
     assert web.refresh() and web.reranker.rankers[0].serving["rank=1"] == 2.0
+    assert web.reranker.stats()["rerank_serving_model_clicks"] == 1
     assert not web.refresh()  # nothing newer
 
     assert b.save_due() and b.version == 2
-    assert second.rankers[0].serving["rank=1"] == 3.0  # mean of its 4.0 and the stored 2.0
-    assert web.refresh() and web.reranker.rankers[0].serving["rank=1"] == 3.0
-    assert a.refresh() and first.rankers[0].serving["rank=1"] == 3.0
+    assert dict(second.rankers[0].model.weights)["rank=1"] == 3.0  # mean of 4.0 and 2.0
+    assert second.rankers[0].serving is PRIOR_ONLY  # its own snapshot has no edge yet
+    assert web.refresh() and web.reranker.rankers[0].serving == PRIOR_ONLY
+    assert web.reranker.stats()["rerank_serving_model_clicks"] == 0
+    assert a.refresh() and first.rankers[0].serving == PRIOR_ONLY
     assert dict(first.rankers[0].model.weights)["rank=1"] == 2.0  # serving only: learns on
+
+    assert a.save_due() and a.version == 3  # mixes b's learned 3.0, not b's prior
+    assert dict(first.rankers[0].model.weights)["rank=1"] == 2.5
 
     restarted = SharedModels(store, Reranker(RerankConfig(snapshot_every=0)))
     restarted.start()
-    assert restarted.version == 2
-    assert dict(restarted.reranker.rankers[0].model.weights)["rank=1"] == 3.0
+    assert restarted.version == 3
+    assert dict(restarted.reranker.rankers[0].model.weights)["rank=1"] == 2.5
+    assert restarted.reranker.rankers[0].snapshot["rank=1"] == 2.5  # judged from now on
+
+
+def test_a_model_saved_before_the_gate_still_loads(store: RedisStore) -> None:
+    """A store written by an earlier version holds one set of weights per objective."""
+    store.save_model("rerank", orjson.dumps({"carts": {"prior": 1.0, "k3": 0.5}}))
+    restarted = SharedModels(store, Reranker(RerankConfig(snapshot_every=0)))
+    restarted.start()
+    carts = restarted.reranker.rankers[1]
+    assert carts.serving == {"prior": 1.0, "k3": 0.5} == dict(carts.model.weights)
+
+
+@contextlib.contextmanager
+def counting(store: RedisStore) -> Iterator[list[str]]:
+    """The names of the store's reading methods called inside the block."""
+    calls: list[str] = []
+    names = ("row", "rows", "popular", "popularity_scores", "rows_with_offset")
+    originals = {name: getattr(store, name) for name in names}
+
+    def recorder(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return originals[name](*args, **kwargs)
+        return call
+
+    for name in names:
+        setattr(store, name, recorder(name))
+    try:
+        yield calls
+    finally:
+        for name in names:
+            delattr(store, name)
+
+
+def test_the_prefetch_holds_everything_the_three_priors_read(store: RedisStore) -> None:
+    """Building a session's candidates from the store's prefetched features makes no further
+    round trip: the orders prior reads every candidate's click and order counts (conversion),
+    and a read per item would stall a worker's batch and fail it when Redis blinks."""
+    events = list(time_ordered(e for _, session in generate_sessions(
+        GeneratorConfig(sessions=600, items=500, seed=5)) for e in session))
+    pipeline = SessionPipeline(PipelineConfig(session_ttl_ms=10_000 * DAY_MS))
+    pipeline.covis.take_journal()
+    pipeline.popularity.take_journal()
+    pipeline.apply(events)
+    assert store.apply(pipeline.covis.take_journal(), {(TOPIC, 0): (0, len(events))}, {},
+                       pipeline.popularity.take_journal())
+    config = RerankConfig()
+    buyers = [s for s in pipeline.sessions.recent_sessions(600)
+              if (st := pipeline.sessions.get(s)) is not None and len(st.recent) > 3][:100]
+    assert len(buyers) >= 50
+    for session in buyers:
+        state = pipeline.sessions.get(session)
+        assert state is not None
+        recent = list(state.recent)
+        features = store_features(store, candidate_rows(recent, config),
+                                  {a for a, _, _ in recent}, config)
+        with counting(store) as calls:
+            candidates = build_candidates(recent, features.covis, features.popularity, None,
+                                          config)
+        assert candidates.tops[1] and candidates.tops[2]  # carts and orders built too
+        assert calls == [] and cast(StoreView, features.covis).misses == 0, (session, calls)
 
 
 def test_a_feature_cache_reuses_reads_while_fresh(store: RedisStore) -> None:

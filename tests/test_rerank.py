@@ -216,7 +216,8 @@ def test_the_candidate_rows_are_the_rows_build_candidates_reads() -> None:
 def test_mixing_takes_the_mean_of_both_models() -> None:
     mine, theirs = Reranker(RerankConfig(snapshot_every=0)), Reranker()
     mine.rankers[CLICKS].model._weights["own=1"] = 1.0
-    theirs.rankers[CLICKS].serving = {"prior": 3.0, "carted": 2.0}
+    theirs.rankers[CLICKS].model._weights.update({"prior": 3.0, "carted": 2.0})
+    theirs.rankers[CLICKS].serving = {"prior": 9.0}  # what serves is not mixed
     mine.mix(theirs.snapshot_bytes())
     assert dict(mine.rankers[CLICKS].model.weights) == {"prior": 2.0, "own=1": 0.5,
                                                         "carted": 1.0}
