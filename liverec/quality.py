@@ -86,7 +86,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print("wrote " + ", ".join(str(p) for p in paths.values()))
             return 0
         results = evaluate_otto(methods, split, online=args.online, config=_config(args),
-                                rerank=_rerank(args), progress=say)
+                                rerank=_rerank(args), progress=say, jobs=args.jobs)
         details = (f"{len(split.labels):,} test sessions of {args.data.name}, last "
                    f"{args.test_days:g} days, seed {args.seed}")
         return _output(args, results, "otto", details)
@@ -104,7 +104,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
         details = f"{args.train.name} → {args.test.name}"
     results = evaluate_next_item(methods, train, test, online=args.online,
-                                 config=_config(args), rerank=_rerank(args), progress=say)
+                                 config=_config(args), rerank=_rerank(args), progress=say,
+                                 jobs=args.jobs)
     return _output(args, results, "next-item", details)
 
 

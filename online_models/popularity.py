@@ -153,6 +153,9 @@ class Popularity:
         self.counts: dict[int, tuple[dict[int, int], ...]] = {}
         """Per epoch (the latest two), per kind (types, then :data:`ALL_TYPES`): aid → count."""
         self.boards: dict[int, tuple[LeaderBoard, ...]] = {}
+        self._scores: tuple[dict[int, int], ...] = tuple({} for _ in range(ALL_TYPES + 1))
+        """Per kind: aid → its score now (:meth:`_merged`), kept up per update: the
+        re-rankers read a few hundred scores per list."""
         self.journal: dict[tuple[int, int], dict[int, int]] | None = None
         """``(epoch, kind) → {aid: increment}`` since the last :meth:`take_journal`, when on."""
         self._start = self._end = 0  # the latest epoch's time range: the fast path
@@ -198,9 +201,16 @@ class Popularity:
             self._journal(epoch, aid, etype, weight)
             return
         counts, boards, tops = self.counts[epoch], self.boards[epoch], self._tops
+        latest = epoch == self.epoch
         for kind in (etype, ALL_TYPES):
             table = counts[kind]
             score = table[aid] = table.get(aid, 0) + weight
+            merged = self._scores[kind]
+            if latest:
+                merged[aid] = merged.get(aid, 0) + weight
+            else:  # a late event of the previous epoch: its count is shifted into the score
+                merged[aid] = self.counts[self.epoch][kind].get(aid, 0) + (
+                    score >> EPOCH_HALF_LIVES)
             board = boards[kind]
             if score > board.floor:
                 board.offer(aid, score)
@@ -260,6 +270,9 @@ class Popularity:
                                        for _ in range(ALL_TYPES + 1))
         self.epoch = epoch
         self._start, self._end = epoch * self.epoch_ms, (epoch + 1) * self.epoch_ms
+        self._scores = tuple({aid: shifted for aid, count in table.items()
+                              if (shifted := count >> EPOCH_HALF_LIVES)}
+                             for table in self.counts[epoch - 1])
         self._tops.clear()
         self._items = len(self.counts[epoch - 1][ALL_TYPES])  # the new epoch is empty
 
@@ -304,9 +317,9 @@ class Popularity:
         return self._merged(etype, aid) if self.epoch >= 0 else 0
 
     def _merged(self, kind: int, aid: int) -> int:
-        """An item's score now: its count in the latest epoch plus the previous one's, shifted."""
-        now, before = self.counts[self.epoch][kind], self.counts[self.epoch - 1][kind]
-        return now.get(aid, 0) + (before.get(aid, 0) >> EPOCH_HALF_LIVES)
+        """An item's score now: its count in the latest epoch plus the previous one's, shifted
+        (kept up per update in ``_scores``)."""
+        return self._scores[kind].get(aid, 0)
 
     def _side(self, epoch: int, kind: int) -> TopSide:
         return _table_side(self.counts[epoch][kind], self.boards[epoch][kind])

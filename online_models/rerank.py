@@ -23,6 +23,7 @@ serves the hand-made ranking and learning only moves it where the data says so.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from bisect import bisect_right
@@ -45,6 +46,7 @@ _PRIOR: Final = [-math.log1p(r) for r in range(1024)]
 _RANK_KEYS: Final = [f"rank={bisect_right(RANKS, r)}" for r in range(1024)]
 #: The weights of a model that serves its prior alone (never changed: compared by identity).
 PRIOR_ONLY: Final[dict[str, float]] = {"prior": 1.0}
+_ZEROS: Final = itertools.repeat(0.0)
 #: The list length a learned event is judged at (as the page and the metrics judge).
 LIST_SIZE: Final = 20
 #: NDCG gain per 0-based rank: 1/log2(rank + 2) within the list, 0 below it.
@@ -94,7 +96,7 @@ class ObjectiveRanker:
         prior = get("prior", 0.0)
         keys = candidates.keys
         return [prior * _PRIOR[rank] + get(_RANK_KEYS[rank], 0.0)
-                + sum(get(key, 0.0) for key in keys[i])
+                + sum(map(get, keys[i], _ZEROS))  # get(key, 0.0) without a frame per key
                 for rank, i in enumerate(candidates.tops[objective])]
 
     def _judge(self, candidates: Candidates, objective: int, index: int) -> None:

@@ -173,7 +173,8 @@ class SessionPipeline:
         With a re-ranker (or a judge), an event of a session with history is first judged
         against the lists live before it and the re-rankers learn from it; then the state
         takes it in. ``learn=False`` updates the sessions' histories only: the models stay as
-        they are (an evaluation that learns from its training part only). ``features``: where
+        they are and nothing is judged but for ``judges`` (an evaluation that learns from its
+        training part only, and scores lists it takes itself). ``features``: where
         candidates read matrices and popularity (default: this pipeline's). ``lane``: the
         ordered stream the events come from (a worker's Kafka partition), whose own time
         expires its sessions (:class:`~online_models.sessions.SessionStore`).
@@ -207,7 +208,7 @@ class SessionPipeline:
             session, aid, ts, etype = event
             state = self.sessions.touch(session, ts, lane)
             recent = state.recent
-            if recent and (judges or (reranker is not None
+            if recent and (judges or (learn and reranker is not None
                                       and reranker.sampled(session, etype))):
                 if reranker is not None:
                     keep = learn and reranker.draw(session)

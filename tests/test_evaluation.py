@@ -30,6 +30,7 @@ from evaluation.submission import read_submission, write_submission
 from liverec.cli import main
 from online_models.covisitation import DAY_MS
 from online_models.recommend import Lists
+from online_models.rerank import RerankConfig
 from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
 from producers.readers import read_events, read_sessions
 from stream.events import CARTS, CLICKS, ORDERS, Event
@@ -206,6 +207,25 @@ def test_covis_batch_equals_covis_without_online_learning(synthetic: Path) -> No
     results = evaluate_otto(["covis-batch", "covis"], split)
     assert results["covis"]["score"] == results["covis-batch"]["score"]
     assert 0 < results["covis"]["score"] < 1
+
+
+@pytest.mark.slow
+def test_methods_in_processes_of_their_own_give_the_same_figures(synthetic: Path) -> None:
+    """``--jobs``: 52,000 events over 14 days, four methods in three processes (the costliest
+    first) give each method the figures it gets alone, under its own name; a method that
+    fails in its process fails the evaluation."""
+    split = otto_split(read_sessions(synthetic), test_days=3, seed=0)
+    names = ["history", "covis-batch", "rerank", "covis"]
+    rerank = RerankConfig(sample_percent=20)
+    alone = evaluate_otto(names, split, rerank=rerank)
+    together = evaluate_otto(names, split, rerank=rerank, jobs=3)
+    assert list(together) == names
+    for name in names:
+        assert {k: v for k, v in together[name].items() if k != "seconds"} == {
+            k: v for k, v in alone[name].items() if k != "seconds"}, name
+    assert len({r["score"] for r in alone.values()}) == 3  # covis and covis-batch are equal
+    with pytest.raises(ValueError, match="nonsense"):
+        evaluate_otto(["covis", "nonsense"], split, jobs=2)
 
 
 def test_lists_are_taken_when_a_session_ends_not_after_the_whole_feed() -> None:

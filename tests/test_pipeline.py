@@ -95,7 +95,14 @@ def test_open_runs_are_freed_after_a_day_idle_but_history_is_kept() -> None:
 
 def _merged_reference(events: list[tuple[int, int, int]], half_life: int,
                       kind: int) -> list[int]:
-    """Popularity by its definition, from scratch: per-epoch integer sums, merged."""
+    """Popularity's ranking by its definition, from scratch."""
+    scores = _reference_scores(events, half_life, kind)
+    return sorted(scores, key=lambda a: (-scores[a], a))
+
+
+def _reference_scores(events: list[tuple[int, int, int]], half_life: int,
+                      kind: int) -> dict[int, int]:
+    """Popularity scores by their definition, from scratch: per-epoch integer sums, merged."""
     from online_models.popularity import ALL_TYPES, EPOCH_HALF_LIVES, Popularity
 
     weigh = Popularity(half_life).weight
@@ -111,7 +118,7 @@ def _merged_reference(events: list[tuple[int, int, int]], half_life: int,
             scores[aid] = scores.get(aid, 0) + value
         elif epoch == latest - 1:
             scores[aid] = scores.get(aid, 0) + (value >> EPOCH_HALF_LIVES)
-    return sorted(scores, key=lambda a: (-scores[a], a))
+    return scores
 
 
 @settings(max_examples=60, deadline=None)
@@ -135,6 +142,9 @@ def test_popularity_top_is_exact_in_any_arrival_order(
                                                               etype)[:3]
         for kind in range(4):
             assert pop.top(kind, 10) == _merged_reference(events, half_life, kind)[:10]
+            scores = _reference_scores(events, half_life, kind)
+            assert [pop.score(kind, aid) for aid in range(61)] == [
+                scores.get(aid, 0) for aid in range(61)]
         latest = max(pop.weight(ts)[0] for _, ts, _ in events)
         # KNOWN: plain event counts of the latest two known epochs; older items are forgotten
         known = [ts // pop.known_epoch_ms for _, ts, _ in events]
