@@ -335,9 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-neighbors", type=int, default=0,
                    help="co-visitation row bound (default 0 = exact, as covis-batch; the "
                         "server bounds rows at 200)")
-    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
-                   help="methods evaluated at once, each in a process of its own (default: "
-                        "the CPU count; the figures do not depend on it)")
+    p.add_argument("--jobs", type=_positive_int, default=min(4, os.cpu_count() or 1),
+                   metavar="N",
+                   help="methods evaluated at once, each in a process of its own with its "
+                        "own model in memory (default: the CPU count, at most 4); the figures "
+                        "do not depend on it")
     p.add_argument("--json", action="store_true", help="one JSON object keyed by method")
     p.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots")
     p.add_argument("--write-split", type=Path, metavar="DIR",
