@@ -154,7 +154,7 @@ class Popularity:
         """Per epoch (the latest two), per kind (types, then :data:`ALL_TYPES`): aid → count."""
         self.boards: dict[int, tuple[LeaderBoard, ...]] = {}
         self._scores: tuple[dict[int, int], ...] = tuple({} for _ in range(ALL_TYPES + 1))
-        """Per kind: aid → its score now (:meth:`_merged`), kept up per update: the
+        """Per kind: aid → its score now (:meth:`score`), kept up per update: the
         re-rankers read a few hundred scores per list."""
         self.journal: dict[tuple[int, int], dict[int, int]] | None = None
         """``(epoch, kind) → {aid: increment}`` since the last :meth:`take_journal`, when on."""
@@ -217,7 +217,7 @@ class Popularity:
             cached = tops.get(kind)
             if cached is not None:  # keep the cached top list exact, in O(its length)
                 listed, members, last, full = cached
-                if aid in members or not full or self._merged(kind, aid) >= last:
+                if aid in members or not full or self.score(kind, aid) >= last:
                     tops[kind] = self._rerank(kind, listed, aid)
         if score == weight:  # the aid's first count of the epoch (score is ALL_TYPES's)
             other = self.counts[epoch - 1 if epoch == self.epoch else self.epoch][ALL_TYPES]
@@ -299,7 +299,7 @@ class Popularity:
         return listed[:k]
 
     def _cached(self, kind: int, listed: list[int]) -> tuple[list[int], set[int], int, bool]:
-        last = self._merged(kind, listed[-1]) if listed else 0
+        last = self.score(kind, listed[-1]) if listed else 0
         return listed, set(listed), last, len(listed) >= self._top_size
 
     def _rerank(self, kind: int, listed: list[int],
@@ -307,19 +307,15 @@ class Popularity:
         """The cached list after ``aid``'s score grew: every other item kept its score, so
         placing ``aid`` (and dropping the last if it no longer fits) keeps it exact."""
         candidates = listed if aid in listed else [*listed, aid]
-        merged = self._merged
-        ranked = sorted(candidates, key=lambda a: (-merged(kind, a), a))[:self._top_size]
+        get = self._scores[kind].get
+        ranked = sorted(candidates, key=lambda a: (-get(a, 0), a))[:self._top_size]
         return self._cached(kind, ranked)
 
     def score(self, etype: int, aid: int) -> int:
         """An item's score of a type (or :data:`ALL_TYPES`) now, in the latest epoch's scale
-        (:data:`WEIGHT_ONE` per event at its start); 0 before any event."""
-        return self._merged(etype, aid) if self.epoch >= 0 else 0
-
-    def _merged(self, kind: int, aid: int) -> int:
-        """An item's score now: its count in the latest epoch plus the previous one's, shifted
-        (kept up per update in ``_scores``)."""
-        return self._scores[kind].get(aid, 0)
+        (:data:`WEIGHT_ONE` per event at its start): its count in the latest epoch plus the
+        previous one's, shifted, as kept up per update; 0 before any event."""
+        return self._scores[etype].get(aid, 0)
 
     def _side(self, epoch: int, kind: int) -> TopSide:
         return _table_side(self.counts[epoch][kind], self.boards[epoch][kind])

@@ -86,7 +86,7 @@ class ObjectiveRanker:
 
     @property
     def serves_model(self) -> bool:
-        return self.serving is not PRIOR_ONLY and self.serving != PRIOR_ONLY
+        return self.serving != PRIOR_ONLY  # loaded weights equal to it are not a model
 
     def scores(self, candidates: Candidates, objective: int,
                weights: dict[str, float] | None = None) -> list[float]:
