@@ -76,6 +76,8 @@ class Method:
                  lists_of: ListFunction | None = None, fit: Fit | None = None) -> None:
         self.name = name
         self.pipeline = SessionPipeline(config)
+        # Lists made elsewhere read popularity only: counting pairs would be wasted work.
+        self.pipeline.count_pairs = lists_of is None and fit is None
         self.lists_of = lists_of
         self._fit = fit
         self._batch_events: list[Event] | None = [] if fit is not None else None

@@ -61,6 +61,7 @@ _BUYS_NB: Final = _keys("buys_nb", _RATIOS)
 _POP_KEYS: Final = _keys("pop", _POP)
 _CONVERSION: Final = _keys("conversion", _RATIOS)
 _FACTOR_KEYS: Final = _keys("factors", RANKS)
+_SIMILAR_NB: Final = _keys("similar_nb", _RATIOS)
 #: A factorisation candidate's prior: below any co-visitation neighbour's usual score, so it
 #: fills where the matrices know nothing and the model learns how much more it is worth.
 FACTOR_PRIOR: Final = 0.05
@@ -68,6 +69,11 @@ FACTOR_PRIOR: Final = 0.05
 
 class SuccessorRows(Protocol):
     def top(self, aid: int, k: int = 20) -> list[tuple[int, int]]: ...
+
+
+class SimilarRows(Protocol):
+    def top(self, events: Sequence[int], session: int | None = None,
+            k: int = 20) -> list[tuple[int, float]]: ...
 
 
 class Factors(Protocol):
@@ -113,7 +119,9 @@ def candidate_rows(events: Sequence[tuple[int, int, int]],
 def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                      popularity: PopularityScores, successors: SuccessorRows | None,
                      config: RerankConfig, k: int = 20,
-                     factors: Factors | None = None, buying: bool = True) -> Candidates:
+                     factors: Factors | None = None, buying: bool = True,
+                     similar: SimilarRows | None = None,
+                     session: int | None = None) -> Candidates:
     """The candidates of a session whose recent events are ``events`` (oldest first).
 
     They depend on the session's state only, never on the clock or on when the next event
@@ -145,6 +153,10 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                      last_successor if j == 0 else None)
     for a in dict.fromkeys(aid for aid, _, t in reversed(events) if t != CLICKS):
         _add_row(b2b_nb, covis.top("buy2buy", a, size), 1.0, None)
+    similar_nb: dict[int, float] = {}
+    if similar is not None:
+        _add_row(similar_nb, similar.top([aid for aid, _, _ in events], session, size),
+                 config.similar_weight, None)
     buys_nb = dict(co_nb)
     for a, v in b2b_nb.items():
         buys_nb[a] = buys_nb.get(a, 0.0) + v
@@ -155,7 +167,7 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
         factor_rank = {aid: r for r, (aid, _) in enumerate(top)}
     popular = {t: popularity.top(t, k) for t in (CLICKS, CARTS, ORDERS)}
     pool = dict.fromkeys(unique)
-    sources: list[Iterable[int]] = [clicks_nb, successor_nb, buys_nb, factor_rank,
+    sources: list[Iterable[int]] = [clicks_nb, successor_nb, similar_nb, buys_nb, factor_rank,
                                     *popular.values()]
     for source in sources:
         pool.update(dict.fromkeys(source))
@@ -165,11 +177,11 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
 
     depth = config.depth
     fill = max(k, depth) + k
-    priors = [_click_prior(aids, own_rank, clicks_nb, successor_nb, factor_rank,
-                           popular[CLICKS], k)]
+    near = _merged(clicks_nb, successor_nb, similar_nb)
+    priors = [_click_prior(aids, own_rank, near, *_ties(popular[CLICKS], factor_rank, k))]
     if buying:
-        priors += _buy_priors(aids, events, clicks_nb, co_nb, b2b_nb, successor_nb,
-                              factor_rank, popular, popularity, k)
+        priors += _buy_priors(aids, events, _merged(near, co_nb, b2b_nb), factor_rank,
+                              popular, popularity, k)
     orders = [_order(prior, fill) for prior in priors]
     orders += [[]] * (3 - len(orders))
     shortlist = list(dict.fromkeys(i for order in orders for i in order[:depth]))
@@ -207,6 +219,8 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                 _SUCCESSOR_NB[bisect_right(_RATIOS, successor_nb.get(a, 0.0))],
                 _BUYS_NB[bisect_right(_RATIOS, buys_nb.get(a, 0.0))],
                 _POP_KEYS[bisect_right(_POP, clicks_pop / 4096)])
+        if similar is not None:
+            row.append(_SIMILAR_NB[bisect_right(_RATIOS, similar_nb.get(a, 0.0))])
         fr = factor_rank.get(a)
         if fr is not None:
             row.append(_FACTOR_KEYS[bisect_right(RANKS, fr)])
@@ -218,21 +232,36 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                       (tails[0], tails[1], tails[2]))
 
 
-def _click_prior(aids: list[int], own_rank: dict[int, int], clicks_nb: dict[int, float],
-                 successor_nb: dict[int, float], factor_rank: dict[int, int],
-                 popular: list[int], k: int) -> list[float]:
-    """Own items most recent first, then clicks neighbours and successors; popularity only
-    breaks ties."""
-    pop_rank = {aid: r for r, aid in enumerate(popular)}
-    clicks_get, successor_get, factor_get = clicks_nb.get, successor_nb.get, factor_rank.get
-    prior: list[float] = []
-    for a in aids:
-        r = own_rank.get(a)
-        prior.append(_OWN - r if r is not None
-                     else clicks_get(a, 0.0) + successor_get(a, 0.0)
-                     + 1e-3 / (2 + pop_rank.get(a, k))
-                     + FACTOR_PRIOR / (1 + factor_get(a, 1 << 20)))
-    return prior
+def _click_prior(aids: list[int], own_rank: dict[int, int], near: dict[int, float],
+                 tie: dict[int, float], no_tie: float) -> list[float]:
+    """Own items most recent first, then clicks neighbours, successors and similar sessions'
+    items (``near``); popularity and the factorisation only break ties (``tie``)."""
+    own_get, near_get, tie_get = own_rank.get, near.get, tie.get
+    return [_OWN - r if (r := own_get(a)) is not None else near_get(a, 0.0) + tie_get(a, no_tie)
+            for a in aids]
+
+
+def _ties(popular: list[int], factor_rank: dict[int, int], k: int) -> tuple[dict[int, float],
+                                                                           float]:
+    """The tie-breakers of candidates that are popular or factorisation picks, and of the
+    rest: a popular item's rank counts below any neighbour score, a factorisation pick's
+    as :data:`FACTOR_PRIOR` (the priors' shared tail)."""
+    pop = {a: 1e-3 / (2 + r) for r, a in enumerate(popular)}
+    factor = {a: FACTOR_PRIOR / (1 + r) for a, r in factor_rank.items()}
+    pop_none, factor_none = 1e-3 / (2 + k), FACTOR_PRIOR / (1 + (1 << 20))
+    tie = {a: pop.get(a, pop_none) + factor.get(a, factor_none) for a in pop.keys() | factor}
+    return tie, pop_none + factor_none
+
+
+def _merged(first: dict[int, float], *rest: dict[int, float]) -> dict[int, float]:
+    """Scores summed per item: one pass over each source, not one lookup per candidate in
+    each."""
+    total = dict(first)
+    get = total.get
+    for scores in rest:
+        for a, v in scores.items():
+            total[a] = get(a, 0.0) + v
+    return total
 
 
 #: How much an own item's recency- and type-weighted history counts against neighbour scores
@@ -243,11 +272,11 @@ _ORDER_OWN: Final = 5.0
 
 
 def _buy_priors(aids: list[int], events: Sequence[tuple[int, int, int]],
-                clicks_nb: dict[int, float], co_nb: dict[int, float],
-                b2b_nb: dict[int, float], successor_nb: dict[int, float],
-                factor_rank: dict[int, int], popular: dict[int, list[int]],
-                popularity: PopularityScores, k: int) -> list[list[float]]:
-    """The carts and the orders priors (the module docstring says what each leans on).
+                near: dict[int, float], factor_rank: dict[int, int],
+                popular: dict[int, list[int]], popularity: PopularityScores,
+                k: int) -> list[list[float]]:
+    """The carts and the orders priors (the module docstring says what each leans on);
+    ``near``: each candidate's neighbour scores in all sources, summed.
 
     Unlike the clicks prior, own items do not all come first: an item viewed once, long ago,
     is less likely to be carted than a strong neighbour of the last items.
@@ -259,29 +288,28 @@ def _buy_priors(aids: list[int], events: Sequence[tuple[int, int, int]],
             open_carts[aid] = position
         elif etype == ORDERS:
             open_carts.pop(aid, None)
-    cart_pop = {aid: r for r, aid in enumerate(popular[CARTS])}
-    order_pop = {aid: r for r, aid in enumerate(popular[ORDERS])}
+    cart_tie, cart_none = _ties(popular[CARTS], factor_rank, k)
+    order_tie, order_none = _ties(popular[ORDERS], factor_rank, k)
     score = popularity.score
+    near_get, history_get = near.get, history.get
     carts: list[float] = []
     orders: list[float] = []
     for a in aids:
-        near = (clicks_nb.get(a, 0.0) + successor_nb.get(a, 0.0) + co_nb.get(a, 0.0)
-                + b2b_nb.get(a, 0.0))
-        h = history.get(a)
+        v = near_get(a, 0.0)
+        h = history_get(a)
         if h is not None:
-            carts.append(_CART_OWN * h + near)
+            carts.append(_CART_OWN * h + v)
             cart = open_carts.get(a)
-            orders.append(3 * _OWN + cart if cart is not None else _ORDER_OWN * h + near)
+            orders.append(3 * _OWN + cart if cart is not None else _ORDER_OWN * h + v)
             continue
-        factor = FACTOR_PRIOR / (1 + factor_rank.get(a, 1 << 20))
-        carts.append(near + 1e-3 / (2 + cart_pop.get(a, k)) + factor)
+        carts.append(v + cart_tie.get(a, cart_none))
         clicked = score(CLICKS, a)
         bought = min(1.0, score(ORDERS, a) / clicked) if clicked else 0.0
-        orders.append(near * (1.0 + bought) + 1e-3 / (2 + order_pop.get(a, k)) + factor)
+        orders.append(v * (1.0 + bought) + order_tie.get(a, order_none))
     return [carts, orders]
 
 
-def _add_row(scores: dict[int, float], row: list[tuple[int, int]], weight: float,
+def _add_row(scores: dict[int, float], row: Sequence[tuple[int, float]], weight: float,
              ranks: dict[int, int] | None) -> None:
     if not row or row[0][1] <= 0:  # nothing, or weights decayed to zero: no signal left
         return

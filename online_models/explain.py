@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from online_models.candidates import SuccessorRows, candidate_rows
+from online_models.candidates import SimilarRows, SuccessorRows, candidate_rows
 from online_models.recommend import Neighbours, Popular, rows_needed
 from online_models.rerank_config import RerankConfig
 from online_models.types import CARTS, CLICKS, ORDERS
@@ -20,8 +20,8 @@ from online_models.types import CARTS, CLICKS, ORDERS
 YOU = {CLICKS: "you_viewed", CARTS: "you_carted", ORDERS: "you_bought"}
 MATRIX_SOURCE = {"clicks": "viewed_with", "carts_orders": "bought_with",
                  "buy2buy": "bought_with", "successors": "viewed_after"}
-SOURCES = (*YOU.values(), "viewed_with", "bought_with", "viewed_after", "similar",
-           "popular_now", "popular")
+SOURCES = (*YOU.values(), "viewed_with", "bought_with", "viewed_after", "sessions_like_yours",
+           "similar", "popular_now", "popular")
 #: Per objective, which rows explain best when an item is in several (a cart list's item
 #: "bought with X" says more than "viewed with X").
 PREFERENCE = {
@@ -40,8 +40,8 @@ class Reason(NamedTuple):
 
 
 _OWN = {etype: Reason(source, None) for etype, source in YOU.items()}
-_SIMILAR, _POPULAR_NOW, _POPULAR = (Reason(s, None) for s in ("similar", "popular_now",
-                                                             "popular"))
+_LIKE_YOURS, _SIMILAR, _POPULAR_NOW, _POPULAR = (
+    Reason(s, None) for s in ("sessions_like_yours", "similar", "popular_now", "popular"))
 
 
 def _interner() -> Callable[[str, int | None], Reason]:
@@ -73,9 +73,11 @@ def _rows_by_item(events: Sequence[tuple[int, int, int]], config: RerankConfig |
 def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
             covis: Neighbours, popularity: Popular, k: int = 20,
             config: RerankConfig | None = None, successors: SuccessorRows | None = None,
-            factors: Similar | None = None) -> dict[str, list[Reason]]:
+            factors: Similar | None = None, similar_sessions: SimilarRows | None = None,
+            session: int | None = None) -> dict[str, list[Reason]]:
     """One reason per listed item, for lists made from a session whose recent events are
-    ``events`` (oldest first) by the recipe (``config`` None) or the re-rankers."""
+    ``events`` (oldest first) by the recipe (``config`` None) or the re-rankers
+    (``similar_sessions``: the sessions like ``session`` that they read)."""
     last_type: dict[int, int] = {}
     for aid, _, etype in events:
         last_type[aid] = max(etype, last_type.get(aid, CLICKS))  # bought beats carted
@@ -91,7 +93,10 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
         for aid in list(recency)[:config.successor_items]:
             for b, _ in successors.top(aid, size):
                 via["successors"].setdefault(b, aid)
-    similar = ({b for b, _ in factors.top([a for a, _, _ in events], size)}
+    aids = [a for a, _, _ in events]
+    like_yours = ({b for b, _ in similar_sessions.top(aids, session, size)}
+                  if similar_sessions is not None and config is not None and events else set())
+    similar = ({b for b, _ in factors.top(aids, size)}
                if factors is not None and events else set())
     trending: set[int] = set()
     for etype in (CLICKS, CARTS, ORDERS):
@@ -107,6 +112,8 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
             behind = via[matrix].get(aid)
             if behind is not None:
                 return once(MATRIX_SOURCE[matrix], behind)
+        if aid in like_yours:
+            return _LIKE_YOURS
         if aid in similar:
             return _SIMILAR
         return _POPULAR_NOW if aid in trending else _POPULAR

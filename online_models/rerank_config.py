@@ -20,6 +20,16 @@ class RerankConfig:
     YOOCHOOSE at twice the cost: the 1/position weights make older rows count little)."""
     successor_items: int = 3
     """The most recent distinct items whose successors are read."""
+    similar_sessions: int = 50
+    """Sessions like the current one whose items become candidates and a feature
+    (:mod:`online_models.similar_sessions`); 0: none."""
+    similar_per_item: int = 50
+    """Of each item, the sessions that most recently held it, where similar ones are looked
+    for (100 cost a tenth more CPU and gained nothing on generated sessions)."""
+    similar_max_sessions: int = 50_000
+    """Sessions kept for it (the least recently active dropped): its memory bound."""
+    similar_weight: float = 1.0
+    """How much the similar sessions' items count in the priors, against one matrix row."""
     negatives: int = 8
     """Negatives per learned event, drawn uniformly from the shortlist. Not the model's own
     best wrong candidates ("hard" negatives): those sit at the top of the prior, so the
@@ -51,5 +61,8 @@ class RerankConfig:
             raise ValueError("snapshot_every must be 0 (never by itself) or more")
         if min(self.neighbours, self.history) < 1:
             raise ValueError("neighbours and history must be at least 1")
+        if self.similar_sessions < 0 or min(self.similar_per_item,
+                                            self.similar_max_sessions) < 1:
+            raise ValueError("similar_sessions must be 0 (off) or more, and its bounds at least 1")
         if not 1 <= self.depth <= 1000:
             raise ValueError("depth must be in 1..1000")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_models.candidates import PopularityScores, SuccessorRows, build_candidates
+from online_models.candidates import PopularityScores, SimilarRows, SuccessorRows, build_candidates
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
 from online_models.explain import Reason, explain, reasons_from_json, reasons_to_json
 from online_models.factors import FactorsConfig, SessionFactors
@@ -26,6 +26,7 @@ from online_models.popularity import Popularity
 from online_models.recommend import Lists, Neighbours, recommend
 from online_models.rerank import RerankConfig, Reranker
 from online_models.sessions import SessionState, SessionStore
+from online_models.similar_sessions import SimilarSessions
 from online_models.successors import Successors
 from stream.events import CLICKS, Event
 
@@ -96,7 +97,8 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
                   popularity: PopularityScores, k: int, reranker: Reranker | None = None,
                   successors: SuccessorRows | None = None,
                   factors: SessionFactors | None = None,
-                  expired_before: int | None = None) -> Recommendations:
+                  expired_before: int | None = None,
+                  similar: SimilarRows | None = None) -> Recommendations:
     """A session's lists from its state and the shared models, wherever those live: the
     recipe, or with a ``reranker`` its models over the session's candidates.
 
@@ -111,7 +113,7 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
     if reranker is not None and events:
         config = reranker.config
         candidates = build_candidates(events, covis, popularity, successors, config, k,
-                                      factors)
+                                      factors, similar=similar, session=session)
         lists = reranker.lists(candidates, k)
     else:
         lists = recommend(events, covis, popularity, k)
@@ -120,7 +122,8 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
         session=session, clicks=lists.clicks, carts=lists.carts, orders=lists.orders,
         version=state.events if state is not None else 0,
         event_ts=state.max_ts if state is not None else None,
-        why=explain(named, events, covis, popularity, k, config, successors, factors),
+        why=explain(named, events, covis, popularity, k, config, successors, factors, similar,
+                    session),
     )
 
 
@@ -154,12 +157,19 @@ class SessionPipeline:
         self.successors = (Successors(covis.max_neighbors,
                                       covis.half_life_ms * covis.epoch_half_lives)
                            if rerank is not None and rerank.successor_items else None)
+        self.similar = (SimilarSessions(rerank.similar_sessions, rerank.similar_per_item,
+                                        covis.window, rerank.similar_max_sessions,
+                                        rerank.history)
+                        if rerank is not None and rerank.similar_sessions else None)
         factors = self.config.factors
         self.factors = SessionFactors(factors) if factors is not None else None
         self.prequential = PrequentialRecall(self.config.list_size)
         """Each judged event against the lists live just before it (test, then train)."""
         self.judges: list[Judge] = []
         """Extra observers of judged events (an evaluation); with one, every event is judged."""
+        self.count_pairs = True
+        """False: events extend the sessions' histories and popularity but no matrix counts
+        (an evaluated method that never reads the live matrices)."""
         self.events_applied = 0
         self.sessions_expired = 0
         self.expire_every = EXPIRE_EVERY
@@ -184,7 +194,7 @@ class SessionPipeline:
                                       features or Features(self.covis, self.popularity), lane)
         touched: set[int] = set()
         touch = self.sessions.touch
-        update_covis = self.covis.update
+        update_covis = self.covis.update if self.count_pairs else self.covis.observe
         update_popularity = self.popularity.update
         count = 0
         for session, aid, ts, etype in events:
@@ -216,7 +226,8 @@ class SessionPipeline:
                                                   features.popularity, successors,
                                                   reranker.config, k, factors,
                                                   buying=bool(judges) or etype != CLICKS
-                                                  or keep)
+                                                  or keep, similar=self.similar,
+                                                  session=session)
                     lists = reranker.lists(candidates, k, None if judges else (etype,))
                     if learn:
                         reranker.learn(session, candidates, etype, aid, keep)
@@ -230,7 +241,12 @@ class SessionPipeline:
                     successors.add(recent[-1][0], aid, ts)
                 if factors is not None:
                     factors.learn(session, aid)
-                self.covis.update(state, aid, ts, etype)
+                if self.similar is not None:
+                    self.similar.add(session, aid)
+                if self.count_pairs:
+                    self.covis.update(state, aid, ts, etype)
+                else:
+                    self.covis.observe(state, aid, ts, etype)
                 self.popularity.update(aid, ts, etype)
             else:
                 self.covis.observe(state, aid, ts, etype)
@@ -252,7 +268,8 @@ class SessionPipeline:
         items."""
         return session_lists(session, self.sessions.get(session), self.covis, self.popularity,
                              self.config.list_size, self.reranker, self.successors,
-                             self.factors, self.sessions.watermark - self.sessions.ttl_ms)
+                             self.factors, self.sessions.watermark - self.sessions.ttl_ms,
+                             self.similar)
 
     def covisitation_rows(self, k: int = 20) -> Iterator[dict[str, object]]:
         """The matrices in ``liverec covis`` format."""

@@ -407,9 +407,10 @@ def load_states(store: RedisStore, sessions: Iterable[int],
 
 
 def distributed_rerank(config: RerankConfig) -> RerankConfig:
-    """The re-rankers as the distributed runtime runs them: without successors (they are not
-    in the store) and swapping snapshots only when :class:`SharedModels` saves one."""
-    return dataclasses.replace(config, successor_items=0, snapshot_every=0)
+    """The re-rankers as the distributed runtime runs them: without successors and similar
+    sessions (they are not in the store) and swapping snapshots only when
+    :class:`SharedModels` saves one."""
+    return dataclasses.replace(config, successor_items=0, similar_sessions=0, snapshot_every=0)
 
 
 class SharedModels:

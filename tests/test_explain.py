@@ -65,6 +65,10 @@ def check_reasons(pipeline: SessionPipeline, session: int) -> int:
                     pipeline.successors.top(via, 100) if m == "successors"
                     and pipeline.successors is not None else pipeline.covis.top(m, via, 100))]
                 assert aid in rows, (aid, source, via)
+            elif source == "sessions_like_yours":
+                assert pipeline.similar is not None
+                like = pipeline.similar.top([a for a, _, _ in events], session, 100)
+                assert aid in {b for b, _ in like}, (aid, source)
             elif source == "popular_now":
                 assert aid in popular
             checked += 1

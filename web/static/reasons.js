@@ -12,6 +12,7 @@ const WHY = {
   viewed_with: { icon: "link", group: "with", text: (x) => (x ? `Viewed with ${x}` : "Viewed together") },
   bought_with: { icon: "bag", group: "with", text: (x) => (x ? `Bought with ${x}` : "Bought together") },
   viewed_after: { icon: "arrow", group: "with", text: (x) => (x ? `Viewed after ${x}` : "Viewed next") },
+  sessions_like_yours: { icon: "spark", group: "similar", text: () => "Shoppers like you viewed it" },
   similar: { icon: "spark", group: "similar", text: () => "Like items in your session" },
   popular_now: { icon: "flame", group: "popular", text: () => "Popular now" },
   popular: { icon: "star", group: "popular", text: () => "Best seller" },
