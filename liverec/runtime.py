@@ -38,11 +38,15 @@ def pipeline_config(settings: Settings, *, rerank: bool | None = None,
     """The pipeline the settings describe; ``rerank`` overrides ``settings.rerank``.
 
     ``distributed``: the re-rankers as workers and web nodes run them
-    (:func:`stream.serving.distributed_rerank`: no successors, snapshots on a clock).
+    (:func:`stream.serving.distributed_rerank`: no successors or similar sessions,
+    snapshots on a clock).
     """
     use_rerank = settings.rerank if rerank is None else rerank
+    kept = settings.rerank_similar_sessions
     config = RerankConfig(sample_percent=settings.rerank_sample_percent,
-                          reservoir_sessions=settings.rerank_reservoir_sessions)
+                          reservoir_sessions=settings.rerank_reservoir_sessions,
+                          **({"similar_sessions": 50, "similar_max_sessions": kept}
+                             if kept else {}))
     return PipelineConfig(
         covis=CovisConfig(max_neighbors=settings.max_neighbors,
                           epoch_half_lives=settings.covis_epoch_half_lives),

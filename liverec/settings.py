@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     rerank_reservoir_sessions: int = Field(100_000, ge=1)
     """Sessions whose earlier candidates the re-rankers keep to learn carts and orders from
     (least recent dropped): about 12 KiB each, so the default bounds it near 1.2 GiB."""
+    rerank_similar_sessions: int = Field(0, ge=0)
+    """Recent sessions the embedded re-rankers keep to find sessions like a shopper's
+    (least recently active dropped; at most 30 items each), whose items become candidates;
+    0 (the default): none (docs/quality.md, "Sessions like this one")."""
     model_sync_seconds: float = Field(5.0, gt=0)
     """``liverec worker``: save the re-rankers' snapshot to Redis (mixed with the other
     workers') this often; web nodes and workers serve a new one within a second."""

@@ -20,9 +20,11 @@ class RerankConfig:
     YOOCHOOSE at twice the cost: the 1/position weights make older rows count little)."""
     successor_items: int = 3
     """The most recent distinct items whose successors are read."""
-    similar_sessions: int = 50
+    similar_sessions: int = 0
     """Sessions like the current one whose items become candidates and a feature
-    (:mod:`online_models.similar_sessions`); 0: none."""
+    (:mod:`online_models.similar_sessions`; 50 is a sensible number); 0: none. Off by default:
+    it cost an eighth more CPU and gained nothing on the issue's 50,000-item set or on
+    YOOCHOOSE (docs/quality.md, "Sessions like this one")."""
     similar_per_item: int = 50
     """Of each item, the sessions that most recently held it, where similar ones are looked
     for (100 cost a tenth more CPU and gained nothing on generated sessions)."""

@@ -13,7 +13,7 @@ site, not for every event of every session ever seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,8 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
         state = None
     events = list(state.recent) if state is not None else []
     config = None
+    if similar is not None:
+        similar = _Remembered(similar)  # the candidates and their reasons read the same
     if reranker is not None and events:
         config = reranker.config
         candidates = build_candidates(events, covis, popularity, successors, config, k,
@@ -125,6 +127,22 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
         why=explain(named, events, covis, popularity, k, config, successors, factors, similar,
                     session),
     )
+
+
+class _Remembered:
+    """Similar sessions' items, looked up once for the same question."""
+
+    def __init__(self, rows: SimilarRows) -> None:
+        self._rows = rows
+        self._last: tuple[tuple[tuple[int, ...], int | None, int], list[tuple[int, float]]] \
+            | None = None
+
+    def top(self, events: Sequence[int], session: int | None = None,
+            k: int = 20) -> list[tuple[int, float]]:
+        key = (tuple(events), session, k)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self._rows.top(events, session, k))
+        return self._last[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,10 +82,13 @@ def users_log() -> list[Event]:
     return sorted((e for _, evs in sessions for e in evs), key=lambda e: e.ts)
 
 
-@pytest.mark.parametrize("rerank", [False, True], ids=["recipe", "rerankers"])
-def test_every_reason_is_true_on_a_users_log(users_log: list[Event], rerank: bool) -> None:
+@pytest.mark.parametrize(("rerank", "similar"), [(False, 0), (True, 0), (True, 50_000)],
+                         ids=["recipe", "rerankers", "rerankers-similar-sessions"])
+def test_every_reason_is_true_on_a_users_log(users_log: list[Event], rerank: bool,
+                                             similar: int) -> None:
     assert len(users_log) >= 50_000
-    pipeline = SessionPipeline(pipeline_config(Settings(), rerank=rerank))
+    settings = Settings(rerank_similar_sessions=similar)
+    pipeline = SessionPipeline(pipeline_config(settings, rerank=rerank))
     pipeline.apply(users_log)
     sources: dict[str, int] = {}
     checked = 0
@@ -98,6 +101,8 @@ def test_every_reason_is_true_on_a_users_log(users_log: list[Event], rerank: boo
     assert checked == 400 * 60
     # The lists draw on the session, its items' rows and popularity: each shows up.
     assert {"you_viewed", "viewed_with", "bought_with"} <= set(sources), sources
+    if not similar:  # with them, most of their items are in a matrix row too, named first
+        assert "sessions_like_yours" not in sources, sources
 
 
 def test_hostile_clocks_and_unknown_items_still_give_a_reason_each() -> None:

@@ -84,8 +84,8 @@ def test_junk_memory_is_bounded() -> None:
     try:
         state = 0x2545F4914F6CDD1D
         sizes = []
-        for block in range(4):
-            for _ in range(250_000):
+        for _ in range(4):
+            for _event in range(250_000):
                 state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
                 index.add(state >> 48, state & 0xFFFFFFFF)
             sizes.append(tracemalloc.get_traced_memory()[0])
@@ -135,7 +135,7 @@ def test_it_is_published_vsknn_when_nothing_is_dropped_on_a_users_log(
         compared += 1
         if ours != theirs:  # only where sums in another order split an exact tie
             score = dict(scored)
-            first = next(r for r, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+            first = next(r for r, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
             assert score[ours[first]] == pytest.approx(score.get(theirs[first], -1.0),
                                                        rel=1e-12), (history, ours, theirs)
         same += ours == theirs
