@@ -1,7 +1,8 @@
 """The candidates of a session and their features: what the re-rankers read.
 
 Candidates come from the session's own items, the rows of its most recent items in the three
-matrices and in :class:`~online_models.successors.Successors`, the factorisation and the
+matrices and in :class:`~online_models.successors.Successors`, optionally the items of
+sessions like it (:mod:`online_models.similar_sessions`) and the factorisation, and the
 popular items. Each objective first ranks them by its own hand-made **prior**, from what that
 objective is about; its best ``depth`` (the shortlist) get sparse indicator features that the
 objective's model (:mod:`online_models.rerank`) scores:
