@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 $(BIN)/liverec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,train]'
 	@touch $@
 
 # The page's chart library and the API docs' files, rebuilt only when the lockfile changes.

@@ -20,7 +20,8 @@ from evaluation.protocols import OttoSplit, time_ordered, truth_sets
 from online_models.metrics import NextItemScores, OttoScores
 from online_models.recommend import Lists
 from online_models.rerank import RerankConfig
-from stream.events import Event
+from online_models.sequence.config import SequenceConfig
+from stream.events import CLICKS, Event
 from stream.pipeline import PipelineConfig
 
 Result = dict[str, float | int]
@@ -39,7 +40,8 @@ def _quiet(message: str) -> None:
 
 #: Rough relative cost of each method's run: the costliest start first, so that with two
 #: processes the slowest method does not start last, after the others.
-_COST = {"rerank": 6, "covis-batch": 5, "vsknn": 4, "mf": 4, "prior": 3, "covis": 2, "sr": 1}
+_COST = {"sqn": 9, "sasrec": 8, "gru4rec": 8, "rerank": 6, "covis-batch": 5, "vsknn": 4, "mf": 4,
+         "prior": 3, "covis": 2, "sr": 1}
 _job: Callable[[str], Result] | None = None  # the run a forked worker process calls
 
 
@@ -54,11 +56,13 @@ def run_each(names: Sequence[str], run: Callable[[str], Result], jobs: int = 1
 
     The methods share nothing, so the results are the same as one after another; only each
     method's ``seconds`` grow with what runs beside it. The processes are forked: they read
-    the data already in memory without a copy, and where fork is missing the methods run one
-    after another.
+    the data already in memory without a copy. Where fork is missing, or JAX has already
+    started its threads in this process (a forked copy of them can hang), the methods run
+    one after another.
     """
     jobs = min(jobs, len(names))
-    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if (jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods()
+            or "jax" in sys.modules):
         return {name: run(name) for name in names}
     global _job
     _job = run
@@ -82,9 +86,15 @@ def _train(method: Method, train: Sequence[Event], say: Progress) -> float:
 def evaluate_next_item(names: Sequence[str], train: Sequence[Event], test: Sequence[Event], *,
                        online: bool = False, config: PipelineConfig | None = None,
                        rerank: RerankConfig | None = None,
+                       sequence: SequenceConfig | None = None, by_type: bool = False,
                        progress: Progress = _quiet, jobs: int = 1) -> dict[str, Result]:
     """HR@20, MRR@20 and NDCG@20 of each method over every position of every test session
-    (``jobs``: methods run at once, :func:`run_each`)."""
+    (``jobs``: methods run at once, :func:`run_each`).
+
+    ``by_type``: as the papers on clicks and purchases report it, HR and NDCG at 5, 10 and
+    20 apart for the positions whose event is a click (judged against the clicks list) and
+    for those that are a purchase, a cart or an order (each against its own type's list).
+    """
     train, test = time_ordered(train), time_ordered(test)
     test_sessions = {e.session for e in test}
     overlap = test_sessions & {e.session for e in train}
@@ -94,33 +104,57 @@ def evaluate_next_item(names: Sequence[str], train: Sequence[Event], test: Seque
                          "sessions")
     def run(name: str) -> Result:
         started = time.perf_counter()
-        method = make_method(name, config, rerank)
+        method = make_method(name, config, rerank, sequence, progress)
         _train(method, train, progress)
         scores = NextItemScores()
+        kinds = {kind: [NextItemScores(k) for k in BY_TYPE_KS] for kind in ("click", "buy")}
         seen: set[int] = set()
 
         def judge(event: Event, lists: Lists) -> None:
-            if event.session in seen:
+            if event.session not in seen:
+                return
+            if not by_type:
                 scores.add(lists.clicks, event.aid)
+                return
+            listed = (lists.clicks, lists.carts, lists.orders)[event.type]
+            for cut in kinds["click" if event.type == CLICKS else "buy"]:
+                cut.add(listed, event.aid)
 
         for event in test:
             method.feed((event,), learn=online, judge=judge)
             seen.add(event.session)
-        result: Result = {**scores.as_dict(), "seconds": time.perf_counter() - started}
+        result: Result = scores.as_dict() if not by_type else _by_type(kinds)
+        result["seconds"] = time.perf_counter() - started
         progress(f"  {name}: {_summary(result)}")
         return result
 
     return run_each(names, run, jobs)
 
 
+#: The list lengths ``--by-type`` reports, as the papers on clicks and purchases do.
+BY_TYPE_KS = (5, 10, 20)
+
+
+def _by_type(kinds: dict[str, list[NextItemScores]]) -> Result:
+    result: Result = {}
+    for kind, cuts in kinds.items():
+        for cut in cuts:
+            figures = cut.as_dict()
+            result[f"{kind} HR@{cut.k}"] = figures[f"HR@{cut.k}"]
+            result[f"{kind} NDCG@{cut.k}"] = figures[f"NDCG@{cut.k}"]
+        result[f"{kind} positions"] = cuts[0].positions
+    return result
+
+
 def evaluate_otto(names: Sequence[str], split: OttoSplit, *, online: bool = False,
                   config: PipelineConfig | None = None, rerank: RerankConfig | None = None,
+                  sequence: SequenceConfig | None = None,
                   progress: Progress = _quiet, jobs: int = 1) -> dict[str, Result]:
     """Recall@20 per objective, the weighted score and NDCG@20 of each method (``jobs``:
     methods run at once, :func:`run_each`)."""
     def run(name: str) -> Result:
         started = time.perf_counter()
-        method = make_method(name, config, rerank)
+        method = make_method(name, config, rerank, sequence, progress)
         _train(method, split.train, progress)
         scores = score_predictions(final_lists(method, split.test, learn=online), split)
         result: Result = {**scores.as_dict(), "seconds": time.perf_counter() - started}
@@ -158,9 +192,10 @@ def score_predictions(predictions: dict[int, Lists], split: OttoSplit) -> OttoSc
 
 def predict(name: str, train: Sequence[Event], test: Sequence[Event], *, online: bool = False,
             config: PipelineConfig | None = None, rerank: RerankConfig | None = None,
+            sequence: SequenceConfig | None = None,
             progress: Progress = _quiet) -> dict[int, Lists]:
     """Each test session's lists after its given events (``liverec predict``)."""
-    method = make_method(name, config, rerank)
+    method = make_method(name, config, rerank, sequence, progress)
     _train(method, time_ordered(train), progress)
     return final_lists(method, time_ordered(test), learn=online)
 

@@ -15,7 +15,10 @@ turn state into lists, so the figures measure the code that serves, not a re-imp
   (models that never learn): what ``rerank`` serves before it has learned anything;
 * ``sr`` and ``vsknn``: sequential rules and vector-based session kNN
   (:mod:`evaluation.baselines`), published baselines fitted on the training part, then
-  popular items.
+  popular items;
+* ``gru4rec``, ``sasrec`` and ``sqn``: the sequence models of :mod:`online_models.sequence`,
+  trained on the training part's sessions (JAX, the ``train`` extra), served by numpy, then
+  popular items. Not in ``all``: training them takes minutes.
 
 ``learn=False`` (no ``--online``) feeds test events to the sessions only; with it, test events
 also update every model after they were judged.
@@ -34,12 +37,15 @@ from online_models.factors import FactorsConfig
 from online_models.recommend import Lists, _most_common, _weighted_history, recommend
 from online_models.rerank import RerankConfig
 from online_models.rows import top_items
+from online_models.sequence.config import SequenceConfig
 from online_models.sessions import SessionState
 from stream.events import Event
 from stream.pipeline import Judge, PipelineConfig, SessionPipeline
 
 METHODS: Final = ("popular", "recent-popular", "history", "covis-batch", "covis", "mf",
-                   "rerank", "prior", "sr", "vsknn")
+                   "rerank", "prior", "sr", "vsknn", "gru4rec", "sasrec", "sqn")
+#: What ``--method all`` runs: every method but the trained sequence models.
+ALL: Final = METHODS[:-3]
 DEFAULT_METHOD: Final = "rerank"
 #: ``popular``'s half-life: long enough that every event of any dataset weighs the same.
 ALL_TIME_MS: Final = 3650 * DAY_MS
@@ -196,8 +202,28 @@ def _fit_knn(events: list[Event], config: PipelineConfig) -> ListFunction:
     return lists
 
 
+def _fit_sequence(config: SequenceConfig, progress: Callable[[str], None]) -> Fit:
+    def fit(events: list[Event], _: PipelineConfig) -> ListFunction:
+        from online_models.sequence.train import train  # JAX: only when asked for
+
+        def epoch(e: int, epochs: int, loss: float) -> None:
+            progress(f"  {config.kind}: epoch {e}/{epochs}, loss {loss:.4f}")
+
+        sessions = list(_sessions(events).values())
+        model, _report = train(([e.aid for e in s] for s in sessions), config, epoch,
+                               types=([e.type for e in s] for s in sessions))
+
+        def lists(pipeline: SessionPipeline, state: SessionState | None) -> Lists:
+            history = [aid for aid, _, _ in _events(state)]
+            return _filled([a for a, _ in model.top(history, pipeline.config.list_size)],
+                           pipeline)
+        return lists
+    return fit
+
+
 def make_method(name: str, base: PipelineConfig | None = None,
-                rerank: RerankConfig | None = None) -> Method:
+                rerank: RerankConfig | None = None, sequence: SequenceConfig | None = None,
+                progress: Callable[[str], None] = lambda _: None) -> Method:
     """A fresh, untrained method by name (one of :data:`METHODS`)."""
     base = base or PipelineConfig()
     no_rerank = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
@@ -219,6 +245,9 @@ def make_method(name: str, base: PipelineConfig | None = None,
         return Method(name, no_rerank, fit=_fit_knn)
     if name == "covis":
         return Method(name, no_rerank)
+    if name in ("gru4rec", "sasrec", "sqn"):
+        chosen_sequence = dataclasses.replace(sequence or SequenceConfig(), kind=name)
+        return Method(name, no_rerank, fit=_fit_sequence(chosen_sequence, progress))
     if name == "mf":
         config = PipelineConfig(covis=base.covis, session_ttl_ms=base.session_ttl_ms,
                                 popularity_half_life_ms=base.popularity_half_life_ms,
@@ -237,9 +266,9 @@ def make_method(name: str, base: PipelineConfig | None = None,
 
 
 def parse_methods(text: str) -> list[str]:
-    """``"covis,rerank"`` → names, checked; ``"all"`` → every method."""
+    """``"covis,rerank"`` → names, checked; ``"all"`` → every method but the sequence models."""
     if text.strip() == "all":
-        return list(METHODS)
+        return list(ALL)
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in METHODS]
     if unknown or not names:

@@ -1,4 +1,5 @@
-"""``liverec`` commands: demo, worker, web, generate, replay, covis, evaluate, predict, stats.
+"""``liverec`` commands: demo, worker, web, generate, replay, covis, evaluate, predict, train,
+stats.
 
 Each command is a thin shell over the packages below it: parse flags, open sources, call the
 library, print a result a person can read (or JSON a program can).
@@ -24,6 +25,8 @@ from liverec.sources import generated_catalog, generated_events, ordered_file_ev
 from online_models.covisitation import CovisConfig
 from online_models.covisitation_batch import batch_covisitation
 from online_models.rows import export_rows
+from online_models.sequence.config import BACKBONES, MODEL_KINDS
+from online_models.sequence.train import MissingTrainingExtra
 from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
 from producers.readers import BadInput, read_sessions
 from producers.replay import parse_speed, replay_events
@@ -169,6 +172,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from liverec.quality import run_predict
 
     return run_predict(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a sequence model and write its serving file."""
+    from liverec.training import run_train
+
+    return run_train(args)
 
 
 def _distributed_settings(command: str) -> Settings:
@@ -326,15 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "last day of --train, train on those before (1 = the last day)")
     p.add_argument("--method", default="rerank",
                    help="comma-separated: popular, recent-popular, history, covis-batch, covis, "
-                        "mf, rerank (default), prior, sr, vsknn, or all")
+                        "mf, rerank (default), prior, sr, vsknn, gru4rec, sasrec, sqn, or all "
+                        "(all but the last three)")
     p.add_argument("--online", action="store_true",
                    help="keep learning from test events after judging each (test-then-train)")
+    p.add_argument("--by-type", action="store_true",
+                   help="next-item: HR and NDCG at 5, 10 and 20 apart for clicks and for "
+                        "purchases (carts and orders, each against its own list)")
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: judge and learn from this percentage of sessions (default "
                         "100; lower it on millions of events: each learned event costs a list)")
     p.add_argument("--max-neighbors", type=int, default=0,
                    help="co-visitation row bound (default 0 = exact, as covis-batch; the "
                         "server bounds rows at 200)")
+    p.add_argument("--epochs", type=_positive_int, default=20,
+                   help="gru4rec, sasrec, sqn: training epochs (default 20)")
+    p.add_argument("--dim", type=_positive_int, default=64,
+                   help="gru4rec, sasrec, sqn: embedding size (default 64)")
     p.add_argument("--jobs", type=_positive_int, default=min(4, os.cpu_count() or 1),
                    metavar="N",
                    help="methods evaluated at once, each in a process of its own with its "
@@ -359,9 +377,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--online", action="store_true", help="learn from the test events too")
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: learn from this percentage of sessions (default 100)")
+    p.add_argument("--epochs", type=_positive_int, default=20,
+                   help="gru4rec, sasrec, sqn: training epochs (default 20)")
+    p.add_argument("--dim", type=_positive_int, default=64,
+                   help="gru4rec, sasrec, sqn: embedding size (default 64)")
     p.add_argument("--strict", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("train", help="train a sequence model (gru4rec, sasrec, sqn) on the "
+                                     "CPU; needs the train extra (JAX)")
+    p.add_argument("--model", choices=MODEL_KINDS, required=True)
+    p.add_argument("--backbone", choices=BACKBONES, default="sasrec",
+                   help="sqn: the sequence model under its two heads (default sasrec)")
+    p.add_argument("--cql-weight", type=float, default=1.0,
+                   help="sqn: weight of the conservative Q-learning term (0: plain SQN)")
+    p.add_argument("--data", type=_existing_file, required=True,
+                   help="sessions to train on, any format the readers know")
+    p.add_argument("--out", type=Path, required=True, help="the model file to write (.npz)")
+    p.add_argument("--epochs", type=_positive_int, default=20)
+    p.add_argument("--dim", type=_positive_int, default=64, help="embedding size")
+    p.add_argument("--max-len", type=_positive_int, default=30,
+                   help="events of a session the model reads (its most recent)")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--learning-rate", type=float, default=0.002)
+    p.add_argument("--negatives", type=int, default=None,
+                   help="sampled negatives per batch (0: full softmax; default: full up to "
+                        "20,000 items, else 1,024)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("stats", help="session statistics of a file, beside OTTO's")
     p.add_argument("file", type=_existing_file)
@@ -380,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, MissingTrainingExtra) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from evaluation.protocols import OttoSplit, day_slice, otto_split, read_labels, 
 from evaluation.submission import read_submission, write_submission
 from online_models.covisitation import CovisConfig
 from online_models.rerank import RerankConfig
+from online_models.sequence.config import SequenceConfig
 from producers.readers import ReadReport, read_events, read_sessions
 from stream.events import Event
 from stream.pipeline import PipelineConfig
@@ -50,6 +51,10 @@ def _read(path: Path, strict: bool, say: Progress) -> list[Event]:
 
 def _rerank(args: argparse.Namespace) -> RerankConfig:
     return RerankConfig(sample_percent=args.learn_sample)
+
+
+def _sequence(args: argparse.Namespace) -> SequenceConfig:
+    return SequenceConfig(epochs=args.epochs, dim=args.dim)
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
@@ -75,6 +80,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     methods = parse_methods(args.method)
     if args.protocol == "otto":
         _need(args, "data")
+        if args.by_type:
+            raise ValueError("--by-type is for --protocol next-item; otto reports each "
+                             "objective's recall already")
         report = ReadReport()
         split = otto_split(read_sessions(args.data, strict=args.strict, report=report),
                            args.test_days, args.seed)
@@ -86,12 +94,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print("wrote " + ", ".join(str(p) for p in paths.values()))
             return 0
         results = evaluate_otto(methods, split, online=args.online, config=_config(args),
-                                rerank=_rerank(args), progress=say, jobs=args.jobs)
+                                rerank=_rerank(args), sequence=_sequence(args), progress=say,
+                                jobs=args.jobs)
         details = (f"{len(split.labels):,} test sessions of {args.data.name}, last "
                    f"{args.test_days:g} days, seed {args.seed}")
         return _output(args, results, "otto", details)
     if args.write_split is not None:
         raise ValueError("--write-split writes an OTTO split: use --protocol otto --data FILE")
+    if args.by_type and args.report is not None:
+        raise ValueError("--report plots the figures without --by-type: leave out one")
     if args.slice is not None:
         _need(args, "train")
         if args.test is not None:
@@ -104,8 +115,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
         details = f"{args.train.name} → {args.test.name}"
     results = evaluate_next_item(methods, train, test, online=args.online,
-                                 config=_config(args), rerank=_rerank(args), progress=say,
-                                 jobs=args.jobs)
+                                 config=_config(args), rerank=_rerank(args),
+                                 sequence=_sequence(args), by_type=args.by_type,
+                                 progress=say, jobs=args.jobs)
     return _output(args, results, "next-item", details)
 
 
@@ -136,7 +148,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ValueError("predict takes one --method")
     train, test = _read(args.train, args.strict, say), _read(args.test, args.strict, say)
     predictions = predict(methods[0], train, test, online=args.online, config=_config(args),
-                          rerank=_rerank(args), progress=say)
+                          rerank=_rerank(args), sequence=_sequence(args), progress=say)
     rows = write_submission(predictions, args.out)
     print(f"wrote {rows:,} rows ({len(predictions):,} sessions × clicks, carts, orders) "
           f"to {args.out}")
