@@ -27,7 +27,7 @@ import numpy as np
 
 from online_models.sequence import network
 from online_models.sequence.config import SequenceConfig
-from online_models.sequence.train import _jax, dropout_fn, next_item_loss, optimizer
+from online_models.sequence.train import dropout_fn, next_item_loss, optimizer, require_jax
 
 _NEG = -1e9
 
@@ -36,7 +36,7 @@ class QObjective:
     """The two copies, their optimisers, and one step of both heads' losses."""
 
     def __init__(self, config: SequenceConfig, items: int, params: dict[str, Any]) -> None:
-        jax, jnp, optax = _jax()
+        jax, jnp, optax = require_jax()
         second = {n: jnp.asarray(a) for n, a in
                   network.init_params(config, items, config.seed + 1).items()}
         opt = optimizer(config)

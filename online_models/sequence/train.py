@@ -31,7 +31,8 @@ class MissingTrainingExtra(RuntimeError):
     """JAX or optax is not installed."""
 
 
-def _jax() -> tuple[Any, Any, Any]:
+def require_jax() -> tuple[Any, Any, Any]:
+    """(jax, jax.numpy, optax), or :class:`MissingTrainingExtra` saying what to install."""
     try:
         import jax
         import jax.numpy as jnp
@@ -57,7 +58,7 @@ def train(sessions: Iterable[Sequence[int]], config: SequenceConfig,
           types: Iterable[Sequence[int]] | None = None) -> tuple[SequenceModel, TrainReport]:
     """Train on sessions (each its aids, oldest first; ``types`` their event types, which
     ``sqn``'s rewards read) and return the serving model."""
-    jax, jnp, optax = _jax()
+    jax, jnp, _ = require_jax()
     started = time.perf_counter()
     sessions = [list(s) for s in sessions]
     kinds_of = [list(t) for t in types] if types is not None else None
@@ -113,7 +114,7 @@ class Objective(Protocol):
 
 
 def optimizer(config: SequenceConfig) -> Any:
-    _, _, optax = _jax()
+    _, _, optax = require_jax()
     return (optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
             if config.weight_decay else optax.adam(config.learning_rate))
 
@@ -121,7 +122,7 @@ def optimizer(config: SequenceConfig) -> Any:
 def next_item_loss(h: Any, params: Any, target: Any, key: Any, negatives: int,
                    items: int) -> Any:
     """Softmax cross-entropy of each position's next item, masked where there is none."""
-    jax, jnp, _ = _jax()
+    jax, jnp, _ = require_jax()
     out, bias = network.output(params)
     mask = (target > 0).astype(jnp.float32)
     if negatives:
@@ -147,7 +148,7 @@ class Supervised:
     """GRU4Rec and SASRec: the next item's cross-entropy alone."""
 
     def __init__(self, config: SequenceConfig, items: int, params: dict[str, Any]) -> None:
-        jax, jnp, optax = _jax()
+        jax, jnp, optax = require_jax()
         self._params = params
         opt = optimizer(config)
         self._state = opt.init(params)
@@ -214,7 +215,7 @@ def dropout_fn(key: Any, rate: float) -> network.Dropout | None:
     """A dropout that draws a fresh mask at each call (the calls happen while tracing)."""
     if not rate:
         return None
-    jax, jnp, _ = _jax()
+    jax, jnp, _ = require_jax()
     calls = [0]
 
     def drop(x: Any) -> Any:
@@ -228,7 +229,7 @@ def dropout_fn(key: Any, rate: float) -> network.Dropout | None:
 def jax_scores(model: SequenceModel, seq: np.ndarray) -> np.ndarray:
     """Every item's score after each row of ``seq``, computed by JAX from the model's weights:
     what the tests compare with the numpy serving path."""
-    jax, jnp, _ = _jax()
+    jax, jnp, _ = require_jax()
     params = {n: jnp.asarray(a) for n, a in model.params.items()}
     h = network.hidden(params, jnp.asarray(seq), model.config, jnp)[:, -1]
     out, bias = network.output(params)
