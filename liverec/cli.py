@@ -27,7 +27,12 @@ from online_models.covisitation_batch import batch_covisitation
 from online_models.rows import export_rows
 from online_models.sequence.config import BACKBONES, MODEL_KINDS
 from online_models.sequence.train import MissingTrainingExtra
-from producers.generator import GeneratorConfig, generate_sessions, write_jsonl
+from producers.generator import (
+    GeneratorConfig,
+    generate_sessions,
+    write_jsonl,
+    write_retailrocket,
+)
 from producers.readers import BadInput, read_sessions
 from producers.replay import parse_speed, replay_events
 from producers.stats import OTTO_TRAIN_STATS, format_stats, session_stats
@@ -52,7 +57,8 @@ def _existing_file(text: str) -> Path:
 def cmd_generate(args: argparse.Namespace) -> int:
     config = GeneratorConfig(sessions=args.sessions, items=args.items, seed=args.seed)
     started = time.perf_counter()
-    n = write_jsonl(args.out, generate_sessions(config))
+    write = write_retailrocket if args.out.suffix == ".csv" else write_jsonl
+    n = write(args.out, generate_sessions(config))
     print(f"wrote {args.sessions:,} sessions, {n:,} events to {args.out} "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
@@ -297,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=_positive_int, required=True)
     p.add_argument("--items", type=_positive_int, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="FILE.jsonl or FILE.jsonl.gz")
+    p.add_argument("--out", type=Path, required=True,
+                   help="FILE.jsonl or FILE.jsonl.gz (OTTO), or FILE.csv (RetailRocket's "
+                        "events.csv)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("replay", help="replay a file onto the bus in global time order")

@@ -397,3 +397,28 @@ def write_jsonl(path: Path, sessions: Iterable[tuple[int, list[Event]]]) -> int:
         if zipped is not None:
             zipped.close()
     return written
+
+
+#: RetailRocket's event names per event type (view, addtocart, transaction).
+RETAILROCKET_EVENTS = ("view", "addtocart", "transaction")
+
+
+def write_retailrocket(path: Path, sessions: Iterable[tuple[int, list[Event]]]) -> int:
+    """Write sessions as RetailRocket's ``events.csv`` (a visitor per session; an order is a
+    transaction with an id of its own); return the event count. Its reader cuts a visitor's
+    events into sessions at 30-minute gaps, as it does for the real file."""
+    written = 0
+    transaction = 0
+    with open(path, "w", encoding="ascii", newline="\n") as out:
+        out.write("timestamp,visitorid,event,itemid,transactionid\n")
+        for session, events in sessions:
+            rows = []
+            for _, aid, ts, kind in events:
+                paid = ""
+                if kind == 2:
+                    transaction += 1
+                    paid = str(transaction)
+                rows.append(f"{ts},{session},{RETAILROCKET_EVENTS[kind]},{aid},{paid}\n")
+            out.write("".join(rows))
+            written += len(events)
+    return written

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from producers.generator import GeneratorConfig, build_catalog, generate_sessions, write_jsonl
+from producers.generator import (
+    GeneratorConfig,
+    build_catalog,
+    generate_sessions,
+    write_jsonl,
+    write_retailrocket,
+)
 from producers.readers import read_sessions
 from producers.stats import session_stats
 from stream.events import CARTS, ORDERS, Event
@@ -124,3 +130,18 @@ def test_tiny_catalogs_and_zero_sessions_work() -> None:
     sessions = list(generate_sessions(GeneratorConfig(sessions=50, items=1, days=0.01)))
     assert len(sessions) == 50
     assert {e.aid for _, events in sessions for e in events} == {0}
+
+
+def test_retailrocket_output_reads_back_as_the_same_events(tmp_path: Path) -> None:
+    """``liverec generate --out events.csv``: RetailRocket's format, its reader gives back
+    every event (sessions cut again at 30-minute gaps, as the real file is)."""
+    sessions = list(generate_sessions(GeneratorConfig(sessions=3000, items=2000, seed=6)))
+    path = tmp_path / "events.csv"
+    written = write_retailrocket(path, sessions)
+    assert written >= 50_000
+    assert path.read_text().splitlines()[0] == "timestamp,visitorid,event,itemid,transactionid"
+    back = [e for _, evs in read_sessions(path, strict=True) for e in evs]
+    assert len(back) == written
+    assert Counter((e.aid, e.ts, e.type) for e in back) == Counter(
+        (e.aid, e.ts, e.type) for _, evs in sessions for e in evs)
+    assert Counter(e.type for e in back)[ORDERS] > 0
