@@ -269,6 +269,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                   rate=args.rate, catalog=catalog), settings.event_loop)
 
 
+def _sequence_flags(p: argparse.ArgumentParser) -> None:
+    """What ``evaluate`` and ``predict`` pass to the sequence models they train."""
+    p.add_argument("--epochs", type=_positive_int, default=20,
+                   help="gru4rec, sasrec, sqn: training epochs (default 20)")
+    p.add_argument("--dim", type=_positive_int, default=64,
+                   help="gru4rec, sasrec, sqn: embedding size (default 64)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liverec", description="Real-time next-click, cart and order recommendations.")
@@ -357,10 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-neighbors", type=int, default=0,
                    help="co-visitation row bound (default 0 = exact, as covis-batch; the "
                         "server bounds rows at 200)")
-    p.add_argument("--epochs", type=_positive_int, default=20,
-                   help="gru4rec, sasrec, sqn: training epochs (default 20)")
-    p.add_argument("--dim", type=_positive_int, default=64,
-                   help="gru4rec, sasrec, sqn: embedding size (default 64)")
+    _sequence_flags(p)
     p.add_argument("--jobs", type=_positive_int, default=min(4, os.cpu_count() or 1),
                    metavar="N",
                    help="methods evaluated at once, each in a process of its own with its "
@@ -385,10 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--online", action="store_true", help="learn from the test events too")
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: learn from this percentage of sessions (default 100)")
-    p.add_argument("--epochs", type=_positive_int, default=20,
-                   help="gru4rec, sasrec, sqn: training epochs (default 20)")
-    p.add_argument("--dim", type=_positive_int, default=64,
-                   help="gru4rec, sasrec, sqn: embedding size (default 64)")
+    _sequence_flags(p)
     p.add_argument("--strict", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)

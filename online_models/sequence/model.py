@@ -37,7 +37,6 @@ class SequenceModel:
         self.vocabulary = vocabulary
         self.params = {name: np.asarray(value, dtype=np.float32)
                        for name, value in params.items()}
-        self._out, self._bias = network.output(self.params)
 
     @classmethod
     def untrained(cls, config: SequenceConfig, aids: Sequence[int]) -> SequenceModel:
@@ -51,12 +50,10 @@ class SequenceModel:
 
     def scores_batch(self, seq: npt.NDArray[np.int32]) -> npt.NDArray[np.float32]:
         """Every item's score after each row of ``seq`` (index 0, padding, is -inf)."""
-        h = network.hidden(self.params, seq, self.config, np)[:, -1]
-        scores = h @ self._out.T
-        if self._bias is not None:
-            scores = scores + self._bias
+        scores = np.asarray(network.scores(self.params, seq, self.config, np),
+                            dtype=np.float32)
         scores[:, 0] = -np.inf
-        return scores.astype(np.float32)
+        return scores
 
     def q_scores(self, seq: npt.NDArray[np.int32]) -> npt.NDArray[np.float32]:
         """``sqn``: every item's Q-value after each row of ``seq`` (the head that learned the

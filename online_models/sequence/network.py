@@ -138,6 +138,14 @@ def _sasrec(params: Params, seq: Any, config: SequenceConfig, xp: Any,
     return _layer_norm(x, params["ln.g"], params["ln.b"], xp)
 
 
+def scores(params: Params, seq: Any, config: SequenceConfig, xp: Any) -> Any:
+    """Every item's next-item score after each row of ``seq`` (``(batch, items + 1)``;
+    column 0, padding, is left for the caller to mask)."""
+    h = hidden(params, seq, config, xp)[:, -1]
+    out, bias = output(params)
+    return h @ out.T if bias is None else h @ out.T + bias
+
+
 def output(params: Params) -> tuple[Any, Any | None]:
     """The output item embeddings and bias an item's score reads (``sqn``: its next-item
     head, which ranks, as the paper serves it)."""

@@ -231,10 +231,6 @@ def jax_scores(model: SequenceModel, seq: np.ndarray) -> np.ndarray:
     what the tests compare with the numpy serving path."""
     jax, jnp, _ = require_jax()
     params = {n: jnp.asarray(a) for n, a in model.params.items()}
-    h = network.hidden(params, jnp.asarray(seq), model.config, jnp)[:, -1]
-    out, bias = network.output(params)
-    scores = h @ out.T
-    if bias is not None:
-        scores = scores + bias
+    scores = network.scores(params, jnp.asarray(seq), model.config, jnp)
     scores = scores.at[:, 0].set(-jnp.inf)
     return np.asarray(jax.device_get(scores))
