@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 from evaluation.methods import Method, make_method
 from evaluation.protocols import OttoSplit, time_ordered, truth_sets
@@ -42,16 +42,16 @@ def _quiet(message: str) -> None:
 #: processes the slowest method does not start last, after the others.
 _COST = {"sqn": 9, "sasrec": 8, "gru4rec": 8, "rerank": 6, "covis-batch": 5, "vsknn": 4, "mf": 4,
          "prior": 3, "covis": 2, "sr": 1}
-_job: Callable[[str], Result] | None = None  # the run a forked worker process calls
+_job: Callable[[str], Any] | None = None  # the run a forked worker process calls
+R = TypeVar("R")
 
 
-def _run_job(name: str) -> Result:
+def _run_job(name: str) -> Any:
     assert _job is not None
     return _job(name)
 
 
-def run_each(names: Sequence[str], run: Callable[[str], Result], jobs: int = 1
-             ) -> dict[str, Result]:
+def run_each(names: Sequence[str], run: Callable[[str], R], jobs: int = 1) -> dict[str, R]:
     """``run`` for each method, in up to ``jobs`` processes at once (one per method).
 
     The methods share nothing, so the results are the same as one after another; only each

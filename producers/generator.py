@@ -35,7 +35,8 @@ from numpy.random import PCG64, Generator, SeedSequence
 
 from stream.events import CARTS, CLICKS, ORDERS, TYPE_NAMES, Event
 
-__all__ = ["Catalog", "GeneratorConfig", "build_catalog", "generate_sessions", "write_jsonl"]
+__all__ = ["Catalog", "GeneratorConfig", "build_catalog", "generate_sessions", "popular_items",
+           "popular_ranks", "write_jsonl"]
 
 #: OTTO's first training timestamp, 2022-07-31 22:00 UTC (midnight in Germany).
 OTTO_START_MS = 1_659_304_800_000
@@ -199,7 +200,7 @@ def _starts_per_minute(config: GeneratorConfig, rng: Generator) -> np.ndarray:
     return rng.multinomial(config.sessions, rate / rate.sum())
 
 
-def _popular_items(catalog: Catalog, shape: int | tuple[int, int],
+def popular_items(catalog: Catalog, shape: int | tuple[int, int],
                    rng: Generator) -> np.ndarray:
     """Draw aids from the whole catalog with chance proportional to popularity."""
     target = rng.random(shape) * catalog.cumulative[-1]
@@ -207,7 +208,7 @@ def _popular_items(catalog: Catalog, shape: int | tuple[int, int],
     return catalog.order[index]
 
 
-def _popular_ranks(catalog: Catalog, categories: np.ndarray, rng: Generator) -> np.ndarray:
+def popular_ranks(catalog: Catalog, categories: np.ndarray, rng: Generator) -> np.ndarray:
     """Draw one item per given category with chance proportional to popularity; return its
     rank (position inside the category's slice of ``catalog.order``)."""
     lo, hi = catalog.bounds[categories], catalog.bounds[categories + 1]
@@ -241,7 +242,7 @@ def _draw_block(config: GeneratorConfig, catalog: Catalog, rng: Generator, first
 
     # Interests: slot 0 by category popularity, extra slots often the complement of slot 0.
     slots = config.max_interests
-    interest = catalog.category[_popular_items(catalog, (n, slots), rng)]
+    interest = catalog.category[popular_items(catalog, (n, slots), rng)]
     complement = rng.random((n, slots)) < config.complement_prob
     complement[:, 0] = False
     interest = np.where(complement, catalog.complement[interest[:, :1]], interest)
@@ -269,7 +270,7 @@ def _draw_block(config: GeneratorConfig, catalog: Catalog, rng: Generator, first
     slot = np.where(position[run_at] == 0, 0,
                     (rng.random(len(run_at)) * interests[run_session]).astype(np.int64))
     run_category = interest[run_session, slot]
-    anchor = _popular_ranks(catalog, run_category, rng)
+    anchor = popular_ranks(catalog, run_category, rng)
     width = config.neighbour_width
     step = rng.integers(1, width + 1, len(new)) * rng.choice(np.array([-1, 1]), len(new))
     walked = np.cumsum(np.where(restart, 0, step))
@@ -280,7 +281,7 @@ def _draw_block(config: GeneratorConfig, catalog: Catalog, rng: Generator, first
     aid = np.zeros(total, dtype=np.int64)
     aid[new] = catalog.order[catalog.bounds[category_of_new] + rank]
     stray = np.flatnonzero(role == _STRAY)
-    aid[stray] = _popular_items(catalog, len(stray), rng)
+    aid[stray] = popular_items(catalog, len(stray), rng)
 
     # Look-backs and cart copies take the item of an earlier position: resolve chains of
     # copies by pointer jumping (each round doubles the distance followed).

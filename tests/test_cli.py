@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -99,3 +100,20 @@ def test_stats_compares_with_otto(shared_data: Path, capsys: pytest.CaptureFixtu
     assert run("stats", str(shared_data / "otto-sample" / "train.jsonl")) == 0
     out = capsys.readouterr().out
     assert "862" in out and "12,899,779" in out
+
+
+def test_simulate_prints_intervals_per_method_and_paired_differences(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("simulate", "--method", "popular,covis", "--shoppers", "40", "--replicates", "2",
+               "--history", "300", "--items", "500", "--jobs", "1", "-q", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["shoppers"] == 40 and set(out["methods"]) == {"popular", "covis"}
+    covis = out["methods"]["covis"]
+    assert len(covis["replicates"]) == 2
+    interval = covis["intervals"]["clicks_per_1000_lists"]
+    assert interval["low"] <= interval["mean"] <= interval["high"]
+    assert set(covis["versus"]) == set(out["config"]["figures"])
+    assert out["methods"]["popular"]["versus"] == {}
+    assert run("simulate", "--method", "popular", "--replicates", "1", "-q") == 2
+    assert "replicates >= 2" in capsys.readouterr().err
+    assert run("simulate", "--method", "nope", "-q") == 2

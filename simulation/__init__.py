@@ -1,0 +1,1 @@
+"""Closed-loop simulation: shoppers who react to what a recommender shows them."""
