@@ -1,6 +1,7 @@
 """What the River re-rankers add to the pipeline, per event: p50/p99 with and without them.
 
     python benchmarks/rerank_latency.py [--warm 200000] [--events 20000]
+                                        [--sequence-model MODEL.npz]
 
 Two pipelines learn from the same ``--warm`` synthetic events (time order), one serving the
 co-visitation recipe, one with the re-rankers. Then each applies the next ``--events`` events
@@ -13,6 +14,9 @@ The garbage collector runs as in the serving process (``liverec/collector.py``):
 generations collected and frozen once a "second" (1,000 events here), outside the timing.
 ``--sample`` is the share of sessions whose clicks are judged and learned from (carts and
 orders always are): 100 times every event's worst case, 10 is what the runtime runs.
+``--sequence-model``: a third pipeline whose re-rankers also read that model's picks
+(``LIVEREC_SEQUENCE_MODEL``); "sequence adds" is its cost over the plain re-rankers. Besides
+the wall-clock percentiles, each pipeline's CPU time per timed event (``time.process_time``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample", type=int, default=100, help="percent of sessions judged")
+    parser.add_argument("--sequence-model", default=None,
+                        help="also time the re-rankers reading this sequence model")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -50,13 +56,19 @@ def main() -> None:
     warm, timed = events[:args.warm], events[args.warm:]
     covis = CovisConfig(max_neighbors=200)
     results: dict[str, dict[str, float]] = {}
-    for name, rerank in (("recipe", None), ("rerank", RerankConfig(sample_percent=args.sample))):
+    runs: list[tuple[str, RerankConfig | None]] = [
+        ("recipe", None), ("rerank", RerankConfig(sample_percent=args.sample))]
+    if args.sequence_model:
+        runs.append(("sequence", RerankConfig(sample_percent=args.sample,
+                                              sequence_model=args.sequence_model)))
+    for name, rerank in runs:
         pipeline = SessionPipeline(PipelineConfig(covis=covis, rerank=rerank))
         for i in range(0, len(warm), 1000):
             pipeline.apply(warm[i:i + 1000])
         gc.collect()
         gc.freeze()  # the warm state is long-lived: keep it out of the timed collections
         apply_s: list[float] = []
+        cpu = time.process_time()
         for i, event in enumerate(timed):
             if i % 1000 == 999:
                 gc.collect(1)
@@ -64,6 +76,7 @@ def main() -> None:
             started = time.perf_counter()
             pipeline.apply((event,))
             apply_s.append(time.perf_counter() - started)
+        cpu = time.process_time() - cpu
         lists_s: list[float] = []
         for session in list(dict.fromkeys(e.session for e in timed))[:5000]:
             started = time.perf_counter()
@@ -71,18 +84,24 @@ def main() -> None:
             lists_s.append(time.perf_counter() - started)
         gc.unfreeze()
         results[name] = {**{f"apply_{k}_ms": v for k, v in _percentiles(apply_s).items()},
-                         **{f"lists_{k}_ms": v for k, v in _percentiles(lists_s).items()}}
+                         **{f"lists_{k}_ms": v for k, v in _percentiles(lists_s).items()},
+                         "apply_cpu_mean_ms": 1e3 * cpu / len(timed)}
     added = {k: results["rerank"][k] - results["recipe"][k] for k in results["recipe"]}
+    rows = [*results.items(), ("added", added)]
+    if "sequence" in results:
+        rows.append(("seq adds", {k: results["sequence"][k] - results["rerank"][k]
+                                  for k in results["rerank"]}))
     if args.json:
-        print(json.dumps({**results, "added": added}, indent=2))
+        print(json.dumps(dict(rows), indent=2))
         return
     print(f"{args.warm:,} warm events, {args.events:,} timed events, one at a time, "
           f"{args.sample} % of sessions judged")
-    print(f"{'':10}{'apply p50':>12}{'apply p99':>12}{'lists p50':>12}{'lists p99':>12}  (ms)")
-    for name, row in (*results.items(), ("added", added)):
+    print(f"{'':10}{'apply p50':>12}{'apply p99':>12}{'apply CPU':>12}{'lists p50':>12}"
+          f"{'lists p99':>12}  (ms)")
+    for name, row in rows:
         print(f"{name:10}" + "".join(f"{row[k]:12.3f}" for k in
-                                     ("apply_p50_ms", "apply_p99_ms", "lists_p50_ms",
-                                      "lists_p99_ms")))
+                                     ("apply_p50_ms", "apply_p99_ms", "apply_cpu_mean_ms",
+                                      "lists_p50_ms", "lists_p99_ms")))
 
 
 if __name__ == "__main__":

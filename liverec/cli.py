@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: judge and learn from this percentage of sessions (default "
                         "100; lower it on millions of events: each learned event costs a list)")
+    p.add_argument("--sequence-model", type=_existing_file, default=None, metavar="MODEL",
+                   help="rerank, prior: read this trained sequence model's picks as candidates "
+                        "and a feature (train it on the training part only)")
     p.add_argument("--max-neighbors", type=int, default=0,
                    help="co-visitation row bound (default 0 = exact, as covis-batch; the "
                         "server bounds rows at 200)")

@@ -50,7 +50,9 @@ def _read(path: Path, strict: bool, say: Progress) -> list[Event]:
 
 
 def _rerank(args: argparse.Namespace) -> RerankConfig:
-    return RerankConfig(sample_percent=args.learn_sample)
+    model = getattr(args, "sequence_model", None)
+    return RerankConfig(sample_percent=args.learn_sample,
+                        sequence_model=str(model) if model is not None else None)
 
 
 def _sequence(args: argparse.Namespace) -> SequenceConfig:

@@ -7,6 +7,7 @@ defaults (``memory://`` bus and store) no server is needed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
 from stream.runner import PipelineRunner
 from stream.serving import distributed_rerank
+from stream.switch import MethodSwitch
 from web.app import create_app
 from web.auth import Guard, local_secret
 from web.catalog import Catalog
@@ -45,8 +47,9 @@ def pipeline_config(settings: Settings, *, rerank: bool | None = None,
     kept = settings.rerank_similar_sessions
     config = RerankConfig(sample_percent=settings.rerank_sample_percent,
                           reservoir_sessions=settings.rerank_reservoir_sessions,
-                          **({"similar_sessions": 50, "similar_max_sessions": kept}
-                             if kept else {}))
+                          sequence_model=settings.sequence_model)
+    if kept:
+        config = dataclasses.replace(config, similar_sessions=50, similar_max_sessions=kept)
     return PipelineConfig(
         covis=CovisConfig(max_neighbors=settings.max_neighbors,
                           epoch_half_lives=settings.covis_epoch_half_lives),
@@ -156,7 +159,9 @@ class EmbeddedRuntime:
         self.pipeline = open_pipeline(self.settings)
         self.runner = PipelineRunner(self.bus, self.pipeline,
                                      self.settings.max_batch or EMBEDDED_MAX_BATCH)
-        self.hub = RecommendationHub(self.pipeline)
+        self.switch = MethodSwitch(self.pipeline)
+        """Which method serves each session (a shopper may pick another on the page)."""
+        self.hub = RecommendationHub(self.switch)
         self.runner.add_listener(self.hub.notify)
         self.app: FastAPI = create_app(self, self.hub, catalog, security(self.settings))
         self.replay = ReplayProgress()
@@ -198,7 +203,16 @@ class EmbeddedRuntime:
 
     # -- Backend protocol for the web app ---------------------------------------------------------
     async def recommendations(self, session: int) -> Recommendations:
-        return self.pipeline.recommendations(session)
+        return self.switch.recommendations(session)
+
+    def methods(self) -> tuple[str, list[str]]:
+        return self.switch.default, self.switch.available()
+
+    async def choose_method(self, session: int, method: str) -> Recommendations:
+        self.switch.choose(session, method)
+        recs = self.switch.recommendations(session)
+        self.hub.offer(recs)
+        return recs
 
     async def publish(self, events: Sequence[Event]) -> None:
         await self.bus.publish(events)

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     """Recent sessions the embedded re-rankers keep to find sessions like a shopper's
     (least recently active dropped; at most 30 items each), whose items become candidates;
     0 (the default): none (docs/quality.md, "Sessions like this one")."""
+    sequence_model: str | None = None
+    """A trained sequence model (``liverec train … --out MODEL.npz``) whose next-item picks the
+    re-rankers read as candidates and a feature, on both runtimes; every process checks the
+    file every 5 s and swaps in a new one whole (write it beside and rename it over).
+    None (the default): no sequence model (docs/sequence.md, "In the stream")."""
     model_sync_seconds: float = Field(5.0, gt=0)
     """``liverec worker``: save the re-rankers' snapshot to Redis (mixed with the other
     workers') this often; web nodes and workers serve a new one within a second."""

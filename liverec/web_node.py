@@ -89,6 +89,17 @@ class StoreBackend:
         return lists_from_store(self.store, {session: state}, self.config.list_size,
                                 reranker, lifetime_ms=self.config.session_lifetime_ms)[session]
 
+    def methods(self) -> tuple[str, list[str]]:
+        default = "rerank" if self.config.rerank is not None else "covis"
+        return default, [default]
+
+    async def choose_method(self, session: int, method: str) -> Recommendations:
+        default = self.methods()[0]
+        if method != default:  # workers compute every watched session's lists one way
+            raise ValueError(f"{method!r} is not served here: a distributed deployment serves "
+                             f"{default} to every session")
+        return await self.recommendations(session)
+
     async def publish(self, events: Sequence[Event]) -> None:
         await self.bus.publish(events)
 

@@ -2,10 +2,11 @@
 
 Candidates come from the session's own items, the rows of its most recent items in the three
 matrices and in :class:`~online_models.successors.Successors`, optionally the items of
-sessions like it (:mod:`online_models.similar_sessions`) and the factorisation, and the
-popular items. Each objective first ranks them by its own hand-made **prior**, from what that
-objective is about; its best ``depth`` (the shortlist) get sparse indicator features that the
-objective's model (:mod:`online_models.rerank`) scores:
+sessions like it (:mod:`online_models.similar_sessions`), a trained sequence model's picks
+(:mod:`online_models.sequence.source`) and the factorisation, and the popular items. Each
+objective first ranks them by its own hand-made **prior**, from what that objective is about;
+its best ``depth`` (the shortlist) get sparse indicator features that the objective's model
+(:mod:`online_models.rerank`) scores:
 
 * **clicks**: the next click. Own items most recent first (shoppers go back), then the
   neighbours of the last items in the clicks matrix and their successors.
@@ -63,6 +64,7 @@ _POP_KEYS: Final = _keys("pop", _POP)
 _CONVERSION: Final = _keys("conversion", _RATIOS)
 _FACTOR_KEYS: Final = _keys("factors", RANKS)
 _SIMILAR_NB: Final = _keys("similar_nb", _RATIOS)
+_SEQUENCE_KEYS: Final = _keys("sequence", RANKS)
 #: A factorisation candidate's prior: below any co-visitation neighbour's usual score, so it
 #: fills where the matrices know nothing and the model learns how much more it is worth.
 FACTOR_PRIOR: Final = 0.05
@@ -122,14 +124,16 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
                      config: RerankConfig, k: int = 20,
                      factors: Factors | None = None, buying: bool = True,
                      similar: SimilarRows | None = None,
-                     session: int | None = None) -> Candidates:
+                     session: int | None = None, sequence: Factors | None = None
+                     ) -> Candidates:
     """The candidates of a session whose recent events are ``events`` (oldest first).
 
     They depend on the session's state only, never on the clock or on when the next event
     comes, so the lists a client was served are exactly the lists the next event judges.
     ``buying=False`` leaves out what only the carts and orders models read (their priors and
     shortlists): a click judged against the clicks list alone costs less, and its clicks
-    shortlist, features and scores are the same.
+    shortlist, features and scores are the same. ``sequence``: a trained sequence model's
+    picks (:mod:`online_models.sequence.source`).
     """
     n = len(events)
     unique = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))
@@ -166,10 +170,17 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     if factors is not None:
         top = factors.top([aid for aid, _, _ in events], size)
         factor_rank = {aid: r for r, (aid, _) in enumerate(top)}
+    sequence_rank: dict[int, int] = {}
+    sequence_nb: dict[int, float] = {}
+    if sequence is not None and events:
+        picks = sequence.top([aid for aid, _, _ in events], config.sequence_picks)
+        sequence_rank = {aid: r for r, (aid, _) in enumerate(picks)}
+        weight = config.sequence_weight
+        sequence_nb = {aid: weight / (1 + r) for aid, r in sequence_rank.items()}
     popular = {t: popularity.top(t, k) for t in (CLICKS, CARTS, ORDERS)}
     pool = dict.fromkeys(unique)
-    sources: list[Iterable[int]] = [clicks_nb, successor_nb, similar_nb, buys_nb, factor_rank,
-                                    *popular.values()]
+    sources: list[Iterable[int]] = [clicks_nb, successor_nb, similar_nb, sequence_nb, buys_nb,
+                                    factor_rank, *popular.values()]
     for source in sources:
         pool.update(dict.fromkeys(source))
     if len(pool) < k:  # the decayed counts fell short (a young stream, a clock jump)
@@ -178,7 +189,7 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
 
     depth = config.depth
     fill = max(k, depth) + k
-    near = _merged(clicks_nb, successor_nb, similar_nb)
+    near = _merged(clicks_nb, successor_nb, similar_nb, sequence_nb)
     priors = [_click_prior(aids, own_rank, near, *_ties(popular[CLICKS], factor_rank, k))]
     if buying:
         priors += _buy_priors(aids, events, _merged(near, co_nb, b2b_nb), factor_rank,
@@ -225,6 +236,9 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
         fr = factor_rank.get(a)
         if fr is not None:
             row.append(_FACTOR_KEYS[bisect_right(RANKS, fr)])
+        sr = sequence_rank.get(a)
+        if sr is not None:
+            row.append(_SEQUENCE_KEYS[bisect_right(RANKS, sr)])
         if clicks_pop:
             row.append(_CONVERSION[bisect_right(_RATIOS, score(CARTS, a) / clicks_pop)])
         keys.append(row)

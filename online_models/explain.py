@@ -21,7 +21,7 @@ YOU = {CLICKS: "you_viewed", CARTS: "you_carted", ORDERS: "you_bought"}
 MATRIX_SOURCE = {"clicks": "viewed_with", "carts_orders": "bought_with",
                  "buy2buy": "bought_with", "successors": "viewed_after"}
 SOURCES = (*YOU.values(), "viewed_with", "bought_with", "viewed_after", "sessions_like_yours",
-           "similar", "popular_now", "popular")
+           "sequence_pick", "similar", "popular_now", "popular")
 #: Per objective, which rows explain best when an item is in several (a cart list's item
 #: "bought with X" says more than "viewed with X").
 PREFERENCE = {
@@ -40,8 +40,9 @@ class Reason(NamedTuple):
 
 
 _OWN = {etype: Reason(source, None) for etype, source in YOU.items()}
-_LIKE_YOURS, _SIMILAR, _POPULAR_NOW, _POPULAR = (
-    Reason(s, None) for s in ("sessions_like_yours", "similar", "popular_now", "popular"))
+_LIKE_YOURS, _PICKED, _SIMILAR, _POPULAR_NOW, _POPULAR = (
+    Reason(s, None) for s in ("sessions_like_yours", "sequence_pick", "similar", "popular_now",
+                              "popular"))
 
 
 def _interner() -> Callable[[str, int | None], Reason]:
@@ -74,10 +75,12 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
             covis: Neighbours, popularity: Popular, k: int = 20,
             config: RerankConfig | None = None, successors: SuccessorRows | None = None,
             factors: Similar | None = None, similar_sessions: SimilarRows | None = None,
-            session: int | None = None) -> dict[str, list[Reason]]:
+            session: int | None = None, picks: Similar | None = None
+            ) -> dict[str, list[Reason]]:
     """One reason per listed item, for lists made from a session whose recent events are
     ``events`` (oldest first) by the recipe (``config`` None) or the re-rankers
-    (``similar_sessions``: the sessions like ``session`` that they read)."""
+    (``similar_sessions``: the sessions like ``session`` that they read; ``picks``: the
+    sequence model they read)."""
     last_type: dict[int, int] = {}
     for aid, _, etype in events:
         last_type[aid] = max(etype, last_type.get(aid, CLICKS))  # bought beats carted
@@ -98,6 +101,8 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
                   if similar_sessions is not None and config is not None and events else set())
     similar = ({b for b, _ in factors.top(aids, size)}
                if factors is not None and events else set())
+    picked = ({b for b, _ in picks.top(aids, config.sequence_picks)}
+              if picks is not None and config is not None and events else set())
     trending: set[int] = set()
     for etype in (CLICKS, CARTS, ORDERS):
         trending.update(popularity.top(etype, 2 * k))
@@ -114,6 +119,8 @@ def explain(lists: dict[str, list[int]], events: Sequence[tuple[int, int, int]],
                 return once(MATRIX_SOURCE[matrix], behind)
         if aid in like_yours:
             return _LIKE_YOURS
+        if aid in picked:
+            return _PICKED
         if aid in similar:
             return _SIMILAR
         return _POPULAR_NOW if aid in trending else _POPULAR

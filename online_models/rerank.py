@@ -36,6 +36,7 @@ from river import linear_model, optim
 from online_models.candidates import RANKS, Candidates
 from online_models.recommend import Lists
 from online_models.rerank_config import RerankConfig
+from online_models.sequence.source import SequenceSource
 from online_models.types import CLICKS, TYPE_NAMES
 
 __all__ = ["OBJECTIVES", "ObjectiveRanker", "RerankConfig", "Reranker"]
@@ -162,6 +163,10 @@ class Reranker:
             config.buy_learning_rate
         self.rankers = tuple(ObjectiveRanker(config, rate)
                              for rate in (config.learning_rate, buys, buys))
+        self.sequence = (SequenceSource(config.sequence_model)
+                         if config.sequence_model is not None else None)
+        """The sequence model the candidates read, kept with the models that read it: every
+        process with re-rankers has one, swapped like their snapshots."""
         self._sample = self.config.sample_percent
         self._kept: dict[int, tuple[int, Candidates]] = {}
         """Per session: states seen, and one of them drawn uniformly (see :meth:`learn`)."""
@@ -245,6 +250,10 @@ class Reranker:
             out[f"rerank_prior_hits_{name}"] = r.prior_hits
             out[f"rerank_model_hits_{name}"] = r.model_hits
             out[f"rerank_serving_model_{name}"] = int(r.serves_model)
+        if self.sequence is not None:
+            out["sequence_model_items"] = len(self.sequence.model.vocabulary)
+            out["sequence_model_swaps"] = self.sequence.swaps
+            out["sequence_model_failed_loads"] = self.sequence.failed_loads
         return out
 
     def snapshot_bytes(self) -> bytes:

@@ -32,6 +32,14 @@ class RerankConfig:
     """Sessions kept for it (the least recently active dropped): its memory bound."""
     similar_weight: float = 1.0
     """How much the similar sessions' items count in the priors, against one matrix row."""
+    sequence_model: str | None = None
+    """A sequence model file (``liverec train``) whose next-item picks become candidates and a
+    feature (:mod:`online_models.sequence.source`, swapped when the file is); None: none."""
+    sequence_picks: int = 20
+    """The sequence model's best items read per session."""
+    sequence_weight: float = 1.0
+    """How much its first pick counts in the priors, against one matrix row (the ``r``-th
+    counts ``weight / (1 + r)``)."""
     negatives: int = 8
     """Negatives per learned event, drawn uniformly from the shortlist. Not the model's own
     best wrong candidates ("hard" negatives): those sit at the top of the prior, so the
@@ -66,5 +74,7 @@ class RerankConfig:
         if self.similar_sessions < 0 or min(self.similar_per_item,
                                             self.similar_max_sessions) < 1:
             raise ValueError("similar_sessions must be 0 (off) or more, and its bounds at least 1")
+        if self.sequence_picks < 1 or self.sequence_weight < 0:
+            raise ValueError("sequence_picks must be at least 1 and sequence_weight >= 0")
         if not 1 <= self.depth <= 1000:
             raise ValueError("depth must be in 1..1000")

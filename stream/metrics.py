@@ -63,6 +63,16 @@ def _rerank_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
         hits.add_metric([objective, "model"], stats.get(f"rerank_model_hits_{objective}", 0))
         serving.add_metric([objective], stats.get(f"rerank_serving_model_{objective}", 0))
     yield from (judged, hits, serving)
+    if "sequence_model_items" in stats:
+        yield GaugeMetricFamily("liverec_sequence_model_items",
+                                "Items of the sequence model the re-rankers read",
+                                value=stats["sequence_model_items"])
+        yield CounterMetricFamily("liverec_sequence_model_swaps",
+                                  "Sequence models swapped in since start",
+                                  value=stats["sequence_model_swaps"])
+        yield CounterMetricFamily("liverec_sequence_model_failed_loads",
+                                  "Changed model files that did not load (the old one serves)",
+                                  value=stats["sequence_model_failed_loads"])
 
 
 #: Buckets (seconds) of how long lists take to follow events: fine around the target (tens

@@ -73,12 +73,16 @@ class Recommendations:
     event_ts: int | None
     why: dict[str, list[Reason]] | None = field(default=None, compare=False)
     """Per list, why each item is in it (:mod:`online_models.explain`)."""
+    method: str | None = None
+    """The method that made the lists, when a session may choose (:mod:`stream.switch`)."""
 
     def to_json(self) -> dict[str, Any]:
         obj = {"session": self.session, "clicks": self.clicks, "carts": self.carts,
                "orders": self.orders, "version": self.version, "event_ts": self.event_ts}
         if self.why is not None:
             obj["why"] = reasons_to_json(self.why)
+        if self.method is not None:
+            obj["method"] = self.method
         return obj
 
     @classmethod
@@ -86,11 +90,14 @@ class Recommendations:
         return cls(session=int(obj["session"]), clicks=list(obj["clicks"]),
                    carts=list(obj["carts"]), orders=list(obj["orders"]),
                    version=int(obj["version"]), event_ts=obj.get("event_ts"),
-                   why=reasons_from_json(obj.get("why")))
+                   why=reasons_from_json(obj.get("why")),
+                   method=str(obj["method"]) if obj.get("method") is not None else None)
 
     def same_lists(self, other: Recommendations | None) -> bool:
+        """Same lists from the same method (a switch is news even when the lists agree)."""
         return (other is not None and self.clicks == other.clicks
-                and self.carts == other.carts and self.orders == other.orders)
+                and self.carts == other.carts and self.orders == other.orders
+                and self.method == other.method)
 
 
 def session_lists(session: int, state: SessionState | None, covis: Neighbours,
@@ -115,7 +122,8 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
     if reranker is not None and events:
         config = reranker.config
         candidates = build_candidates(events, covis, popularity, successors, config, k,
-                                      factors, similar=similar, session=session)
+                                      factors, similar=similar, session=session,
+                                      sequence=reranker.sequence)
         lists = reranker.lists(candidates, k)
     else:
         lists = recommend(events, covis, popularity, k)
@@ -125,7 +133,7 @@ def session_lists(session: int, state: SessionState | None, covis: Neighbours,
         version=state.events if state is not None else 0,
         event_ts=state.max_ts if state is not None else None,
         why=explain(named, events, covis, popularity, k, config, successors, factors, similar,
-                    session),
+                    session, reranker.sequence if reranker is not None else None),
     )
 
 
@@ -245,7 +253,8 @@ class SessionPipeline:
                                                   reranker.config, k, factors,
                                                   buying=bool(judges) or etype != CLICKS
                                                   or keep, similar=self.similar,
-                                                  session=session)
+                                                  session=session,
+                                                  sequence=reranker.sequence)
                     lists = reranker.lists(candidates, k, None if judges else (etype,))
                     if learn:
                         reranker.learn(session, candidates, etype, aid, keep)

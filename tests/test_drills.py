@@ -84,6 +84,29 @@ def test_two_workers_store_the_batch_matrices_and_serve_the_embedded_lists(
     assert_every_worker_consumed(cluster)
 
 
+def test_with_a_sequence_model_both_runtimes_serve_the_same_lists(
+        kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path,
+        users_log: Path) -> None:
+    """``LIVEREC_SEQUENCE_MODEL`` on the workers: they learn with its picks as candidates and
+    features, and lists from Redis equal the embedded runtime's with the same file."""
+    from liverec.runtime import pipeline_config
+    from online_models.sequence import SequenceConfig, SequenceModel
+
+    model = tmp_path / "model.npz"
+    SequenceModel.untrained(SequenceConfig(kind="gru4rec", dim=8), range(4000)).save(model)
+    local = LocalCluster(kafka_url, redis_url, unique_prefix, tmp_path,
+                         env={"LIVEREC_SEQUENCE_MODEL": str(model)})
+    try:
+        rerank = pipeline_config(local.settings, distributed=True).rerank
+        assert rerank is not None and rerank.sequence_model == str(model)
+        assert_all_equal(replay_through_two_workers(local, users_log))
+        assert_every_worker_consumed(local)
+        for worker in local.workers:  # each read the model
+            assert worker.last.get("liverec_sequence_model_items") == 4000, worker.tail()
+    finally:
+        local.close()
+
+
 def test_partitions_published_out_of_step_give_the_same_result(
         cluster: LocalCluster, users_log: Path, kafka_url: str) -> None:
     """Kafka orders each partition, never the partitions among themselves: here all of one

@@ -512,3 +512,35 @@ def test_api_docs_render_offline(live_server: LiveServer, page: Any) -> None:
     text = page.text_content(".swagger-ui") or ""
     assert "/events" in text and "/ws/sessions/{session}" in text and "/sessions" in text
     assert elsewhere == []
+
+
+def test_a_shopper_switches_the_method_that_serves_them(server: LiveServer, page: Any) -> None:
+    """The rails say which method serves them; picking another one re-serves them at once
+    (the server pushes the new lists), and a new page load keeps the choice."""
+    page.goto(server.url)
+    wait_rails(page)
+    note = page.get_by_test_id("serving-method")
+    page.wait_for_function("() => document.querySelector('[data-testid=serving-method]')"
+                           ".dataset.method === 'rerank'")
+    assert "Re-rankers" in (note.text_content() or "")
+    options = page.locator("[data-testid=method-select] option").evaluate_all(
+        "els => els.map(e => e.value)")
+    assert options == ["rerank", "covis", "popular"]  # no sequence model configured
+    before = aids_in(page, "rail-clicks")
+    page.get_by_test_id("method-select").select_option("popular")
+    page.wait_for_function("() => document.querySelector('[data-testid=serving-method]')"
+                           ".dataset.method === 'popular'")
+    assert note.text_content() == "Best sellers"
+    wait_rails(page)
+    popular = aids_in(page, "rail-clicks")
+    assert popular == aids_in(page, "rail-carts") == aids_in(page, "rail-orders")
+    assert all(r["source"] in ("popular", "popular_now") for r in reasons(page))
+    screenshot(page, "method-switch")
+    page.reload()
+    page.wait_for_function("() => document.querySelector('[data-testid=serving-method]')"
+                           ".dataset.method === 'popular'")
+    assert page.get_by_test_id("method-select").input_value() == "popular"
+    page.get_by_test_id("method-select").select_option("rerank")
+    page.wait_for_function("() => document.querySelector('[data-testid=serving-method]')"
+                           ".dataset.method === 'rerank'")
+    assert before  # the rails were filled before and after

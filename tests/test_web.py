@@ -35,7 +35,7 @@ def test_health_and_readiness(client: httpx.Client) -> None:
 def test_recommendations_of_an_unseen_session_are_well_formed(client: httpx.Client) -> None:
     body = client.get("/sessions/42/recommendations").json()
     assert set(body) == {"session", "clicks", "carts", "orders", "version", "event_ts", "why",
-                         "public"}
+                         "public", "method"}
     assert body["session"] == 42 and body["version"] == 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Protocol
 
+import orjson
 from fastapi import FastAPI, HTTPException, Path, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,11 +25,12 @@ from starlette.types import Receive, Scope, Send
 from stream.events import MAX_ID, Event
 from stream.metrics import prequential_families
 from stream.pipeline import Recommendations
+from stream.switch import DESCRIPTIONS
 from web import apidocs
 from web.auth import Access, bearer_of
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
-from web.intake import make_intake, too_many
+from web.intake import make_intake, refusal, too_many
 from web.live import push_json, watch_session
 from web.security import Security, SecurityHeaders, client_address
 
@@ -59,6 +61,13 @@ class Backend(Protocol):
         """Figures for the operations view and /metrics: at least ``events``."""
 
     def ready(self) -> bool: ...
+
+    def methods(self) -> tuple[str, list[str]]:
+        """The method that serves sessions by default, and all a session may choose."""
+
+    async def choose_method(self, session: int, method: str) -> Recommendations:
+        """Serve ``session`` by ``method`` from now on and return its lists so made;
+        ``ValueError`` when this runtime does not serve that method."""
 
     def now_ms(self) -> int:
         """The stream's clock: the default ``ts`` of posted events, and what a posted ``ts``
@@ -207,6 +216,53 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
                                          "another session's token" if status == 403 else
                                          "a private session: send its token"}]})
         return push_json(await backend.recommendations(session), guard.is_public(session))
+
+    @app.get("/methods")
+    async def methods() -> dict[str, Any]:
+        """The methods a shopper may pick for their own session (the first is the default)."""
+        default, names = backend.methods()
+        return {"default": default, "methods": [
+            {"name": n, "description": DESCRIPTIONS.get(n, n)} for n in names]}
+
+    @app.put("/sessions/{session}/method",
+             responses={401: {"description": "No or a bad token"},
+                        403: {"description": "Another session's, or a public session"},
+                        422: {"description": "Not a method this server serves"}},
+             openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+                 "type": "object", "required": ["method"], "additionalProperties": False,
+                 "properties": {"method": {"type": "string"}}}}}}})
+    async def choose_method(session: SessionId, request: Request) -> Any:
+        """Serve your own session by another method (``GET /methods``); its lists are
+        answered and pushed at once. Every method keeps learning from every event."""
+        wait = security.reads.take(client_address(request.scope))
+        if wait:
+            security.refused["rate_limited"] += 1
+            return too_many("too many requests from this address", wait)
+        access = guard.write(session, bearer_of(request.headers.get("authorization")))
+        if access is not Access.GRANTED:
+            security.refused["forbidden" if access in (Access.OTHER, Access.READ_ONLY)
+                             else "unauthorized"] += 1
+            reason = {Access.OTHER: "another session's token",
+                      Access.READ_ONLY: "a public session: only its own shopper chooses"
+                      }.get(access, "send the session's token")
+            status = 403 if access in (Access.OTHER, Access.READ_ONLY) else 401
+            return refusal(status, [{"field": "authorization", "reason": reason}],
+                           {"WWW-Authenticate": "Bearer"})
+        body = await request.body()
+        try:
+            obj = orjson.loads(body) if len(body) <= 1024 else None
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict) or set(obj) != {"method"} or not isinstance(
+                obj["method"], str):
+            security.refused["invalid"] += 1
+            return refusal(422, [{"field": "method", "reason": 'send {"method": NAME}'}])
+        try:
+            recs = await backend.choose_method(session, obj["method"][:64])
+        except ValueError as exc:
+            security.refused["invalid"] += 1
+            return refusal(422, [{"field": "method", "reason": str(exc)}])
+        return push_json(recs, guard.is_public(session))
 
     intake = make_intake(backend, security, api)
     app.intake = intake

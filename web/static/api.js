@@ -76,6 +76,19 @@ export function postEvent(shopper, aid, type) {
   });
 }
 
+/** Serve ``shopper``'s session by ``method`` (GET /methods lists them); resolves to the lists
+ * so made, rejects with the server's reason. */
+export async function chooseMethod(shopper, method) {
+  const response = await fetch(`/sessions/${shopper.session}/method`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", accept: "application/json", ...authHeaders() },
+    body: JSON.stringify({ method }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail?.[0]?.reason ?? `HTTP ${response.status}`);
+  return body;
+}
+
 /** The WebSocket address that watches ``session`` (with its token when it is private). */
 export function liveURL(session, token = null) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";

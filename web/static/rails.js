@@ -4,7 +4,7 @@
 import { $, flash, h, phone, toast } from "./dom.js";
 import { TYPES, ago, fmtPrice } from "./format.js";
 import { setConnection } from "./connection.js";
-import { me, renewSession } from "./api.js";
+import { chooseMethod, getJSON, me, renewSession } from "./api.js";
 import { ensureItems, itemOf } from "./catalog.js";
 import { LiveLists, WS_POLICY } from "./live.js";
 import { reasonOf, viaAids } from "./reasons.js";
@@ -14,6 +14,8 @@ import { icon, pictureBox as pic } from "./pictures.js";
 const RAIL_SIZE = 20;
 
 const own = { previous: null, at: 0, seq: 0, live: null, version: 0 };
+/** Method name → what it is, as GET /methods describes them. */
+const methods = new Map();
 
 function railCard(aid, rank, isNew, reason) {
   const item = itemOf(aid);
@@ -56,6 +58,7 @@ async function onOwnLists(lists) {
     count.textContent = `${shown.length} items`;
     updateRailEdges($(`rail-${type}`));
   }
+  showMethod(lists.method);
   const moved = own.previous !== null && lists.version !== own.version;
   own.previous = lists;
   own.at = Date.now();
@@ -65,6 +68,40 @@ async function onOwnLists(lists) {
   const applied = acknowledge(lists.version);
   if (moved || applied) flash($("version-badge"), "bump");
   tickUpdated();
+}
+
+/** The method that made the lists just shown (a server that cannot switch names none). */
+function showMethod(name) {
+  const select = $("method-select");
+  if (name && methods.has(name)) select.value = name;
+  const serving = name ?? select.value;
+  $("serving-method").textContent = methods.get(serving) ?? "";
+  $("serving-method").dataset.method = serving ?? "";
+}
+
+async function loadMethods() {
+  const { default: first, methods: offered } = await getJSON("/methods");
+  const select = $("method-select");
+  methods.clear();
+  select.replaceChildren(...offered.map(({ name, description }) => {
+    methods.set(name, description);
+    return h("option", { value: name }, name);
+  }));
+  select.value = own.previous?.method ?? first;
+  select.disabled = offered.length < 2;
+  showMethod(own.previous?.method ?? first);
+  select.addEventListener("change", async () => {
+    const wanted = select.value;
+    select.disabled = true;
+    try {
+      await onOwnLists(await chooseMethod(me, wanted));
+    } catch (error) {
+      toast(`Could not switch to ${wanted}: ${error.message}`, 5000);
+      showMethod(own.previous?.method ?? first);
+    } finally {
+      select.disabled = offered.length < 2;
+    }
+  });
 }
 
 export function tickUpdated() {
@@ -112,6 +149,7 @@ function updateRailEdges(rail) {
 }
 
 export function setUpRails() {
+  loadMethods().catch((error) => console.error("could not load the methods", error));
   for (const type of TYPES) {
     const rail = $(`rail-${type}`);
     rail.replaceChildren(...Array.from({ length: 6 }, () => h("li", {

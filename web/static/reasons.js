@@ -13,6 +13,7 @@ const WHY = {
   bought_with: { icon: "bag", group: "with", text: (x) => (x ? `Bought with ${x}` : "Bought together") },
   viewed_after: { icon: "arrow", group: "with", text: (x) => (x ? `Viewed after ${x}` : "Viewed next") },
   sessions_like_yours: { icon: "spark", group: "similar", text: () => "Shoppers like you viewed it" },
+  sequence_pick: { icon: "arrow", group: "similar", text: () => "Next on paths like yours" },
   similar: { icon: "spark", group: "similar", text: () => "Like items in your session" },
   popular_now: { icon: "flame", group: "popular", text: () => "Popular now" },
   popular: { icon: "star", group: "popular", text: () => "Best seller" },
