@@ -6,7 +6,10 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evaluation.protocols import time_ordered
 from online_models.candidates import build_candidates
@@ -124,3 +127,13 @@ def test_a_pipeline_swaps_models_mid_stream_and_explains_the_picks(
                     assert aid in picks  # the reason is true, of the model now serving
                     picked += 1
     assert picked > 0
+
+
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=3000), st.integers(0, 40))
+def test_the_top_items_are_exactly_the_highest_scores_ties_by_index(values: list[int],
+                                                                     k: int) -> None:
+    from online_models.sequence.model import _top_indices
+
+    scores = np.array(values, dtype=np.float32) / 2  # few distinct values: many ties
+    expected = sorted(range(len(values)), key=lambda i: (-scores[i], i))[:k]
+    assert _top_indices(scores, k).tolist() == expected

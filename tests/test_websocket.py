@@ -22,7 +22,7 @@ async def test_subscribing_pushes_the_current_lists_at_once(live_server) -> None
         first = await receive(ws)
     assert first["session"] == 11 and first["version"] == 0
     assert set(first) == {"session", "clicks", "carts", "orders", "version", "event_ts", "why",
-                          "public"}
+                          "public", "method"}
 
 
 async def test_an_event_pushes_the_changed_lists(live_server) -> None:  # type: ignore[no-untyped-def]

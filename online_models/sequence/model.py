@@ -84,9 +84,7 @@ class SequenceModel:
         scores = self._out @ state
         if self._bias is not None:
             scores += self._bias
-        k = min(k, len(scores))
-        best = np.argpartition(scores, len(scores) - k)[len(scores) - k:]
-        best = best[np.lexsort((best, -scores[best]))]  # score descending, then index
+        best = _top_indices(scores, min(k, len(scores)))
         aids = self.vocabulary.aids
         return [(int(aids[i]), float(scores[i])) for i in best]
 
@@ -120,3 +118,21 @@ class SequenceModel:
             raise ValueError(f"{path}: weights do not match a {config.kind} of dim "
                              f"{config.dim} over {len(aids):,} items")
         return cls(config, Vocabulary(int(a) for a in aids), arrays)
+
+
+def _top_indices(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
+    """The indices of the ``k`` highest scores, highest first (ties: lower index first).
+
+    Exact, and cheaper than one selection over the whole catalog: the ``k``-th highest score
+    of every 16th item is at most the ``k``-th highest of all, so the items at or above it
+    hold the top ``k``; only those few are sorted.
+    """
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    sample = scores[::16]
+    if len(sample) > 4 * k:
+        floor = np.partition(sample, len(sample) - k)[len(sample) - k]
+        pool = np.flatnonzero(scores >= floor)
+    else:
+        pool = np.arange(len(scores))
+    return pool[np.lexsort((pool, -scores[pool]))[:k]]
