@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from liverec import __version__, eventloop
+from liverec import __version__, cli_simulation, eventloop
+from liverec.args import existing_file, positive_int, sequence_flags
 from liverec.settings import Settings
 from liverec.sources import generated_catalog, generated_events, ordered_file_events
 from online_models.covisitation import CovisConfig
@@ -38,20 +39,6 @@ from producers.replay import parse_speed, replay_events
 from producers.stats import OTTO_TRAIN_STATS, format_stats, session_stats
 from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _existing_file(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {text}")
-    return path
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -187,20 +174,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    """Serve simulated shoppers with each method and compare what they do."""
-    from liverec.simulating import run_simulate
-
-    return run_simulate(args)
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    """Serve the simulated shoppers over HTTP."""
-    from liverec.simulating import run_env
-
-    return run_env(args)
-
-
 def _distributed_settings(command: str) -> Settings:
     settings = Settings()
     if urlsplit(settings.bus).scheme != "kafka" or urlsplit(settings.store).scheme != "redis":
@@ -283,14 +256,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                   rate=args.rate, catalog=catalog), settings.event_loop)
 
 
-def _sequence_flags(p: argparse.ArgumentParser) -> None:
-    """What ``evaluate`` and ``predict`` pass to the sequence models they train."""
-    p.add_argument("--epochs", type=_positive_int, default=20,
-                   help="gru4rec, sasrec, sqn: training epochs (default 20)")
-    p.add_argument("--dim", type=_positive_int, default=64,
-                   help="gru4rec, sasrec, sqn: embedding size (default 64)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liverec", description="Real-time next-click, cart and order recommendations.")
@@ -301,9 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="replay sessions through the pipeline to a live web page")
     p.add_argument("--host", help="address to serve on (default 127.0.0.1, env LIVEREC_HOST)")
     p.add_argument("--port", type=int, help="port (default 8000, env LIVEREC_PORT; 0 = any)")
-    p.add_argument("--data", type=_existing_file, help="replay this file instead of generating")
-    p.add_argument("--sessions", type=_positive_int, default=20_000, help="generated sessions")
-    p.add_argument("--items", type=_positive_int, default=5_000, help="generated catalog size")
+    p.add_argument("--data", type=existing_file, help="replay this file instead of generating")
+    p.add_argument("--sessions", type=positive_int, default=20_000, help="generated sessions")
+    p.add_argument("--items", type=positive_int, default=5_000, help="generated catalog size")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
     p.add_argument("--speed", default="auto",
                    help="times real time, 'max', or 'auto' (paced to --rate events/s)")
@@ -322,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("generate", help="write synthetic OTTO-like sessions")
-    p.add_argument("--sessions", type=_positive_int, required=True)
-    p.add_argument("--items", type=_positive_int, required=True)
+    p.add_argument("--sessions", type=positive_int, required=True)
+    p.add_argument("--items", type=positive_int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True,
                    help="FILE.jsonl or FILE.jsonl.gz (OTTO), or FILE.csv (RetailRocket's "
@@ -331,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("replay", help="replay a file onto the bus in global time order")
-    p.add_argument("file", type=_existing_file)
+    p.add_argument("file", type=existing_file)
     p.add_argument("--speed", default="max", help="times real time, or 'max' (default)")
     p.add_argument("--to", help="bus URL (default LIVEREC_BUS or memory://, the embedded "
                                 "pipeline)")
@@ -341,13 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("covis", help="compute the co-visitation matrices of a file, or dump "
                                       "those of a running deployment")
-    p.add_argument("file", type=_existing_file, nargs="?")
+    p.add_argument("file", type=existing_file, nargs="?")
     p.add_argument("--from-store", metavar="URL", help="dump the matrices kept in this Redis "
                                                       "instead of computing them from a file")
     p.add_argument("--prefix", help="key prefix in the store (default LIVEREC_TOPIC_PREFIX)")
     p.add_argument("--mode", choices=("stream", "batch"), default="stream")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("-k", type=_positive_int, default=20, help="neighbours per row (default 20)")
+    p.add_argument("-k", type=positive_int, default=20, help="neighbours per row (default 20)")
     p.add_argument("--max-neighbors", type=int, default=0,
                    help="stream mode row bound (default 0 = exact; the server uses 200)")
     p.add_argument("--strict", action="store_true")
@@ -355,13 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure recommendation quality (otto or next-item)")
     p.add_argument("--protocol", choices=("otto", "next-item"), required=True)
-    p.add_argument("--data", type=_existing_file, help="otto: the log to split by time")
+    p.add_argument("--data", type=existing_file, help="otto: the log to split by time")
     p.add_argument("--test-days", type=float, default=7.0,
                    help="otto: the last this many days are the test period (default 7)")
     p.add_argument("--seed", type=int, default=0, help="otto: seed of the session cuts")
-    p.add_argument("--train", type=_existing_file, help="next-item: training sessions")
-    p.add_argument("--test", type=_existing_file, help="next-item: test sessions")
-    p.add_argument("--slice", type=_positive_int, metavar="N",
+    p.add_argument("--train", type=existing_file, help="next-item: training sessions")
+    p.add_argument("--test", type=existing_file, help="next-item: test sessions")
+    p.add_argument("--slice", type=positive_int, metavar="N",
                    help="next-item without --test: test on the sessions ending on the N-th "
                         "last day of --train, train on those before (1 = the last day)")
     p.add_argument("--method", default="rerank",
@@ -376,14 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: judge and learn from this percentage of sessions (default "
                         "100; lower it on millions of events: each learned event costs a list)")
-    p.add_argument("--sequence-model", type=_existing_file, default=None, metavar="MODEL",
+    p.add_argument("--sequence-model", type=existing_file, default=None, metavar="MODEL",
                    help="rerank, prior: read this trained sequence model's picks as candidates "
                         "and a feature (train it on the training part only)")
     p.add_argument("--max-neighbors", type=int, default=0,
                    help="co-visitation row bound (default 0 = exact, as covis-batch; the "
                         "server bounds rows at 200)")
-    _sequence_flags(p)
-    p.add_argument("--jobs", type=_positive_int, default=min(4, os.cpu_count() or 1),
+    sequence_flags(p)
+    p.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1),
                    metavar="N",
                    help="methods evaluated at once, each in a process of its own with its "
                         "own model in memory (default: the CPU count, at most 4); the figures "
@@ -392,22 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots")
     p.add_argument("--write-split", type=Path, metavar="DIR",
                    help="otto: write train.jsonl, test.jsonl, test_labels.jsonl and stop")
-    p.add_argument("--labels", type=_existing_file, help="otto: score --predictions against "
+    p.add_argument("--labels", type=existing_file, help="otto: score --predictions against "
                                                          "this test_labels.jsonl")
-    p.add_argument("--predictions", type=_existing_file, help="otto: a submission.csv to score")
+    p.add_argument("--predictions", type=existing_file, help="otto: a submission.csv to score")
     p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write a Kaggle-format submission.csv for test sessions")
-    p.add_argument("--train", type=_existing_file, required=True)
-    p.add_argument("--test", type=_existing_file, required=True)
+    p.add_argument("--train", type=existing_file, required=True)
+    p.add_argument("--test", type=existing_file, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--method", default="rerank", help="one method (default rerank)")
     p.add_argument("--online", action="store_true", help="learn from the test events too")
     p.add_argument("--learn-sample", type=int, default=100, metavar="PCT",
                    help="rerank: learn from this percentage of sessions (default 100)")
-    _sequence_flags(p)
+    sequence_flags(p)
     p.add_argument("--strict", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -419,14 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sqn: the sequence model under its two heads (default sasrec)")
     p.add_argument("--cql-weight", type=float, default=1.0,
                    help="sqn: weight of the conservative Q-learning term (0: plain SQN)")
-    p.add_argument("--data", type=_existing_file, required=True,
+    p.add_argument("--data", type=existing_file, required=True,
                    help="sessions to train on, any format the readers know")
     p.add_argument("--out", type=Path, required=True, help="the model file to write (.npz)")
-    p.add_argument("--epochs", type=_positive_int, default=20)
-    p.add_argument("--dim", type=_positive_int, default=64, help="embedding size")
-    p.add_argument("--max-len", type=_positive_int, default=30,
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--dim", type=positive_int, default=64, help="embedding size")
+    p.add_argument("--max-len", type=positive_int, default=30,
                    help="events of a session the model reads (its most recent)")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--learning-rate", type=float, default=0.002)
     p.add_argument("--negatives", type=int, default=None,
                    help="sampled negatives per batch (0: full softmax; default: full up to "
@@ -436,52 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("simulate", help="an A/B test in simulation: methods serve simulated "
-                                        "shoppers who click, cart and order what they like")
-    p.add_argument("--method", default="popular,rerank",
-                   help="comma-separated methods, the first the baseline of the paired "
-                        "differences (default popular,rerank)")
-    p.add_argument("--shoppers", type=_positive_int, default=1000,
-                   help="shoppers per replicate (default 1,000)")
-    p.add_argument("--replicates", type=_positive_int, default=5,
-                   help="replicates, each with shoppers of its own; the intervals are over "
-                        "them (default 5, at least 2)")
-    p.add_argument("--seed", type=int, default=0, help="catalog, history and shoppers")
-    p.add_argument("--history", type=int, default=5000,
-                   help="generated sessions every method learns from first (default 5,000)")
-    p.add_argument("--items", type=_positive_int, default=5000, help="catalog size")
-    p.add_argument("--rail", choices=("clicks", "carts", "orders"), default="clicks",
-                   help="which of a method's lists the shoppers see (default clicks)")
-    p.add_argument("--click-scale", type=float, default=0.3,
-                   help="chance to click a top item of relevance 1 (default 0.3)")
-    p.add_argument("--jobs", type=_positive_int, default=min(4, os.cpu_count() or 1),
-                   metavar="N", help="methods run at once, a process each (default: the CPU "
-                                     "count, at most 4); the figures do not depend on it")
-    _sequence_flags(p)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("env", help="the simulated shoppers over HTTP for agents: POST "
-                                   "/env/reset, POST /env/step")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default "
-                                                        "127.0.0.1)")
-    p.add_argument("--port", type=int, default=8001, help="port (default 8001)")
-    p.add_argument("--items", type=_positive_int, default=5000,
-                   help="catalog size; `liverec generate --items N --seed S` writes history "
-                        "of the same catalog")
-    p.add_argument("--seed", type=int, default=0, help="catalog and shoppers")
-    p.add_argument("--key", default=os.environ.get("LIVEREC_ENV_KEY"),
-                   help="require 'Authorization: Bearer KEY' (default: env LIVEREC_ENV_KEY; "
-                        "none: open to anyone who can reach the port)")
-    p.add_argument("--max-episodes", type=_positive_int, default=10_000)
-    p.add_argument("--episodes-per-client", type=_positive_int, default=100)
-    p.add_argument("--resets-per-s", type=float, default=100.0, help="per client address")
-    p.add_argument("--steps-per-s", type=float, default=500.0, help="per client address")
-    p.set_defaults(func=cmd_env)
+    cli_simulation.add_parsers(sub)
 
     p = sub.add_parser("stats", help="session statistics of a file, beside OTTO's")
-    p.add_argument("file", type=_existing_file)
+    p.add_argument("file", type=existing_file)
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true")
     p.set_defaults(func=cmd_stats)

@@ -37,6 +37,7 @@ class SequenceSource:
         self.model = SequenceModel.load(self.path)  # a bad file at start is an error
         self.swaps = 0
         self.failed_loads = 0
+        self._failed: tuple[int, int] | None = None  # the last file that did not load
         self._checked = clock()
         self._last: tuple[tuple[tuple[int, ...], int], list[tuple[int, float]]] | None = None
 
@@ -60,7 +61,7 @@ class SequenceSource:
         try:
             model = SequenceModel.load(self.path)
         except ValueError as exc:
-            if self.failed_loads == 0 or signature != self._failed:
+            if signature != self._failed:  # once per bad file, not every check
                 log.warning("sequence model not swapped, the one loaded serves on: %s", exc)
             self.failed_loads += 1
             self._failed = signature
@@ -70,8 +71,6 @@ class SequenceSource:
         log.info("sequence model swapped in from %s (%s, %d items)", self.path,
                  model.config.kind, len(model.vocabulary))
         return True
-
-    _failed: tuple[int, int] | None = None
 
     def top(self, aids: Sequence[int], k: int = 20) -> list[tuple[int, float]]:
         self.refresh()
