@@ -144,6 +144,13 @@ def test_switching_is_refused_with_the_field_and_reason(
     assert served["method"] == "rerank"  # nothing changed
 
 
+def test_a_large_body_is_refused_unread(server: LiveServer) -> None:
+    session, auth, _ = shopper(server)
+    answer = httpx.put(f"{server.url}/sessions/{session}/method",
+                       content=b'{"method": "' + b"x" * 100_000 + b'"}', headers=auth)
+    assert answer.status_code == 413 and answer.json()["detail"][0]["field"] == "body"
+
+
 def test_the_service_key_may_switch_any_session(server: LiveServer) -> None:
     answer = httpx.put(f"{server.url}/sessions/42/method", json={"method": "popular"},
                        headers=SERVICE)

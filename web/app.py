@@ -248,9 +248,14 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
             status = 403 if access in (Access.OTHER, Access.READ_ONLY) else 401
             return refusal(status, [{"field": "authorization", "reason": reason}],
                            {"WWW-Authenticate": "Bearer"})
-        body = await request.body()
+        body = bytearray()
+        async for chunk in request.stream():  # read at most a small body, never all of one
+            body += chunk
+            if len(body) > 1024:
+                security.refused["too_large"] += 1
+                return refusal(413, [{"field": "body", "reason": "at most 1,024 bytes"}])
         try:
-            obj = orjson.loads(body) if len(body) <= 1024 else None
+            obj = orjson.loads(body)
         except orjson.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict) or set(obj) != {"method"} or not isinstance(
