@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from simulation.episodes import Episodes
 from simulation.shopper import CART_REWARD, CLICK_REWARD, World
 from stream.events import TYPE_NAMES, Event
+from web.intake import read_body
 from web.limits import Buckets, retry_after
 from web.security import SecurityHeaders, client_address
 
@@ -119,13 +120,11 @@ def create_env_app(world: World, seed: int, limits: EnvLimits | None = None) -> 
         if wait:
             return b"", refuse("rate_limited", 429, "client", f"too many {what} from this "
                                "address", {"Retry-After": retry_after(wait)})
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return b"", refuse("too_large", 413, "body",
-                                   f"a request body is at most {MAX_BODY:,} bytes")
-        return bytes(body), None
+        body = await read_body(request, MAX_BODY)
+        if body is None:
+            return b"", refuse("too_large", 413, "body",
+                               f"a request body is at most {MAX_BODY:,} bytes")
+        return body, None
 
     def invalid(error: ValidationError) -> JSONResponse:
         refused["invalid"] += 1

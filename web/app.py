@@ -30,7 +30,7 @@ from web import apidocs
 from web.auth import Access, bearer_of
 from web.catalog import CATEGORIES, Catalog
 from web.hub import RecommendationHub
-from web.intake import make_intake, refusal, too_many
+from web.intake import ACCESS_STATUS, make_intake, read_body, refusal, too_many
 from web.live import push_json, watch_session
 from web.security import Security, SecurityHeaders, client_address
 
@@ -240,20 +240,17 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
             return too_many("too many requests from this address", wait)
         access = guard.write(session, bearer_of(request.headers.get("authorization")))
         if access is not Access.GRANTED:
-            security.refused["forbidden" if access in (Access.OTHER, Access.READ_ONLY)
-                             else "unauthorized"] += 1
+            status = ACCESS_STATUS[access]
+            security.refused["forbidden" if status == 403 else "unauthorized"] += 1
             reason = {Access.OTHER: "another session's token",
                       Access.READ_ONLY: "a public session: only its own shopper chooses"
                       }.get(access, "send the session's token")
-            status = 403 if access in (Access.OTHER, Access.READ_ONLY) else 401
             return refusal(status, [{"field": "authorization", "reason": reason}],
                            {"WWW-Authenticate": "Bearer"})
-        body = bytearray()
-        async for chunk in request.stream():  # read at most a small body, never all of one
-            body += chunk
-            if len(body) > 1024:
-                security.refused["too_large"] += 1
-                return refusal(413, [{"field": "body", "reason": "at most 1,024 bytes"}])
+        body = await read_body(request, 1024)
+        if body is None:
+            security.refused["too_large"] += 1
+            return refusal(413, [{"field": "body", "reason": "at most 1,024 bytes"}])
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:

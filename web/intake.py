@@ -77,7 +77,8 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-_ACCESS_STATUS = {Access.MISSING: 401, Access.INVALID: 401, Access.OTHER: 403,
+#: The status a refused access answers with (401: who are you; 403: not yours).
+ACCESS_STATUS = {Access.MISSING: 401, Access.INVALID: 401, Access.OTHER: 403,
                   Access.READ_ONLY: 403}
 _ACCESS_REASON = {
     Access.MISSING: "posting events needs the session's token or the service key "
