@@ -38,7 +38,7 @@ test-fast: setup                 ## no browser, no services
 
 lint: setup                      ## ruff and mypy
 	$(BIN)/ruff check .
-	$(BIN)/mypy online_models stream producers web evaluation liverec
+	$(BIN)/mypy online_models stream producers web evaluation simulation distributed liverec
 
 bench: setup                     ## the benchmarks of docs/benchmarks.md
 	$(BIN)/python benchmarks/ingest.py

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import redis
 
-from online_models.redis_store import RedisStore
+from distributed.store import RedisStore
 
 
 def add_service_args(parser: argparse.ArgumentParser) -> None:

@@ -72,9 +72,9 @@ from bench_distributed import (
     worker_phases,
 )
 
+from distributed.kafka_bus import KafkaBus
 from liverec import eventloop
 from stream.events import CLICKS, TYPE_CODES, TYPE_NAMES, Event
-from stream.kafka_bus import KafkaBus
 
 BASE_SESSION = 7_000_000_000
 

@@ -22,11 +22,11 @@ import uuid
 import redis
 from bench_distributed import add_service_args, drop_state
 
-from online_models.redis_store import RedisStore
+from distributed.batch import journaling_pipeline, take_for_store
+from distributed.store import RedisStore
 from producers.generator import GeneratorConfig, generate_sessions
 from stream.events import Event
 from stream.pipeline import PipelineConfig
-from stream.worker import journaling_pipeline, take_for_store
 
 
 def script_usec(client: redis.Redis) -> float:

@@ -139,7 +139,7 @@ def cmd_covis(args: argparse.Namespace) -> int:
 
 def _covis_from_store(args: argparse.Namespace) -> int:
     """Dump the matrices a distributed deployment keeps in Redis, in ``covis`` format."""
-    from online_models.redis_store import RedisStore
+    from distributed.store import RedisStore
 
     prefix = Settings().topic_prefix if args.prefix is None else args.prefix
     store = RedisStore.from_url(args.from_store, prefix,
@@ -184,29 +184,33 @@ def _distributed_settings(command: str) -> Settings:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Faust worker of the distributed runtime (LIVEREC_BUS=kafka://…, LIVEREC_STORE=redis://…)."""
+    from distributed.worker import WORKER_MAX_BATCH, Worker, WorkerConfig, faust_worker
     from liverec.runtime import pipeline_config
     from producers.kafka_sink import KafkaSink
-    from stream.worker import WORKER_MAX_BATCH, create_worker_app, faust_worker
 
     settings = _distributed_settings("worker")
     # Faust only consumes topics that exist when it starts.
     KafkaSink(settings.bus, f"{settings.topic_prefix}events", settings.partitions).ensure_topic()
-    app = create_worker_app(broker=settings.bus, store=settings.store,
-                            topic_prefix=settings.topic_prefix, app_id=settings.app_id,
-                            partitions=settings.partitions,
-                            max_batch=settings.max_batch or WORKER_MAX_BATCH,
-                            config=pipeline_config(settings, distributed=True),
-                            batch_window_s=settings.batch_window_ms / 1000,
-                            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                            rows_max_age_s=settings.rows_max_age_s,
-                            model_sync_s=settings.model_sync_seconds)
+    worker = Worker(WorkerConfig(
+        broker=settings.bus, store=settings.store, topic_prefix=settings.topic_prefix,
+        app_id=settings.app_id, partitions=settings.partitions,
+        max_batch=settings.max_batch or WORKER_MAX_BATCH,
+        batch_window_s=settings.batch_window_ms / 1000,
+        linger_records=settings.batch_linger_records,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms, view_max_age_s=settings.view_max_age_s,
+        model_sync_s=settings.model_sync_seconds, commit_every_s=settings.commit_interval_s,
+        watch_sweep_s=settings.watch_sweep_s,
+        kafka_session_timeout_s=settings.kafka_session_timeout_s,
+        redis_timeout_s=settings.redis_timeout_s, redis_patience_s=settings.redis_patience_s,
+        compact_min_bytes=settings.compact_min_bytes), pipeline_config(settings, distributed=True))
+    app = worker.app
     from prometheus_client import CollectorRegistry
 
+    from distributed.worker import WorkerMetrics
     from liverec.worker_metrics import serve_metrics
-    from stream.worker import WorkerMetrics
 
     registry = CollectorRegistry()
-    registry.register(WorkerMetrics(app.liverec_stats))  # type: ignore[attr-defined]
+    registry.register(WorkerMetrics(worker.stats))
     port = serve_metrics(registry, settings.host, settings.metrics_port)
     # Whoever started several workers on a host finds each one's port in its output.
     print(f"liverec worker: metrics on http://{settings.host}:{port}/metrics", flush=True)
@@ -217,7 +221,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await keep_collections_short()
 
     app.task(collector)
-    faust_worker(app, args.loglevel).execute_from_commandline()
+    faust_worker(app, args.loglevel or settings.log_level).execute_from_commandline()
     return 0
 
 
@@ -278,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("worker", help="a Faust worker: Kafka events in, state in Redis")
-    p.add_argument("--loglevel", default="warning", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--loglevel", choices=("debug", "info", "warning", "error"),
+                   help="Faust's log level (default LIVEREC_LOG_LEVEL, warning)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("web", help="a stateless web node: lists from Redis, events to Kafka")
@@ -413,9 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
+        level = "debug" if args.verbose else Settings().log_level
+        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
         return int(args.func(args))
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)

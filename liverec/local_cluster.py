@@ -18,17 +18,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distributed.serving import SharedModels, lists_from_store, load_states
+from distributed.store import RedisStore
 from liverec.runtime import pipeline_config
 from liverec.settings import Settings
 from online_models.covisitation_batch import batch_covisitation
-from online_models.redis_store import RedisStore
 from online_models.rerank import Reranker
 from online_models.rows import export_rows
 from producers.ordering import time_ordered
 from producers.readers import read_events
 from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline, session_lists
-from stream.serving import SharedModels, lists_from_store, load_states
 
 _PORT_LINE = re.compile(rb"metrics on http://[^:]+:(\d+)/metrics")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,16 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
+from distributed.serving import distributed_rerank
 from liverec.settings import Settings
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.recommend import shelf
 from online_models.rerank import OBJECTIVES, RerankConfig
-from stream.bus import Bus, open_bus
+from stream.bus import Bus, MemoryBus
 from stream.events import Event
+from stream.metrics import RateMeter
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
 from stream.runner import PipelineRunner
-from stream.serving import distributed_rerank
 from stream.switch import MethodSwitch
 from web.app import create_app
 from web.auth import Guard, local_secret
@@ -35,12 +35,27 @@ from web.limits import Buckets, Connections
 from web.security import Security
 
 
+def open_bus(url: str, *, topic_prefix: str = "", group_id: str = "liverec") -> Bus:
+    """A bus for a URL: ``memory://`` (embedded) or ``kafka://host:port`` (production).
+
+    ``topic_prefix`` and ``group_id`` let tests and parallel deployments share one broker.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryBus()
+    if scheme == "kafka":
+        from distributed.kafka_bus import KafkaBus  # only a Kafka deployment needs the client
+
+        return KafkaBus(url, topic=f"{topic_prefix}events", group_id=group_id)
+    raise ValueError(f"bus {url!r}: unknown scheme {scheme!r}; expected memory:// or kafka://")
+
+
 def pipeline_config(settings: Settings, *, rerank: bool | None = None,
                     distributed: bool = False) -> PipelineConfig:
     """The pipeline the settings describe; ``rerank`` overrides ``settings.rerank``.
 
     ``distributed``: the re-rankers as workers and web nodes run them
-    (:func:`stream.serving.distributed_rerank`: no successors or similar sessions,
+    (:func:`distributed.serving.distributed_rerank`: no successors or similar sessions,
     snapshots on a clock).
     """
     use_rerank = settings.rerank if rerank is None else rerank
@@ -87,23 +102,6 @@ def open_pipeline(settings: Settings) -> SessionPipeline:
             f"store {settings.store!r}: only memory:// is available in the embedded runtime"
         )
     return SessionPipeline(pipeline_config(settings))
-
-
-class RateMeter:
-    """Events per second over about the last five seconds, from a growing counter read at
-    whatever moments someone asks (the page polls ``/stats``)."""
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[float, int]] = deque(maxlen=64)
-
-    def rate(self, count: int) -> float:
-        now = time.monotonic()
-        samples = self._samples
-        samples.append((now, count))
-        while len(samples) > 2 and now - samples[1][0] > 5.0:
-            samples.popleft()
-        t0, c0 = samples[0]
-        return round((count - c0) / (now - t0), 1) if now - t0 > 0.2 else 0.0
 
 
 class ReplayProgress:

@@ -45,11 +45,33 @@ class Settings(BaseSettings):
     """``liverec worker``: longest Kafka may hold a fetch for more data (Kafka's
     ``fetch.max.wait.ms``). Faust sets 1,500, and under load fetches were held that long
     with records waiting: at 1,000 events/s, pushes lagged by 1–2 s."""
-    rows_max_age_s: float = Field(30.0, gt=0)
-    """``liverec worker``: how long the co-visitation rows its pushed lists read stay cached.
-    Its own batches keep them current, so this only bounds how late other workers'
-    increments show in its lists. Re-read every 5 s, rows pushed a worker past what it could
-    take on a shop's mix at 1,000 events/s (docs/benchmarks.md)."""
+    batch_linger_records: int = Field(2, ge=0)
+    """``liverec worker``: wait ``batch_window_ms`` between fetches while it would gather at
+    least this many records at the rate of the last fetch's (0: always wait)."""
+    view_max_age_s: float = Field(30.0, gt=0)
+    """``liverec worker``: how stale its view of what other workers stored may be: the
+    co-visitation rows its pushed lists read, their popular fill and its re-rankers'
+    learning features are re-read from Redis after this long (its own batches keep the rows
+    current). Rows re-read every 5 s pushed a worker past what it could take at 1,000
+    events/s (docs/benchmarks.md)."""
+    commit_interval_s: float = Field(1.0, gt=0)
+    """``liverec worker``: how often it commits to Kafka the offsets Redis has (Redis's
+    offsets decide what is applied; a later commit only means more skipping on restart)."""
+    watch_sweep_s: float = Field(10.0, gt=0)
+    """``liverec worker``: how often it forgets watches no web node renewed."""
+    kafka_session_timeout_s: float = Field(8.0, gt=0)
+    """``liverec worker``: a worker silent this long leaves the group and its partitions go
+    to the others (Kafka's default is a minute)."""
+    redis_timeout_s: float = Field(10.0, gt=0)
+    """``liverec worker``: longest a Redis connect or call may take before Redis counts as
+    away (and is retried)."""
+    redis_patience_s: float = Field(300.0, gt=0)
+    """``liverec worker``: how long it waits for Redis to come back before it exits, so that
+    Kafka gives its partitions to another worker (nothing is committed before Redis has a
+    batch, so waiting and exiting both lose nothing)."""
+    compact_min_bytes: int = Field(16_384, ge=0)
+    """``liverec worker``: row logs shorter than this are never compacted (summing a short
+    log on read costs less than a compaction's two round trips)."""
     rerank: bool = True
     """Serve the River re-rankers' lists and learn them from events (``false``: the
     co-visitation recipe). Distributed: workers learn, mix and save snapshots to Redis, and
@@ -86,7 +108,9 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """Event loop of ``demo`` and ``web``: ``auto`` takes uvloop where it is installed (less
     CPU per request and push), ``asyncio`` the standard one."""
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    """Lowest level of the log records every command writes (``--verbose``: debug; the
+    worker's ``--loglevel`` overrides it for Faust's worker)."""
 
     # -- who may call the web app, and how much (web/auth.py, web/limits.py) --------------------
     secret: str | None = None
@@ -106,11 +130,15 @@ class Settings(BaseSettings):
     post_rate: float = Field(20.0, gt=0)
     """``POST /events`` requests per second per client address (burst ``post_burst``)."""
     post_burst: int = Field(60, ge=1)
+    """``POST /events`` requests one client address may send at once before ``post_rate``
+    holds it back."""
     client_event_rate: float = Field(50.0, gt=0)
     """Events per second all shoppers' sessions behind one client address may post (burst
     ``client_event_burst``): bounds what one address can add to the state however many
     sessions it opens. The service key is exempt."""
     client_event_burst: int = Field(500, ge=1)
+    """Events one client address may post at once before ``client_event_rate`` holds it
+    back."""
     read_rate: float = Field(100.0, gt=0)
     """``GET /sessions/{id}/recommendations`` per second per client address (burst 200):
     each may compute a session's lists. The page reads them over its WebSocket instead."""
@@ -118,10 +146,14 @@ class Settings(BaseSettings):
     """``POST /sessions`` per second per client address (burst ``session_create_burst``):
     many shoppers may share an address behind a NAT."""
     session_create_burst: int = Field(60, ge=1)
+    """``POST /sessions`` one client address may send at once before
+    ``session_create_rate`` holds it back."""
     session_event_rate: float = Field(5.0, gt=0)
     """Events per second one shopper's session may post (burst ``session_event_burst``,
     also the most one request of a shopper may carry)."""
     session_event_burst: int = Field(50, ge=1)
+    """Events one shopper's session may post at once, and the most one of its requests may
+    carry."""
     max_connections: int = Field(20_000, ge=1)
     """WebSockets one web process holds; past it, new ones are refused (close 4503)."""
     max_connections_per_client: int = Field(2_500, ge=1)

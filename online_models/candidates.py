@@ -107,16 +107,24 @@ class Candidates:
     """Per objective, the prior's order of all candidates, for the tail."""
 
 
+def read_items(events: Sequence[tuple[int, int, int]],
+               config: RerankConfig) -> tuple[list[int], list[int]]:
+    """What the candidates of these events (oldest first) read from the matrices, most recent
+    first: the last ``history`` distinct items (their clicks and carts_orders rows) and every
+    item carted or ordered (its buy2buy row). The one description of those reads:
+    :func:`build_candidates` reads exactly these rows, :func:`candidate_rows` names them."""
+    recent = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))[:config.history]
+    bought = list(dict.fromkeys(aid for aid, _, t in reversed(events) if t != CLICKS))
+    return recent, bought
+
+
 def candidate_rows(events: Sequence[tuple[int, int, int]],
                    config: RerankConfig) -> list[tuple[str, int]]:
     """The (matrix, aid) rows :func:`build_candidates` reads for these events (oldest first),
     so that a store can fetch them in one round trip."""
-    unique = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))[:config.history]
-    rows = [(matrix, aid) for aid in unique for matrix in ("clicks", "carts_orders")]
-    rows += [("buy2buy", aid) for aid in dict.fromkeys(
-        aid for aid, _, t in reversed(events) if t != CLICKS)]
-    return rows
-
+    recent, bought = read_items(events, config)
+    rows = [(matrix, aid) for aid in recent for matrix in ("clicks", "carts_orders")]
+    return rows + [("buy2buy", aid) for aid in bought]
 
 
 def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
@@ -149,14 +157,15 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     successor_nb: dict[int, float] = {}
     last_clicks: dict[int, int] = {}
     last_successor: dict[int, int] = {}
-    for j, a in enumerate(unique[:config.history]):
+    recent, bought = read_items(events, config)
+    for j, a in enumerate(recent):
         w = 1.0 / (j + 1)
         _add_row(clicks_nb, covis.top("clicks", a, size), w, last_clicks if j == 0 else None)
         _add_row(co_nb, covis.top("carts_orders", a, size), w, None)
         if successors is not None and j < config.successor_items:
             _add_row(successor_nb, successors.top(a, size), w,
                      last_successor if j == 0 else None)
-    for a in dict.fromkeys(aid for aid, _, t in reversed(events) if t != CLICKS):
+    for a in bought:
         _add_row(b2b_nb, covis.top("buy2buy", a, size), 1.0, None)
     similar_nb: dict[int, float] = {}
     if similar is not None:

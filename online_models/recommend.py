@@ -85,9 +85,9 @@ def recommend(
 ) -> Lists:
     """Lists for a session whose recent events are ``events`` as (aid, ts, type), oldest first."""
     unique = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))
-    buys = list(dict.fromkeys(aid for aid, _, etype in reversed(events) if etype != CLICKS))
-    clicks = _clicks_list(events, unique, covis, k)
-    buy_list = _buys_list(events, unique, buys, covis, k)
+    neighbours, buys = _reads(unique, events, k)  # the rows read (read_items)
+    clicks = _clicks_list(events, unique, neighbours, covis, k)
+    buy_list = _buys_list(events, unique, neighbours, buys, covis, k)
     # Fill from the objective's own popularity first, then the other types' (orders are rare:
     # early in a stream fewer than k items have been ordered at all), then every item known
     # (read only when the decayed counts fall short, e.g. after a clock jump).
@@ -108,33 +108,47 @@ def shelf(popularity: Popular, k: int) -> list[int]:
     return listed or list(range(k))
 
 
+def read_items(events: Sequence[tuple[int, int, int]], k: int = 20) -> tuple[list[int], list[int]]:
+    """What :func:`recommend` reads from the matrices for these events, most recent first: the
+    items whose clicks and carts_orders rows it reads (the session's distinct items while
+    fewer than ``k``; none beyond, when the lists are the session's own) and those whose
+    buy2buy rows it reads (every item carted or ordered). The one description of those reads:
+    :func:`recommend` reads exactly these rows, :func:`rows_needed` names them."""
+    return _reads(list(dict.fromkeys(aid for aid, _, _ in reversed(events))), events, k)
+
+
+def _reads(unique: list[int], events: Sequence[tuple[int, int, int]],
+           k: int) -> tuple[list[int], list[int]]:
+    buys = list(dict.fromkeys(aid for aid, _, etype in reversed(events) if etype != CLICKS))
+    return (unique if len(unique) < k else []), buys
+
+
 def rows_needed(events: Sequence[tuple[int, int, int]], k: int = 20) -> list[tuple[str, int]]:
     """The (matrix, aid) rows :func:`recommend` reads for these events: a store fetches them
     in one round trip instead of one per row."""
-    unique = list(dict.fromkeys(aid for aid, _, _ in events))
-    buys = dict.fromkeys(aid for aid, _, etype in events if etype != CLICKS)
+    neighbours, buys = read_items(events, k)
     needed = [("buy2buy", aid) for aid in buys]
-    if len(unique) < k:
-        needed += [(matrix, aid) for aid in unique for matrix in ("clicks", "carts_orders")]
-    return needed
+    return needed + [(matrix, aid) for aid in neighbours for matrix in ("clicks", "carts_orders")]
 
 
 def _clicks_list(
-    events: Sequence[tuple[int, int, int]], unique: list[int], covis: Neighbours, k: int
+    events: Sequence[tuple[int, int, int]], unique: list[int], neighbours: list[int],
+    covis: Neighbours, k: int
 ) -> list[int]:
     if len(unique) >= k:
         return _most_common(_weighted_history(events), k)
     # One flat list, then counted in C: nested generators cost a Python frame resume per
     # neighbour. Same elements in the same order, so ties rank as before.
-    neighbours = Counter([b for aid in unique for b, _ in covis.top("clicks", aid, k)])
+    counted = Counter([b for aid in neighbours for b, _ in covis.top("clicks", aid, k)])
     own = set(unique)
-    extra = [b for b, _ in neighbours.most_common(k) if b not in own]
+    extra = [b for b, _ in counted.most_common(k) if b not in own]
     return unique + extra[: k - len(unique)]
 
 
 def _buys_list(
     events: Sequence[tuple[int, int, int]],
     unique: list[int],
+    neighbours: list[int],
     buys: list[int],
     covis: Neighbours,
     k: int,
@@ -145,9 +159,9 @@ def _buys_list(
         for b in buy2buy:
             scores[b] = scores.get(b, 0.0) + BUY2BUY_BONUS
         return _most_common(scores, k)
-    carts_orders = [b for aid in unique for b, _ in covis.top("carts_orders", aid, k)]
-    neighbours = Counter(carts_orders + buy2buy)
+    carts_orders = [b for aid in neighbours for b, _ in covis.top("carts_orders", aid, k)]
+    counted = Counter(carts_orders + buy2buy)
     own = set(unique)
-    extra = [b for b, _ in neighbours.most_common(k) if b not in own]
+    extra = [b for b, _ in counted.most_common(k) if b not in own]
     return unique + extra[: k - len(unique)]
 

@@ -4,7 +4,7 @@
 in one packed int per cell (clicks weight << :data:`CO_BITS` | carts_orders weight). Everything
 here reads or moves such rows without knowing how they were computed: the incremental
 matrices (:mod:`online_models.covisitation`), the shared store
-(:mod:`online_models.redis_store`) and the ``covis`` output all use it.
+(:mod:`distributed.store`) and the ``covis`` output all use it.
 """
 
 from __future__ import annotations

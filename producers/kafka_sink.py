@@ -17,7 +17,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from stream.events import Event
-from stream.kafka_bus import bootstrap_of, encode
+from stream.wire import bootstrap_of, encode
 
 
 class KafkaSink:

@@ -20,41 +20,44 @@ data you expect to be clean.
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import orjson
 
+from producers.input_rows import (
+    DIGINETICA_COLUMNS,
+    MAX_REPORTED_ERRORS,
+    RETAILROCKET_COLUMNS,
+    TSV_COLUMNS,
+    BadInput,
+    ReadReport,
+    RowBatch,
+    RowSink,
+    group_runs,
+    int_field,
+    open_binary,
+)
+from producers.session_csv import diginetica_sessions, retailrocket_sessions
 from stream.events import CLICKS, MAX_ID, MAX_TS_MS, TYPE_CODES, Event, EventError, parse_event
 
 __all__ = ["FORMATS", "MAX_REPORTED_ERRORS", "BadInput", "ReadReport", "detect_format",
            "read_events", "read_sessions"]
 
 FORMATS = ("otto-jsonl", "otto-parquet", "session-tsv", "diginetica", "retailrocket")
-#: A report keeps this many messages; the count in ``bad`` goes on past it.
-MAX_REPORTED_ERRORS = 20
 #: Parquet rows converted to Python objects at a time: big enough to amortise numpy calls,
 #: small enough that memory stays flat.
 PARQUET_BATCH_ROWS = 65_536
-#: Columns of the TSV header we need; any others are ignored.
-TSV_COLUMNS = ("SessionId", "ItemId", "Time")
-#: Columns of Diginetica's ``;``-separated header we need (``user_id`` is ignored).
-DIGINETICA_COLUMNS = ("session_id", "item_id", "timeframe", "eventdate")
-#: Columns of RetailRocket's ``events.csv`` header we need (``transactionid`` is ignored).
-RETAILROCKET_COLUMNS = ("timestamp", "visitorid", "event", "itemid")
 #: Header-detected formats: name, separator, columns that must all be in the first line.
 _HEADERS = (("session-tsv", b"\t", TSV_COLUMNS), ("diginetica", b";", DIGINETICA_COLUMNS),
             ("retailrocket", b",", RETAILROCKET_COLUMNS))
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SUFFIX_FORMATS = {".jsonl": "otto-jsonl", ".json": "otto-jsonl", ".parquet": "otto-parquet",
                    ".pq": "otto-parquet", ".tsv": "session-tsv"}
@@ -62,54 +65,9 @@ _SUFFIX_FORMATS = {".jsonl": "otto-jsonl", ".json": "otto-jsonl", ".parquet": "o
 log = logging.getLogger("liverec.producers")
 
 
-class BadInput(ValueError):
-    """A line or row that cannot become events, in strict mode: ``FILE:LINE: field: reason``."""
-
-    def __init__(self, file: str, line: int, field: str, reason: str) -> None:
-        super().__init__(f"{file}:{line}: {field}: {reason}")
-        self.file = file
-        self.line = line
-        self.field = field
-        self.reason = reason
-
-
-@dataclass
-class ReadReport:
-    """What a read saw; pass one in and read it afterwards (the reader fills it in as it goes).
-
-    ``lines`` counts data lines (jsonl, TSV, CSV; without header and blank lines) or rows
-    (parquet), ``bad`` those skipped, ``errors`` the first :data:`MAX_REPORTED_ERRORS` messages.
-    """
-
-    path: Path | None = None
-    lines: int = 0
-    events: int = 0
-    sessions: int = 0
-    bad: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-class _Sink:
-    """Reports one bad line the same way everywhere: log, count, keep, or raise when strict."""
-
-    def __init__(self, path: Path, strict: bool, report: ReadReport) -> None:
-        self.file = str(path)
-        self.strict = strict
-        self.report = report
-
-    def bad(self, line: int, field: str, reason: str) -> None:
-        if self.strict:
-            raise BadInput(self.file, line, field, reason)
-        message = f"{self.file}:{line}: {field}: {reason}"
-        log.warning("%s", message)
-        self.report.bad += 1
-        if len(self.report.errors) < MAX_REPORTED_ERRORS:
-            self.report.errors.append(message)
-
-
 def _head(path: Path, size: int = 4096) -> bytes:
     """First bytes of the file's content, decompressed if it is gzipped."""
-    with _open_binary(path) as content:
+    with open_binary(path) as content:
         try:
             return content.read(size)
         except (OSError, EOFError):  # a truncated or corrupt gzip
@@ -166,18 +124,15 @@ def read_sessions(path: Path | str, fmt: str | None = None, *, strict: bool = Fa
         raise FileNotFoundError(f"no such event file: {path}")
     report = report if report is not None else ReadReport()
     report.path = path
-    sink = _Sink(path, strict, report)
+    sink = RowSink(path, strict, report)
     if fmt == "otto-jsonl":
         return _counted(_jsonl_sessions(path, sink), report)
     if fmt == "otto-parquet":
-        return _counted(_group_runs(_parquet_batches(path, sink)), report)
+        return _counted(group_runs(_parquet_batches(path, sink)), report)
     if fmt in ("diginetica", "retailrocket"):
-        # Imported here: session_csv builds on this module's _Sink, BadInput and row helpers.
-        from producers.session_csv import diginetica_sessions, retailrocket_sessions
-
         reader = diginetica_sessions if fmt == "diginetica" else retailrocket_sessions
         return _counted(reader(path, sink), report)
-    return _counted(_group_runs(_tsv_batches(path, sink)), report)
+    return _counted(group_runs(_tsv_batches(path, sink)), report)
 
 
 def read_events(path: Path | str, fmt: str | None = None, *, strict: bool = False,
@@ -195,20 +150,11 @@ def _counted(sessions: Iterator[tuple[int, list[Event]]],
         yield session, events
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    """Open plain or gzipped by the magic bytes, not the name, so renamed files still read."""
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == _GZIP_MAGIC
-    if gzipped:
-        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=1 << 20)
-    return open(path, "rb", buffering=1 << 20)
-
-
 # --------------------------------------------------------------------------- OTTO jsonl
 
 
-def _jsonl_sessions(path: Path, sink: _Sink) -> Iterator[tuple[int, list[Event]]]:
-    with _open_binary(path) as lines:
+def _jsonl_sessions(path: Path, sink: RowSink) -> Iterator[tuple[int, list[Event]]]:
+    with open_binary(path) as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -265,32 +211,8 @@ def _parse_session_line(line: bytes) -> tuple[int, list[Event]]:
 
 # --------------------------------------------------------------------------- row formats
 
-#: A batch of validated rows: session ids and the matching events, same length.
-_Batch = tuple[list[int], list[Event]]
-
-
-def _group_runs(batches: Iterator[_Batch]) -> Iterator[tuple[int, list[Event]]]:
-    """Group consecutive rows with the same session id, across batch boundaries."""
-    current = -1  # no session id is negative
-    group: list[Event] = []
-    for sessions, events in batches:
-        start = 0
-        for i in range(1, len(sessions) + 1):
-            if i == len(sessions) or sessions[i] != sessions[start]:
-                run = events[start:i]
-                if sessions[start] == current:
-                    group.extend(run)
-                else:
-                    if group:
-                        yield current, group
-                    current, group = sessions[start], run
-                start = i
-    if group:
-        yield current, group
-
-
-def _tsv_batches(path: Path, sink: _Sink, batch_rows: int = 8192) -> Iterator[_Batch]:
-    with _open_binary(path) as raw:
+def _tsv_batches(path: Path, sink: RowSink, batch_rows: int = 8192) -> Iterator[RowBatch]:
+    with open_binary(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         header = text.readline().rstrip("\r\n").split("\t")
         missing = [name for name in TSV_COLUMNS if name not in header]
@@ -325,8 +247,8 @@ def _tsv_batches(path: Path, sink: _Sink, batch_rows: int = 8192) -> Iterator[_B
 
 
 def _tsv_event(session_text: str, item_text: str, time_text: str) -> Event:
-    session = _int_field("SessionId", session_text)
-    aid = _int_field("ItemId", item_text)
+    session = int_field("SessionId", session_text)
+    aid = int_field("ItemId", item_text)
     try:
         seconds = float(time_text)
     except ValueError:
@@ -345,14 +267,7 @@ def _tsv_event(session_text: str, item_text: str, time_text: str) -> Event:
         raise EventError(name or error.field, error.reason) from None
 
 
-def _int_field(name: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise EventError(name, f"must be an integer, got {text!r:.40}") from None
-
-
-def _parquet_batches(path: Path, sink: _Sink) -> Iterator[_Batch]:
+def _parquet_batches(path: Path, sink: RowSink) -> Iterator[RowBatch]:
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
@@ -409,7 +324,7 @@ def _parquet_columns(batch: Any, path: Path) -> dict[str, tuple[np.ndarray, np.n
 
 
 def _check_rows(columns: dict[str, tuple[np.ndarray, np.ndarray]], first_row: int,
-                sink: _Sink) -> np.ndarray:
+                sink: RowSink) -> np.ndarray:
     """Mask of good rows; every bad row is reported, in row order, with its first bad field."""
     reasons: list[tuple[np.ndarray, str, Any]] = []
     for name in ("session", "aid"):

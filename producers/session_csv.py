@@ -1,8 +1,8 @@
 """Readers for the two CSV benchmarks of the session-based literature: Diginetica, RetailRocket.
 
 Neither is a line-by-line translation into OTTO's events, which is why they live apart from
-:mod:`producers.readers` (that module names, detects and dispatches to them, and owns the
-reporting: bad rows go through its ``_Sink`` as ``FILE:LINE: field: reason``).
+:mod:`producers.readers` (that module names, detects and dispatches to them; bad rows are
+reported through :class:`~producers.input_rows.RowSink` as ``FILE:LINE: field: reason``).
 
 * **Diginetica** (CIKM Cup 2016, ``train-item-views.csv``): ``;``-separated,
   ``session_id;user_id;item_id;timeframe;eventdate``; every row is an item view, so a click.
@@ -32,15 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from producers.readers import (
+from producers.input_rows import (
     DIGINETICA_COLUMNS,
     RETAILROCKET_COLUMNS,
     BadInput,
-    _Batch,
-    _group_runs,
-    _int_field,
-    _open_binary,
-    _Sink,
+    RowBatch,
+    RowSink,
+    group_runs,
+    int_field,
+    open_binary,
 )
 from stream.events import CARTS, CLICKS, MAX_ID, MAX_TS_MS, ORDERS, Event, EventError
 
@@ -65,7 +65,7 @@ _DAY_MS = 86_400_000
 _by_ts = attrgetter("ts")
 
 
-def _csv_rows(path: Path, sink: _Sink, separator: str,
+def _csv_rows(path: Path, sink: RowSink, separator: str,
               columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     """Data lines as ``(line number, fields of ``columns`` in that order)``.
 
@@ -73,7 +73,7 @@ def _csv_rows(path: Path, sink: _Sink, separator: str,
     ``transactionid``) do not matter; a missing one fails at once since no row could be read.
     Blank lines are skipped but keep their number, so reported lines match an editor's.
     """
-    with _open_binary(path) as raw:
+    with open_binary(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         header = text.readline().rstrip("\r\n").split(separator)
         missing = [name for name in columns if name not in header]
@@ -96,7 +96,7 @@ def _csv_rows(path: Path, sink: _Sink, separator: str,
 
 
 def _id_field(name: str, text: str) -> int:
-    value = _int_field(name, text)
+    value = int_field(name, text)
     if not 0 <= value <= MAX_ID:
         raise EventError(name, f"must be between 0 and 2^63-1, got {value}")
     return value
@@ -105,14 +105,14 @@ def _id_field(name: str, text: str) -> int:
 # --------------------------------------------------------------------------- Diginetica
 
 
-def diginetica_sessions(path: Path, sink: _Sink) -> Iterator[tuple[int, list[Event]]]:
+def diginetica_sessions(path: Path, sink: RowSink) -> Iterator[tuple[int, list[Event]]]:
     """Runs of consecutive rows of a session, each sorted by ts; all events are clicks."""
-    for session, events in _group_runs(_diginetica_batches(path, sink)):
+    for session, events in group_runs(_diginetica_batches(path, sink)):
         events.sort(key=_by_ts)  # Timsort: linear when the rows were in order already
         yield session, events
 
 
-def _diginetica_batches(path: Path, sink: _Sink, batch_rows: int = 8192) -> Iterator[_Batch]:
+def _diginetica_batches(path: Path, sink: RowSink, batch_rows: int = 8192) -> Iterator[RowBatch]:
     sessions: list[int] = []
     events: list[Event] = []
     for number, fields in _csv_rows(path, sink, ";", DIGINETICA_COLUMNS):
@@ -134,7 +134,7 @@ def _diginetica_event(session_text: str, item_text: str, frame_text: str,
                       date_text: str) -> Event:
     session = _id_field("session_id", session_text)
     aid = _id_field("item_id", item_text)
-    frame = _int_field("timeframe", frame_text)
+    frame = int_field("timeframe", frame_text)
     if frame < 0:
         raise EventError("timeframe", f"must not be negative, got {frame} ms")
     ts = _midnight_ms(date_text) + frame
@@ -164,7 +164,7 @@ def _midnight_ms(text: str) -> int:
 # --------------------------------------------------------------------------- RetailRocket
 
 
-def retailrocket_sessions(path: Path, sink: _Sink) -> Iterator[tuple[int, list[Event]]]:
+def retailrocket_sessions(path: Path, sink: RowSink) -> Iterator[tuple[int, list[Event]]]:
     """Sessions cut from each visitor's events, ordered by first event's ts, then session id.
 
     That order is the one a live stream would have opened them in, which is what replay and the
@@ -192,7 +192,7 @@ def retailrocket_sessions(path: Path, sink: _Sink) -> Iterator[tuple[int, list[E
             offset += length
 
 
-def _retailrocket_columns(path: Path, sink: _Sink) -> tuple[np.ndarray, ...]:
+def _retailrocket_columns(path: Path, sink: RowSink) -> tuple[np.ndarray, ...]:
     """Every good row as columns (visitor, ts, aid, type code), in file order."""
     visitors, stamps, items = array("q"), array("q"), array("q")
     codes = array("b")
@@ -213,7 +213,7 @@ def _retailrocket_columns(path: Path, sink: _Sink) -> tuple[np.ndarray, ...]:
 def _retailrocket_row(ts_text: str, visitor_text: str, event_text: str,
                       item_text: str) -> tuple[int, int, int, int]:
     """One row's ``(ts, visitor, type code, aid)``, checked in the file's column order."""
-    ts = _int_field("timestamp", ts_text)
+    ts = int_field("timestamp", ts_text)
     if ts < 0:
         raise EventError("timestamp", f"must not be negative, got {ts}")
     if ts > MAX_TS_MS:

@@ -1,8 +1,8 @@
 """The event bus: where producers put events and the pipeline takes them, chosen by URL.
 
 ``memory://`` is an in-process queue for the embedded runtime (``liverec demo``): one process,
-no servers. ``kafka://host:port`` is the production bus (topic ``events``, key = session), which
-arrives with the distributed runtime.
+no servers. ``kafka://host:port`` is the production bus (topic ``events``, key = session):
+:class:`distributed.kafka_bus.KafkaBus`. :func:`liverec.runtime.open_bus` picks one by URL.
 
 A bus hands the pipeline *batches*: whatever is queued, up to ``max_batch`` events, without
 waiting for a batch to fill. Under load batches grow (throughput); when idle every event goes
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from stream.events import Event
 
@@ -79,18 +78,3 @@ class MemoryBus:
 
     def pending(self) -> int:
         return self._queue.qsize()
-
-
-def open_bus(url: str, *, topic_prefix: str = "", group_id: str = "liverec") -> Bus:
-    """A bus for a URL: ``memory://`` (embedded) or ``kafka://host:port`` (production).
-
-    ``topic_prefix`` and ``group_id`` let tests and parallel deployments share one broker.
-    """
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryBus()
-    if scheme == "kafka":
-        from stream.kafka_bus import KafkaBus  # only a Kafka deployment needs the client
-
-        return KafkaBus(url, topic=f"{topic_prefix}events", group_id=group_id)
-    raise ValueError(f"bus {url!r}: unknown scheme {scheme!r}; expected memory:// or kafka://")

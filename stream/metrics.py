@@ -1,4 +1,5 @@
-"""Prometheus families shared by the processes that judge events (embedded app, workers).
+"""Prometheus families shared by the processes that judge events (embedded app, workers), and
+the events/s figure every node shows.
 
 Prequential recall is the pipeline's own figure (:class:`~online_models.metrics.
 PrequentialRecall`); every process that runs a pipeline exposes it under the same names, so
@@ -7,7 +8,9 @@ one dashboard reads the demo and a fleet of workers alike (sum the counters over
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -109,3 +112,20 @@ class Histogram:
             cumulative += count
             buckets.append((bound, cumulative))
         return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.sum)
+
+
+class RateMeter:
+    """Events per second over about the last five seconds, from a growing counter read at
+    whatever moments someone asks (the page polls ``/stats``)."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def rate(self, count: int) -> float:
+        now = time.monotonic()
+        samples = self._samples
+        samples.append((now, count))
+        while len(samples) > 2 and now - samples[1][0] > 5.0:
+            samples.popleft()
+        t0, c0 = samples[0]
+        return round((count - c0) / (now - t0), 1) if now - t0 > 0.2 else 0.0

@@ -156,7 +156,7 @@ class _Remembered:
 @dataclass(frozen=True, slots=True)
 class Features:
     """Where the re-rankers read matrices and popularity when they learn: by default the
-    pipeline's own; a distributed worker passes the shared store's (``stream.serving``)."""
+    pipeline's own; a distributed worker passes the shared store's (``distributed.serving``)."""
 
     covis: Neighbours
     popularity: PopularityScores

@@ -9,17 +9,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from distributed.serving import lists_from_store, load_states
+from distributed.store import RedisStore
 from online_models.covisitation import DAY_MS, CovisConfig, CoVisitation
 from online_models.covisitation_batch import batch_covisitation
 from online_models.popularity import KNOWN
-from online_models.redis_store import RedisStore
 from online_models.rerank import RerankConfig
 from online_models.sessions import SessionState
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
 from stream.events import MAX_ID, Event
 from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import lists_from_store, load_states
 
 TOPIC = "events"
 #: Epochs of 14 days: the generated log's 62 days cross four or five of them.

@@ -7,7 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from stream.bus import Bus, BusClosed, MemoryBus, open_bus
+from liverec.runtime import open_bus
+from stream.bus import Bus, BusClosed, MemoryBus
 from stream.events import Event
 
 BACKENDS = ["memory", pytest.param("kafka", marks=pytest.mark.integration)]
@@ -92,7 +93,7 @@ async def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_through(
 ) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from stream.kafka_bus import KafkaBus
+    from distributed.kafka_bus import KafkaBus
 
     bus = KafkaBus(kafka_url, topic=f"{unique_prefix}events", group_id=unique_prefix)
     await bus.ensure_topics()
@@ -125,7 +126,7 @@ async def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_through(
 
 
 def test_bus_urls_choose_the_implementation() -> None:
-    from stream.kafka_bus import KafkaBus
+    from distributed.kafka_bus import KafkaBus
 
     assert isinstance(open_bus("memory://"), MemoryBus)
     assert isinstance(open_bus("kafka://127.0.0.1:9092", topic_prefix="x-"), KafkaBus)

@@ -136,11 +136,10 @@ def test_posted_events_never_shrink_the_lists(replayed: LiveServer) -> None:
 def test_a_web_nodes_clock_is_a_replays_time_else_the_wall_clock() -> None:
     """The latest event the workers stored sets it during a replay of the past; live (or
     with a far-future event stored) it is the wall clock, which no posted event moves."""
-    from liverec.settings import Settings
-    from liverec.web_node import REPLAY_BEHIND_MS, StoreBackend
+    from distributed.web_backend import REPLAY_BEHIND_MS, StoreBackend
     from stream.pipeline import PipelineConfig
 
-    backend = StoreBackend(Settings(bus="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0"),
+    backend = StoreBackend("redis://127.0.0.1:1/0", "kafka://127.0.0.1:1", "", "liverec",
                            PipelineConfig())
     wall = int(time.time() * 1000)
     for latest, expected in ((None, "wall"), (1_659_304_800_000, 1_659_304_800_000),

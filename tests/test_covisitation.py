@@ -285,8 +285,8 @@ def test_a_top_list_kept_through_rising_weights_equals_ranking_the_row_again(
 def test_a_row_cache_keeps_its_rows_up_only_while_fresh() -> None:
     """A held row takes a stored batch's increments while fresh; past its age it is dropped
     rather than kept up, since the next read replaces it."""
+    from distributed.serving import RowCache
     from online_models.rows import CellJournal
-    from stream.serving import RowCache
 
     cache = RowCache(max_age_s=5.0)
     row = cache.put(("buy2buy", 7), {8: 1}, 0.0, 0)
@@ -301,8 +301,8 @@ def test_a_row_cache_keeps_its_rows_up_only_while_fresh() -> None:
 def test_a_row_cache_drops_a_row_when_an_epoch_begins() -> None:
     """A row held is the sum of the store's last two epochs: an increment of a newer epoch
     means the oldest is forgotten, and a newer epoch in the store too."""
+    from distributed.serving import RowCache
     from online_models.rows import CellJournal
-    from stream.serving import RowCache
 
     cache = RowCache(max_age_s=5.0)
     cache.put(("buy2buy", 7), {8: 1}, 0.0, 3)

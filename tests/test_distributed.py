@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from distributed.store import RedisStore
 from liverec.local_cluster import LocalCluster
-from online_models.redis_store import RedisStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SERVICES = Path(__file__).resolve().parents[1] / "deploy" / "local" / "services.sh"

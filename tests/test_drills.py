@@ -118,7 +118,7 @@ def test_partitions_published_out_of_step_give_the_same_result(
     from producers.kafka_sink import KafkaSink
     from producers.ordering import time_ordered
     from producers.readers import read_events
-    from stream.kafka_bus import encode
+    from stream.wire import encode
 
     for worker in (cluster.start_worker(), cluster.start_worker()):
         worker.metrics_port()

@@ -7,15 +7,15 @@ import asyncio
 import logging
 from typing import Any
 
+from distributed.worker import Worker, WorkerConfig, faust_worker
 from stream.pipeline import PipelineConfig
-from stream.worker import create_worker_app, faust_worker
 
 
 def unstarted_app(app_id: str, **settings: Any) -> Any:
     """A worker app whose broker and Redis are never contacted (built inside a loop)."""
-    return create_worker_app(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
-                             topic_prefix="t-", app_id=app_id, partitions=4, max_batch=100,
-                             config=PipelineConfig(), **settings)
+    return Worker(WorkerConfig(broker="kafka://127.0.0.1:1", store="redis://127.0.0.1:1/0",
+                               topic_prefix="t-", app_id=app_id, partitions=4, max_batch=100,
+                               **settings), PipelineConfig()).app
 
 
 def test_the_consumer_holds_fetches_for_the_configured_wait_not_faust_s() -> None:

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from online_models.redis_store import RedisStore
+from distributed.serving import distributed_rerank, lists_from_store, load_states
+from distributed.store import RedisStore
 from online_models.rerank import RerankConfig
 from producers.generator import GeneratorConfig, generate_sessions
 from producers.ordering import time_ordered
 from stream.events import MAX_TS_MS, Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline
-from stream.serving import distributed_rerank, lists_from_store, load_states
 
 T2022 = 1_659_304_800_000
 Y2099 = int(datetime(2099, 1, 1, tzinfo=UTC).timestamp() * 1000)

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from stream.events import MAX_ID, EventError
-from stream.kafka_bus import decode
+from stream.wire import decode
 from web.auth import issue_token
 
 T0 = 1_659_304_800_000

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from distributed.kafka_bus import KafkaBus
 from liverec.cli import main
 from producers.readers import read_events
-from stream.kafka_bus import KafkaBus
 
 pytestmark = pytest.mark.integration
 

@@ -16,26 +16,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from online_models.candidates import build_candidates, candidate_rows
-from online_models.covisitation import DAY_MS, CovisConfig
-from online_models.covisitation_batch import batch_covisitation
-from online_models.popularity import KNOWN
-from online_models.redis_store import (
-    HEADER,
-    EncodedBatch,
-    OffsetConflict,
-    RedisStore,
-    compacted_log,
-)
-from online_models.rerank import PRIOR_ONLY, RerankConfig, Reranker
-from online_models.rows import CO_BITS, CellJournal, journal_add, top_items
-from online_models.sessions import SessionState
-from producers.generator import GeneratorConfig, generate_sessions
-from producers.ordering import time_ordered
-from producers.readers import read_events
-from stream.events import Event
-from stream.pipeline import PipelineConfig, SessionPipeline
-from stream.serving import (
+from distributed.row_log import HEADER, compacted_log
+from distributed.serving import (
     FeatureCache,
     RowCache,
     SharedModels,
@@ -45,6 +27,19 @@ from stream.serving import (
     load_states,
     store_features,
 )
+from distributed.store import EncodedBatch, OffsetConflict, RedisStore
+from online_models.candidates import build_candidates, candidate_rows
+from online_models.covisitation import DAY_MS, CovisConfig
+from online_models.covisitation_batch import batch_covisitation
+from online_models.popularity import KNOWN
+from online_models.rerank import PRIOR_ONLY, RerankConfig, Reranker
+from online_models.rows import CO_BITS, CellJournal, journal_add, top_items
+from online_models.sessions import SessionState
+from producers.generator import GeneratorConfig, generate_sessions
+from producers.ordering import time_ordered
+from producers.readers import read_events
+from stream.events import Event
+from stream.pipeline import PipelineConfig, SessionPipeline
 
 pytestmark = pytest.mark.integration
 TOPIC = "events"

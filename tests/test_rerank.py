@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from online_models.candidates import Candidates, build_candidates, candidate_rows
+from online_models.recommend import recommend, rows_needed
 from online_models.rerank import PRIOR_ONLY, RerankConfig, Reranker
 from producers.generator import GeneratorConfig, generate_sessions
 from stream.events import CARTS, CLICKS, ORDERS, Event
@@ -224,3 +225,28 @@ def test_mixing_takes_the_mean_of_both_models() -> None:
     assert mine.rankers[CLICKS].serving == {"prior": 1.0}  # serving moves at the next swap
     mine.swap()
     assert mine.rankers[CLICKS].snapshot["carted"] == 1.0
+
+
+_SESSIONS = st.lists(st.tuples(st.integers(1, 40), st.sampled_from([CLICKS, CARTS, ORDERS])),
+                     min_size=1, max_size=40)
+
+
+@given(_SESSIONS, st.integers(1, 10))
+def test_what_the_lists_read_is_what_the_store_prefetches(session: list[tuple[int, int]],
+                                                           history: int) -> None:
+    """Both list recipes read exactly the rows their one description names, whatever the
+    session (short, long, repeated items, buys), so a worker's prefetch never misses one."""
+    read: list[tuple[str, int]] = []
+
+    class Recording(_DecayedRows):
+        def top(self, matrix: str, aid: int, k: int = 20) -> list[tuple[int, int]]:
+            read.append((matrix, aid))
+            return super().top(matrix, aid, k)
+
+    events = [(aid, T0 + i * 1000, etype) for i, (aid, etype) in enumerate(session)]
+    config = RerankConfig(history=history)
+    build_candidates(events, Recording(), _NoPopularity(), None, config)
+    assert sorted(set(read)) == sorted(candidate_rows(events, config))
+    read.clear()
+    recommend(events, Recording(), _NoPopularity(), 20)
+    assert sorted(set(read)) == sorted(set(rows_needed(events, 20)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from online_models.redis_store import HEADER, compacted_log, log_sums, pack_records
+from distributed.row_log import HEADER, compacted_log, log_sums, pack_records
 
 NEW_LOG = b"0000000000000016"
 aids = st.integers(min_value=0, max_value=2**63 - 1)

@@ -27,7 +27,7 @@ import numpy as np
 
 from online_models.sequence import network
 from online_models.sequence.config import SequenceConfig
-from online_models.sequence.train import dropout_fn, next_item_loss, optimizer, require_jax
+from online_models.sequence.losses import dropout_fn, next_item_loss, optimizer, require_jax
 
 _NEG = -1e9
 

@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from typing import Generic, TypeVar
 
+from distributed.store import RedisStore
 from online_models.candidates import candidate_rows
 from online_models.recommend import rows_needed, shelf
-from online_models.redis_store import RedisStore
 from online_models.rerank import RerankConfig, Reranker
 from online_models.rows import MATRICES, CellJournal, raised_top, top_items
 from online_models.sessions import SessionState

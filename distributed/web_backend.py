@@ -1,0 +1,172 @@
+"""A web node's backend: the page's app served over the shared store instead of an in-process
+pipeline (``liverec web``, see ``docs/production.md``).
+
+* lists are read from Redis: those the workers stored for a watched session when they are
+  current (same version as the stored session), else computed from the shared state with the
+  recipe the workers use (:mod:`distributed.serving`);
+* a client's watch is registered in Redis (and renewed while it lasts), so workers announce
+  that session's changed lists on the ``{prefix}lists`` channel; the node's one subscription to
+  that channel feeds its hub, which pushes to its own WebSocket clients;
+* posted events go to Kafka, like any producer's.
+
+Nothing here outlives the process: any number of nodes can run behind a load balancer, and a
+node that dies loses only its clients' connections (they reconnect to another).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from distributed.kafka_bus import KafkaBus
+from distributed.serving import SharedModels, lists_from_store, store_shelf
+from distributed.store import WATCH_TTL_MS, RedisStore
+from online_models.rerank import Reranker
+from online_models.sessions import SessionState
+from stream.events import Event
+from stream.metrics import RateMeter
+from stream.pipeline import PipelineConfig, Recommendations
+from web.hub import RecommendationHub
+
+log = logging.getLogger("liverec.web")
+
+
+#: A stream whose latest event is this much older than the wall clock is a replay of past
+#: data, and keeps the replay's time.
+REPLAY_BEHIND_MS = 3_600_000
+
+
+class StoreBackend:
+    """The web app's backend over Redis (state, lists, announcements) and Kafka (events)."""
+
+    def __init__(self, store: str, bus: str, topic_prefix: str, group_id: str,
+                 config: PipelineConfig) -> None:
+        self.store_url = store
+        self.config = config
+        self.store = RedisStore.from_url(store, topic_prefix,
+                                         epoch_shift=config.covis.epoch_half_lives)
+        self.bus = KafkaBus(bus, topic=f"{topic_prefix}events", group_id=group_id)
+        self.hub = RecommendationHub()
+        self.models = (SharedModels(self.store, Reranker(config.rerank))
+                       if config.rerank is not None else None)
+        """The re-rankers' newest snapshot from the store, for lists no worker announced."""
+        self.listening = False
+        self.announced = 0
+        self._now: tuple[float, int | None] = (0.0, None)
+        self._rate = RateMeter()
+
+    # -- Backend protocol -------------------------------------------------------------------------
+    async def recommendations(self, session: int) -> Recommendations:
+        return await asyncio.to_thread(self._recommendations, session)
+
+    def _recommendations(self, session: int) -> Recommendations:
+        stored, blob = self.store.stored_lists(session)
+        state = SessionState.from_bytes(blob, self.config.covis.window) if blob else None
+        if stored is not None:
+            recs = Recommendations.from_json(orjson.loads(stored))
+            if state is not None and recs.version == state.events:
+                return recs  # the workers' latest for this version
+        reranker = None
+        if self.models is not None:
+            self.models.refresh()
+            reranker = self.models.reranker
+        return lists_from_store(self.store, {session: state}, self.config.list_size,
+                                reranker, lifetime_ms=self.config.session_lifetime_ms)[session]
+
+    def methods(self) -> tuple[str, list[str]]:
+        default = "rerank" if self.config.rerank is not None else "covis"
+        return default, [default]
+
+    async def choose_method(self, session: int, method: str) -> Recommendations:
+        default = self.methods()[0]
+        if method != default:  # workers compute every watched session's lists one way
+            raise ValueError(f"{method!r} is not served here: a distributed deployment serves "
+                             f"{default} to every session")
+        return await self.recommendations(session)
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        await self.bus.publish(events)
+
+    async def watch(self, session: int) -> None:
+        await asyncio.to_thread(self.store.watch, [session], int(time.time() * 1000))
+
+    async def live_sessions(self, limit: int) -> list[int]:
+        return await asyncio.to_thread(self.store.live_sessions, limit)
+
+    async def popular_items(self, limit: int) -> list[int]:
+        return await asyncio.to_thread(store_shelf, self.store, limit)
+
+    async def stats(self) -> dict[str, Any]:
+        events = await asyncio.to_thread(self.store.events)
+        return {"events": events, "events_per_s": self._rate.rate(events),
+                "lists_announced": self.announced, "node": "web"}
+
+    def ready(self) -> bool:
+        return self.listening
+
+    def now_ms(self) -> int:
+        """The stream's clock: the wall clock, unless the workers' latest stored event is more
+        than :data:`REPLAY_BEHIND_MS` older (a replay of past data), whose time it is then.
+
+        Posted events are stamped no later than this clock (:mod:`web.app`), so they cannot
+        move it: during a replay it is the replay's latest event, live it is the wall clock.
+        """
+        fetched, latest = self._now
+        if time.monotonic() - fetched > 1.0:
+            latest = self.store.latest_event_ts()
+            self._now = (time.monotonic(), latest)
+        wall = int(time.time() * 1000)
+        return latest if latest is not None and latest < wall - REPLAY_BEHIND_MS else wall
+
+    # -- background work --------------------------------------------------------------------------
+    async def listen(self) -> None:
+        """Feed the hub from the workers' announcements; reconnect when Redis goes away."""
+        client = aioredis.Redis.from_url(self.store_url)
+        delay = 0.2
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.store.lists_channel)
+                self.listening, delay = True, 0.2
+                async for message in pubsub.listen():
+                    try:
+                        recs = Recommendations.from_json(orjson.loads(message["data"]))
+                    except (ValueError, KeyError, TypeError) as exc:  # not ours: skip it
+                        log.warning("ignoring a malformed lists announcement: %s", exc)
+                        continue
+                    self.announced += 1
+                    self.hub.offer(recs)
+            except (RedisConnectionError, OSError) as exc:
+                self.listening = False
+                log.warning("lists channel lost (%s); resubscribing in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+                # Missed announcements: re-seed every watched session with its current lists.
+                for session in self.hub.watched():
+                    with contextlib.suppress(Exception):
+                        self.hub.offer(await self.recommendations(session))
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def renew_watches(self) -> None:
+        """Keep this node's watches alive in Redis while its clients are connected."""
+        while True:
+            await asyncio.sleep(WATCH_TTL_MS / 3000)
+            watched = self.hub.watched()
+            if watched:
+                try:
+                    await asyncio.to_thread(self.store.watch, watched, int(time.time() * 1000))
+                except Exception as exc:  # Redis away: the next round tries again
+                    log.warning("could not renew watches: %s", exc)
+
+    async def close(self) -> None:
+        await self.bus.close()
