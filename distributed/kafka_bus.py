@@ -25,6 +25,7 @@ from stream.wire import bootstrap_of, decode, encode
 
 log = logging.getLogger("liverec.stream")
 
+
 class KafkaBus:
     """A bus over one Kafka topic, for one consumer group."""
 

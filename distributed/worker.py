@@ -79,6 +79,8 @@ __all__ = ["WORKER_MAX_BATCH", "Worker", "WorkerConfig", "WorkerMetrics", "Worke
            "faust_worker"]
 
 log = logging.getLogger("liverec.worker")
+
+
 class Worker:
     """One worker of the distributed runtime: a Faust app and the state of its batch loop.
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from e2e_page import CHROMIUM_ARGS, chromium_path, open_page, publish
+
+from producers.generator import GeneratorConfig, generate_sessions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LIVEREC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -127,3 +132,35 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 def redis_url() -> str:
     """The Redis of ``deploy/local/services.sh up`` (LIVEREC_REDIS_PORT, default 6379)."""
     return f"redis://127.0.0.1:{_service_port('Redis', 'LIVEREC_REDIS_PORT', 6379)}/0"
+
+
+# -- the browser tests' fixtures (tests/e2e_page.py has their helpers) ------------------
+
+@pytest.fixture
+def server(live_server: Any) -> Any:
+    """A live server that has applied 300 generated sessions, its clock at their time."""
+    sessions = generate_sessions(GeneratorConfig(sessions=300, items=500, seed=1))
+    events = sorted((e for _, evs in sessions for e in evs), key=lambda e: e.ts)
+    publish(live_server, events)
+    # The shopper's events take the stream's time, so they fall among the generated ones
+    # instead of years after them.
+    live_server.runtime.replay_clock(events[0].ts, None)
+    return live_server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    opened = open_page(browser)
+    yield opened
+    opened.context.close()

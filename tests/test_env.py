@@ -165,8 +165,6 @@ def test_hostile_json_is_refused_never_a_server_error(junk: Any) -> None:
             assert answer.json()["detail"][0]["reason"]
 
 
-
-
 def test_a_key_is_required_when_set() -> None:
     env = client(key="s3cret")
     assert env.post("/env/reset", json={}).status_code == 401

@@ -34,7 +34,8 @@ def test_a_package_imports_only_packages_below_it(package: str) -> None:
 
 
 #: The pipeline's logic: the embedded and the distributed runtime both run exactly this code.
-PIPELINE_CORE = ["online_models/covisitation.py", "online_models/covisitation_batch.py",
+PIPELINE_CORE = ["online_models/covisitation.py", "online_models/covis_definition.py",
+                 "online_models/covisitation_batch.py",
                  "online_models/sessions.py", "online_models/popularity.py",
                  "online_models/recommend.py", "online_models/rerank.py",
                  "online_models/successors.py", "online_models/metrics.py", "stream/events.py",
