@@ -113,9 +113,15 @@ def read_items(events: Sequence[tuple[int, int, int]],
     first: the last ``history`` distinct items (their clicks and carts_orders rows) and every
     item carted or ordered (its buy2buy row). The one description of those reads:
     :func:`build_candidates` reads exactly these rows, :func:`candidate_rows` names them."""
-    recent = list(dict.fromkeys(aid for aid, _, _ in reversed(events)))[:config.history]
+    return _read_items(list(dict.fromkeys(aid for aid, _, _ in reversed(events))), events, config)
+
+
+def _read_items(unique: list[int], events: Sequence[tuple[int, int, int]],
+                config: RerankConfig) -> tuple[list[int], list[int]]:
+    """:func:`read_items` from the session's distinct items, most recent first, which
+    :func:`build_candidates` has already listed."""
     bought = list(dict.fromkeys(aid for aid, _, t in reversed(events) if t != CLICKS))
-    return recent, bought
+    return unique[:config.history], bought
 
 
 def candidate_rows(events: Sequence[tuple[int, int, int]],
@@ -157,7 +163,7 @@ def build_candidates(events: Sequence[tuple[int, int, int]], covis: Neighbours,
     successor_nb: dict[int, float] = {}
     last_clicks: dict[int, int] = {}
     last_successor: dict[int, int] = {}
-    recent, bought = read_items(events, config)
+    recent, bought = _read_items(unique, events, config)
     for j, a in enumerate(recent):
         w = 1.0 / (j + 1)
         _add_row(clicks_nb, covis.top("clicks", a, size), w, last_clicks if j == 0 else None)

@@ -49,3 +49,14 @@ def test_the_readme_names_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [name for name, _ in declared() if f"LIVEREC_{name.upper()}" not in readme]
     assert not missing, f"README.md does not list {missing}"
+
+
+def test_a_bad_setting_is_refused_with_its_field(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command reads the log level first, so a junk value stops it with the field
+    named, before anything runs."""
+    from liverec.cli import main
+
+    monkeypatch.setenv("LIVEREC_LOG_LEVEL", "loud")
+    assert main(["generate", "--sessions", "1", "--items", "5", "--out", "/dev/null"]) == 2
+    assert "log_level" in capsys.readouterr().err
