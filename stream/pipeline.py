@@ -290,6 +290,13 @@ class SessionPipeline:
             self._until_expire = self.expire_every
             self.sessions_expired += self.sessions.expire()
 
+    def live_state(self, session: int) -> SessionState | None:
+        """The session's state, or None when never seen or idle past its lifetime (whether or
+        not a sweep has dropped it yet): what every list of it is made from."""
+        state = self.sessions.get(session)
+        expired_before = self.sessions.watermark - self.sessions.ttl_ms
+        return state if state is not None and state.max_ts >= expired_before else None
+
     def recommendations(self, session: int) -> Recommendations:
         """The session's three lists now; a session never seen (or expired) gets popular
         items."""

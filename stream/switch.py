@@ -68,10 +68,7 @@ class MethodSwitch:
         if method == self.default:
             recs = pipeline.recommendations(session)
         else:
-            state = pipeline.sessions.get(session)
-            if state is not None and state.max_ts < (pipeline.sessions.watermark
-                                                     - pipeline.sessions.ttl_ms):
-                state = None  # idle too long: a new session, as the pipeline serves it
+            state = pipeline.live_state(session)
             if method == "covis":
                 recs = session_lists(session, state, pipeline.covis, pipeline.popularity,
                                      pipeline.config.list_size)
