@@ -14,7 +14,7 @@ import orjson
 
 from distributed.retry import die, with_retry, with_retry_async
 from distributed.serving import RowCache, lists_from_store
-from distributed.store import RedisStore
+from distributed.store_api import SharedStore
 from distributed.worker_stats import WorkerStats
 from online_models.rerank import Reranker
 from online_models.sessions import SessionState
@@ -50,7 +50,7 @@ class ListAnnouncer:
     it to the same), so computing lists never holds back the next batch's script.
     """
 
-    def __init__(self, shared: RedisStore, config: PipelineConfig, reranker: Reranker | None,
+    def __init__(self, shared: SharedStore, config: PipelineConfig, reranker: Reranker | None,
                  rows: RowCache, stats: WorkerStats, retry: Retry = with_retry,
                  sweep_s: float = 10.0) -> None:
         self.shared = shared
@@ -105,7 +105,7 @@ class Compactor:
     is lost in a crash leaves a longer log that reads the same.
     """
 
-    def __init__(self, shared: RedisStore, stats: WorkerStats, retry: Retry = with_retry,
+    def __init__(self, shared: SharedStore, stats: WorkerStats, retry: Retry = with_retry,
                  retry_async: Retry = with_retry_async) -> None:
         self.shared = shared
         self.retry = retry

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from distributed.serving import FeatureCache, store_features
-from distributed.store import EncodedBatch, RedisStore
+from distributed.store_api import SharedStore, StoreBatch
 from distributed.transport import Fetched
 from online_models.candidates import candidate_rows
 from online_models.rerank import Reranker
@@ -37,8 +37,8 @@ class Prepared:
     features: Features | None = None
     journal: list[CellJournal] = field(default_factory=list)
     states: dict[int, SessionState] = field(default_factory=dict)
-    encoded: EncodedBatch | None = None
-    """The Redis script's keys and arguments."""
+    encoded: StoreBatch | None = None
+    """The batch as the store takes it (:meth:`~distributed.store_api.SharedStore.encode`)."""
     number: int = 0
     """The row cache's number for the batch, given when its script is sent."""
 
@@ -52,11 +52,11 @@ def journaling_pipeline(config: PipelineConfig) -> SessionPipeline:
     return pipeline
 
 
-def take_for_store(pipeline: SessionPipeline, touched: set[int], shared: RedisStore,
+def take_for_store(pipeline: SessionPipeline, touched: set[int], shared: SharedStore,
                    offsets: dict[tuple[str, int], tuple[int, int]], events: int
-                   ) -> tuple[list[CellJournal], dict[int, SessionState], EncodedBatch]:
-    """What Redis must store of a batch the pipeline just applied, taken from it: the
-    journals, the touched sessions' states, and the encoded script."""
+                   ) -> tuple[list[CellJournal], dict[int, SessionState], StoreBatch]:
+    """What the store must keep of a batch the pipeline just applied, taken from it: the
+    journals, the touched sessions' states, and the batch encoded for the store."""
     journal = pipeline.covis.take_journal()
     counts = pipeline.popularity.take_journal()
     states = {s: state for s in touched if (state := pipeline.sessions.get(s)) is not None}
@@ -68,7 +68,7 @@ def take_for_store(pipeline: SessionPipeline, touched: set[int], shared: RedisSt
 
 
 def batch_features(events: list[Event], pipeline: SessionPipeline, reranker: Reranker,
-                   shared: RedisStore, cache: FeatureCache) -> Features:
+                   shared: SharedStore, cache: FeatureCache) -> Features:
     """The shared store's matrices and popularity, prefetched for the candidates the
     re-rankers will judge in this batch: per session with a judged event, the rows of its
     last ``history`` distinct items at any point of the batch."""

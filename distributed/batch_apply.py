@@ -10,8 +10,8 @@ where the batch starts, then moves those offsets to the batch's end, all atomica
 replayed after a crash is refused, so nothing counts twice; one lost in a crash was never
 stored, so Kafka redelivers it.
 
-One entry point applies a batch (:meth:`BatchApply.apply`, or its asyncio halves
-:meth:`BatchApply.encode` and :meth:`BatchApply.send_apply` for a worker's loop); the
+One entry point applies a batch (:meth:`~distributed.store_api.SharedStore.apply`, or its
+halves :meth:`BatchApply.encode` and :meth:`BatchApply.send_apply` for a worker's loop); the
 compaction of row logs it made due and the deletion of forgotten epochs follow it. The key
 layout is in :mod:`distributed.store`, the row-log format in :mod:`distributed.row_log`.
 
@@ -29,11 +29,16 @@ import redis
 import redis.asyncio
 
 from distributed.row_log import HEADER, compacted_log, journal_logs
+from distributed.store_api import (
+    LIVE_SESSIONS,
+    SessionWrite,
+    SharedStore,
+    StoreBatch,
+    refusal,
+)
 from online_models.popularity import KNOWN
 from online_models.rows import MATRICES, CellJournal
 
-#: Recently active sessions kept in ``{p}live``.
-LIVE_SESSIONS = 1000
 # KEYS: offset keys (n), per session its state key and its runs key (2s), then the popularity
 # epoch key, the live set, the event counter and the co-visitation epoch key. ARGV: n, s, the
 # batch's latest popularity epoch (-1: none), the key prefix, events, session ttl (ms, 0 =
@@ -196,6 +201,12 @@ return 1
 """
 
 
+def _encoded(batch: StoreBatch) -> EncodedBatch:
+    if not isinstance(batch, EncodedBatch):
+        raise TypeError(f"a batch for Redis is encoded by its store, not {type(batch).__name__}")
+    return batch
+
+
 def _glob_escaped(text: str) -> str:
     """``text`` matched literally in a Redis ``SCAN MATCH`` pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -205,30 +216,15 @@ def _fields(row: Mapping[int, int]) -> str:
     return ",".join([f"{key}:{value}" for key, value in row.items()])
 
 
-#: A session's write: its state without runs, its runs log's new bytes, and whether they
-#: replace the log (else they are appended).
-SessionWrite = tuple[bytes, bytes, bool]
-
-
 @dataclass
-class EncodedBatch:
-    """A batch as the apply script takes it (:meth:`RedisStore.encode`)."""
+class EncodedBatch(StoreBatch):
+    """A batch as the apply script takes it (:meth:`BatchApply.encode`)."""
 
-    keys: list[str]
-    args: list[int | str | bytes]
-    offsets: dict[tuple[str, int], tuple[int, int]]
-    compact: list[str] = field(default_factory=list)
-    """Once applied: the row logs the script found due for compaction
-    (:meth:`RedisStore.compact`)."""
-    forgotten: list[int] = field(default_factory=list)
-    """Once applied: the epochs this batch made the store forget (:meth:`RedisStore.forget`)."""
+    keys: list[str] = field(default_factory=list)
+    args: list[int | str | bytes] = field(default_factory=list)
 
 
-class OffsetConflict(RuntimeError):
-    """A batch does not start where its partition's stored offset says the next one must."""
-
-
-class BatchApply:
+class BatchApply(SharedStore):
     """Apply batches exactly once, compact the row logs they make due, forget old epochs;
     and the key names every part of the store shares."""
 
@@ -274,32 +270,9 @@ class BatchApply:
     def _offset_key(self, topic: str, partition: int) -> str:
         return f"{self.prefix}offset:{topic}:{partition}"
 
-    # -- write -----------------------------------------------------------------------------------
-    def apply(self, journal: CellJournal | Sequence[CellJournal],
-              offsets: Mapping[tuple[str, int], tuple[int, int]],
-              sessions: Mapping[int, bytes | SessionWrite] | None = None,
-              popularity: Mapping[tuple[int, int], Mapping[int, int]] | None = None,
-              live: Mapping[int, int] | None = None, events: int = 0,
-              compact: bool = True) -> bool:
-        """Add a batch's increments, store its sessions' states, if no part of it was applied
-        before; then, with ``compact``, compact the row logs it made due.
-
-        ``offsets`` maps (topic, partition) to the batch's (first, next) offsets; ``sessions``
-        a session to its state (:meth:`SessionState.to_bytes`) or to a :data:`SessionWrite`
-        (the state without runs, its runs log's new bytes, and whether they replace the log);
-        ``popularity`` (epoch, kind) to {aid: count}; ``live`` session to its last event
-        time. Returns False, changing nothing, when the batch was already applied; raises
-        :class:`OffsetConflict` when it starts past a gap (events would be lost).
-        """
-        batch = self.encode(journal, offsets, sessions, popularity, live, events)
-        applied = self.apply_encoded(batch)
-        if applied and compact:
-            self.compact(batch.compact)
-            self.forget(batch.forgotten)
-        return applied
-
-    def apply_encoded(self, batch: EncodedBatch) -> bool:
-        """:meth:`apply` an encoded batch, without compacting."""
+    # -- write ------------------------------------------------------------------------------------
+    def apply_encoded(self, batch: StoreBatch) -> bool:
+        batch = _encoded(batch)
         return self.applied(batch, self._apply(keys=batch.keys, args=batch.args))
 
     def encode(self, journal: CellJournal | Sequence[CellJournal],
@@ -307,10 +280,10 @@ class BatchApply:
                sessions: Mapping[int, bytes | SessionWrite] | None = None,
                popularity: Mapping[tuple[int, int], Mapping[int, int]] | None = None,
                live: Mapping[int, int] | None = None, events: int = 0) -> EncodedBatch:
-        """The script's keys and arguments for :meth:`apply`'s batch.
+        """The script's keys and arguments for a batch (see :meth:`SharedStore.encode`).
 
         Apart so that a worker can encode a batch on its event loop and run the script
-        without blocking it (:meth:`apply_async`).
+        without blocking it (:meth:`send_apply`).
         """
         sessions, popularity, live = sessions or {}, popularity or {}, live or {}
         keys = [self._offset_key(topic, partition) for topic, partition in offsets]
@@ -336,18 +309,19 @@ class BatchApply:
             else:
                 head, log, full = value
                 args += [head, "s" if full else ("a" if log else ""), log]
-        return EncodedBatch(keys, args, dict(offsets))
+        return EncodedBatch(dict(offsets), keys=keys, args=args)
 
-    async def apply_async(self, batch: EncodedBatch) -> bool:
-        """:meth:`apply` an encoded batch through the asyncio client: the event loop goes on
-        while Redis runs the script."""
+    async def apply_async(self, batch: StoreBatch) -> bool:
+        """Apply an encoded batch through the asyncio client: the event loop goes on while
+        Redis runs the script."""
+        batch = _encoded(batch)
         if self._apply_async is None:
             raise RuntimeError("RedisStore was made without an asyncio client")
         return self.applied(batch, await self._apply_async(keys=batch.keys, args=batch.args))
 
-    async def send_apply(self, batch: EncodedBatch) -> Callable[[], Awaitable[bool]]:
+    async def send_apply(self, batch: StoreBatch) -> Callable[[], Awaitable[bool]]:
         """Send an encoded batch's script through the asyncio client now; return the wait for
-        its outcome (:meth:`apply`'s).
+        its outcome (:meth:`apply_encoded`'s).
 
         Apart from the wait so that a worker knows the script is on its way before it turns
         to CPU-bound work: a task that made the whole call would not write the script until
@@ -355,6 +329,7 @@ class BatchApply:
         """
         if self._async is None:
             raise RuntimeError("RedisStore was made without an asyncio client")
+        batch = _encoded(batch)
         pool = self._async.connection_pool
         connection = await pool.get_connection()
         try:
@@ -381,19 +356,15 @@ class BatchApply:
 
     @staticmethod
     def applied(batch: EncodedBatch, reply: Any) -> bool:
-        """What the script's reply means (see :meth:`apply`); keeps the row logs it found due
-        for compaction in ``batch.compact``."""
+        """What the script's reply means (see :meth:`apply_encoded`); keeps the row logs it
+        found due for compaction in ``batch.compact``."""
         applied, index, stored = reply[:3]
         if applied:
             batch.compact = [name.decode() if isinstance(name, bytes) else name
                              for name in reply[3]]
             batch.forgotten = [int(epoch) for epoch in reply[4]]
             return True
-        (topic, partition), (start, end) = list(batch.offsets.items())[index - 1]
-        if int(stored) >= end:
-            return False  # applied before: a redelivery after a crash or a rebalance
-        raise OffsetConflict(f"{topic}[{partition}]: batch covers {start}..{end - 1} but the "
-                             f"next offset to apply is {stored}")
+        return refusal(batch, index, int(stored))
 
     def compact(self, logs: Iterable[str]) -> int:
         """Replace these row logs (named as in :attr:`EncodedBatch.compact`) by their sums,

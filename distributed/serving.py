@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from distributed.store import RedisStore
+from distributed.store_api import SharedStore
 from online_models.candidates import candidate_rows
 from online_models.recommend import rows_needed, shelf
 from online_models.rerank import RerankConfig, Reranker
@@ -220,7 +220,7 @@ class StoreView:
     """Rows and popularity read from the store once per round (a snapshot), or, with a
     :class:`FeatureCache`, reused from earlier rounds while fresh enough."""
 
-    def __init__(self, store: RedisStore, cache: FeatureCache | None = None,
+    def __init__(self, store: SharedStore, cache: FeatureCache | None = None,
                  rows: RowCache | None = None) -> None:
         self.store = store
         self.cache = cache
@@ -357,12 +357,12 @@ class _PopularView:
         return self.view.score(etype, aid)
 
 
-def store_shelf(store: RedisStore, k: int) -> list[int]:
+def store_shelf(store: SharedStore, k: int) -> list[int]:
     """The storefront's items (:func:`~online_models.recommend.shelf`) from the store."""
     return shelf(_PopularView(StoreView(store)), k)
 
 
-def store_features(store: RedisStore, rows: Sequence[tuple[str, int]], own: Iterable[int],
+def store_features(store: SharedStore, rows: Sequence[tuple[str, int]], own: Iterable[int],
                    config: RerankConfig, k: int = 20,
                    cache: FeatureCache | None = None) -> Features:
     """The shared matrices and popularity, prefetched for these rows and candidates (see
@@ -372,7 +372,7 @@ def store_features(store: RedisStore, rows: Sequence[tuple[str, int]], own: Iter
     return Features(view, _PopularView(view))
 
 
-def lists_from_store(store: RedisStore, states: Mapping[int, SessionState | None],
+def lists_from_store(store: SharedStore, states: Mapping[int, SessionState | None],
                      k: int = 20, reranker: Reranker | None = None,
                      rows: RowCache | None = None,
                      lifetime_ms: int | None = None) -> dict[int, Recommendations]:
@@ -397,7 +397,7 @@ def lists_from_store(store: RedisStore, states: Mapping[int, SessionState | None
             for session, state in states.items()}
 
 
-def load_states(store: RedisStore, sessions: Iterable[int],
+def load_states(store: SharedStore, sessions: Iterable[int],
                 window: int) -> dict[int, SessionState | None]:
     """Sessions' states as stored (None for one never seen or expired)."""
     sessions = list(sessions)
@@ -424,7 +424,7 @@ class SharedModels:
 
     NAME = "rerank"
 
-    def __init__(self, store: RedisStore, reranker: Reranker, *, interval_s: float = 5.0,
+    def __init__(self, store: SharedStore, reranker: Reranker, *, interval_s: float = 5.0,
                  check_s: float = 1.0) -> None:
         self.store = store
         self.reranker = reranker

@@ -34,29 +34,26 @@ Layout (``{p}`` = key prefix):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import redis
 import redis.asyncio
 
-from distributed.batch_apply import (
+from distributed.batch_apply import BatchApply, EncodedBatch
+from distributed.row_log import log_sums
+from distributed.store_api import (
     LIVE_SESSIONS,
-    BatchApply,
-    EncodedBatch,
+    WATCH_TTL_MS,
     OffsetConflict,
     SessionWrite,
 )
-from distributed.row_log import log_sums
 from online_models.covisitation import EPOCH_HALF_LIVES as COVIS_EPOCH_HALF_LIVES
 from online_models.popularity import EPOCH_HALF_LIVES, KNOWN, TopSide, merged_top
-from online_models.rows import export_rows, fold_epochs
+from online_models.rows import fold_epochs
 
 __all__ = ["LIVE_SESSIONS", "WATCH_TTL_MS", "EncodedBatch", "OffsetConflict", "RedisStore",
            "SessionWrite"]
-
-#: A watch lapses this long after its web node last renewed it (a node renews every third).
-WATCH_TTL_MS = 30_000
 
 
 class RedisStore(BatchApply):
@@ -107,19 +104,14 @@ class RedisStore(BatchApply):
         return {s: b.encode() if isinstance(b, str) else b
                 for s, b in zip(ids, blobs, strict=True) if b is not None}
 
-    def rows(self, wanted: Iterable[tuple[str, int]]) -> dict[tuple[str, int], dict[int, int]]:
-        """Several matrix rows in one round trip: (matrix, aid) → {neighbour: weight}.
-
-        ``clicks`` and ``carts_orders`` of one item come from the same logs, read once.
-        """
-        return self.rows_with_offset(wanted)[0]
-
     def rows_with_offset(self, wanted: Iterable[tuple[str, int]],
                          partition: tuple[str, int] | None = None
                          ) -> tuple[dict[tuple[str, int], dict[int, int]], int | None]:
-        """:meth:`rows`, and with ``partition`` (topic, partition) its stored offset read in
-        the same transaction: whether the rows include a batch whose script may have run
-        meanwhile (a worker's batch in flight) is then known, not guessed."""
+        """:meth:`rows` in one round trip, and with ``partition`` (topic, partition) its
+        stored offset read in the same transaction: whether the rows include a batch whose
+        script may have run meanwhile (a worker's batch in flight) is then known, not
+        guessed. ``clicks`` and ``carts_orders`` of one item come from the same logs, read
+        once."""
         wanted = list(dict.fromkeys(wanted))
         if not wanted:
             return {}, None
@@ -174,9 +166,6 @@ class RedisStore(BatchApply):
         """The latest epoch as last read: the scale clicks rows were folded to, and the
         epochs every row was read over."""
         return self._epochs[-1] if self._epochs else None
-
-    def row(self, matrix: str, aid: int) -> dict[int, int]:
-        return self.rows([(matrix, aid)])[(matrix, aid)]
 
     def popularity_epoch(self) -> int:
         value = self.client.get(f"{self.prefix}pop:epoch")
@@ -246,6 +235,8 @@ class RedisStore(BatchApply):
 
     def live_sessions(self, limit: int) -> list[int]:
         """Recently active sessions, most recent first."""
+        if limit <= 0:
+            return []  # ZREVRANGE 0 -1 would be all of them
         client = cast(Any, self.client)
         return [int(s) for s in client.zrevrange(f"{self.prefix}live", 0, limit - 1)]
 
@@ -351,9 +342,3 @@ class RedisStore(BatchApply):
             rows = self.rows((name, aid) for aid in aids[i:i + 1000])
             out.update((aid, row) for (_, aid), row in rows.items() if row)
         return out
-
-    def export(self, k: int = 20) -> Iterator[dict[str, object]]:
-        """Rows in the ``liverec covis`` format."""
-        return export_rows(self.matrix("clicks"), self.matrix("carts_orders"),
-                           self.matrix("buy2buy"), k)
-
