@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,13 +111,9 @@ def cmd_covis(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.mode == "stream":
         pipeline = SessionPipeline(PipelineConfig(covis=covis_config))
-        batch: list = []
-        for event in events:
-            batch.append(event)
-            if len(batch) >= 1000:
-                pipeline.apply(batch)
-                batch = []
-        pipeline.apply(batch)
+        pipeline.count_popularity = False  # the matrices are all it writes
+        while batch := list(islice(events, 1000)):
+            pipeline.apply(batch)
         rows = pipeline.covisitation_rows(args.k)
         pruned = pipeline.covis.pruned_rows
     else:

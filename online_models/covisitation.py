@@ -54,7 +54,6 @@ from online_models.rows import (
     CellJournal,
     add_star,
     decode,
-    export_rows,
     journal_add,
     summed,
     top_items,
@@ -278,10 +277,16 @@ class CoVisitation:
         row_b: dict[int, int] | None = None
         keep = self.keep_matrices
         journal_pairs = self.journal.pairs if self.journal is not None else {}
+        # Each partner once, at its heaviest type in the window: repeats of an item (common)
+        # would each cost a run lookup only to find nothing new.
+        heaviest: dict[int, int] = {}
         for a, ta, type_a in state.recent:
-            if a == b or not -gap < t - ta < gap:
-                continue
-            wa = weights[type_a]  # direction b→a weighs a's type; a→b weighs b's (wb)
+            if a != b and -gap < t - ta < gap:
+                wa = weights[type_a]
+                if heaviest.get(a, 0) < wa:
+                    heaviest[a] = wa
+        for a, wa in heaviest.items():
+            # direction b→a weighs a's type; a→b weighs b's (wb)
             if a < b:
                 key, w_lohi, w_hilo = a << 64 | b, wb, wa  # _PAIR_SHIFT
             else:
@@ -456,9 +461,23 @@ class CoVisitation:
         return {x: row for x, row in decoded.items() if row}
 
     def export(self, k: int = 20) -> Iterator[dict[str, object]]:
-        """Rows in the ``liverec covis`` format, one per aid ascending."""
-        yield from export_rows(self.matrix("clicks"), self.matrix("carts_orders"),
-                               self.matrix("buy2buy"), k)
+        """Rows in the ``liverec covis`` format, one per aid ascending (as
+        :func:`~online_models.rows.export_rows` writes them), ranked straight from the packed
+        rows: decoding whole matrices first held three more copies of them at the peak."""
+        shift = self.time_weight.shift
+        aids = sorted({aid for rows in (self.pairs, self.old_pairs, self.buy2buy,
+                                        self.old_buys) for aid, row in rows.items() if row})
+        for aid in aids:
+            now, before = self.pairs.get(aid), self.old_pairs.get(aid)
+            if now:
+                packed, scale = summed(before, now, shift), 0
+            else:  # the previous epoch's row alone (most of them, early in an epoch): ranked
+                packed, scale = before or {}, shift  # in the new scale without a copy
+            buys = summed(self.old_buys.get(aid), self.buy2buy.get(aid))
+            yield {"aid": aid,
+                   "clicks": [[b, w] for b, w in top_packed(packed, k, True, scale)],
+                   "carts_orders": [[b, w] for b, w in top_packed(packed, k, False)],
+                   "buy2buy": [[b, w] for b, w in top_items(buys, k)]}
 
     def cell_count(self) -> int:
         """Stored cells (a packed clicks/carts_orders cell counts once)."""

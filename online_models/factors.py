@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from river import optim, reco
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,8 @@ class SessionFactors:
 
     def __init__(self, config: FactorsConfig | None = None) -> None:
         self.config = config = config or FactorsConfig()
+        from river import optim, reco  # imported when used: see rerank.ObjectiveRanker
+
         self.model = reco.BiasedMF(
             n_factors=config.factors, seed=config.seed, l2_bias=config.l2,
             l2_latent=config.l2, latent_optimizer=optim.SGD(config.learning_rate),

@@ -31,7 +31,6 @@ from collections.abc import Collection
 from typing import Final
 
 import orjson
-from river import linear_model, optim
 
 from online_models.candidates import RANKS, Candidates
 from online_models.recommend import Lists
@@ -68,6 +67,10 @@ class ObjectiveRanker:
     """
 
     def __init__(self, config: RerankConfig, learning_rate: float) -> None:
+        # Imported here: River takes 0.4 s to import, which every command paid, re-rankers
+        # or not (``liverec covis`` never builds one).
+        from river import linear_model, optim
+
         self.config = config
         self.model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
         self.model._weights["prior"] = 1.0  # start from the hand-made ranking (module doc)

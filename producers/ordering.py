@@ -14,7 +14,7 @@ import heapq
 import shutil
 import tempfile
 from collections.abc import Generator, Iterable, Iterator
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 
@@ -28,6 +28,7 @@ __all__ = ["RUN_DTYPE", "time_ordered"]
 RUN_DTYPE = np.dtype([("ts", "<i8"), ("session", "<i8"), ("aid", "<i8"), ("type", "i1")])
 #: Rows turned back into ``Event`` tuples at a time, per run, while merging.
 _READ_ROWS = 16_384
+_new = tuple.__new__
 
 
 def time_ordered(events: Iterable[Event], *, chunk_events: int = 2_000_000,
@@ -89,5 +90,8 @@ def _events(run: np.ndarray) -> Iterator[Event]:
     """A (possibly memory-mapped) run back as ``Event`` tuples, a slice at a time."""
     for start in range(0, len(run), _READ_ROWS):
         part = np.asarray(run[start:start + _READ_ROWS])
-        yield from map(Event, part["session"].tolist(), part["aid"].tolist(),
-                       part["ts"].tolist(), part["type"].tolist())
+        # tuple.__new__ makes the same Event as Event(...) without its Python-level __new__:
+        # half the cost, on every event a command orders.
+        yield from map(_new, repeat(Event), zip(part["session"].tolist(), part["aid"].tolist(),
+                                                part["ts"].tolist(), part["type"].tolist(),
+                                                strict=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,10 +12,11 @@ from online_models.covisitation import (
     DAY_MS,
     CovisConfig,
     CoVisitation,
-    export_rows,
 )
 from online_models.covisitation_batch import batch_covisitation
+from online_models.rows import export_rows
 from online_models.sessions import SessionState
+from producers.generator import GeneratorConfig, generate_sessions
 
 Log = list[tuple[int, int, int, int]]
 
@@ -133,6 +135,32 @@ def test_renormalisation_keeps_values_bounded_and_equal_to_batch() -> None:
     assert cv.epoch > 10
     assert max(w for row in cv.matrix("clicks").values() for w in row.values()) < 2**20
     assert matrices(cv) == batch_covisitation(log, config)
+
+
+@settings(max_examples=300, deadline=None)
+@given(logs(), configs, st.integers(1, 4))
+def test_export_ranks_the_packed_rows_as_the_decoded_matrices(
+        log: Log, config: CovisConfig, k: int) -> None:
+    """``export`` ranks each row straight from its packed form (an older epoch's row shifted
+    as it is read): the same output as ranking the decoded matrices."""
+    cv = run_incremental(log, config)
+    assert list(cv.export(k)) == list(export_rows(*matrices(cv), k))
+
+
+@pytest.mark.slow
+def test_export_at_scale_with_epochs_crossed_equals_the_decoded_matrices() -> None:
+    """60,000+ generated events over five days, an epoch every day: long popular rows
+    (ranked in numpy), rows of the previous epoch alone (shifted as read) and rows of both."""
+    events = sorted((e for _, s in generate_sessions(GeneratorConfig(
+        sessions=4_800, items=3_000, seed=4, days=5)) for e in s), key=lambda e: e.ts)
+    # Up to mid-afternoon of the fifth day: a few long sessions run on for weeks alone.
+    events = [e for e in events if e.ts < events[0].ts + 4 * DAY_MS + 15 * 3_600_000]
+    assert len(events) > 50_000
+    cv = run_incremental([tuple(e) for e in events],
+                         CovisConfig(half_life_ms=DAY_MS, epoch_half_lives=1))
+    assert cv.epoch > 3 and cv.old_pairs and cv.pairs
+    assert max(len(row) for row in cv.old_pairs.values()) > 512
+    assert list(cv.export(20)) == list(export_rows(*matrices(cv), 20))
 
 
 def test_top_orders_by_weight_then_aid_and_export_matches() -> None:
