@@ -10,9 +10,17 @@ offsets in Redis (exactly once) and settles whole batches.
 So the consumer here hands each fetch of a *bulk* topic (:meth:`DirectTransport.
 deliver_in_bulk`) to a callback as one :class:`Fetched`: the raw records per partition, as
 aiokafka returned them. Everything else is Faust's: fetching in its consumer thread,
-subscriptions, rebalances and the seek to the committed offsets after one, flow control, and
-the per-message delivery of any other topic. Bulk records bypass Faust's acknowledgements, so
-their owner commits offsets itself (:meth:`DirectConsumer.commit_bulk`).
+subscriptions, rebalances and the seek to the committed offsets after one, flow control.
+Every topic the consumer takes is a bulk topic (a worker has no tables and no leader topic);
+bulk records bypass Faust's acknowledgements, so their owner commits offsets itself
+(:meth:`DirectConsumer.commit_bulk`).
+
+The override is one consumer subclass (:class:`DirectConsumer`: :meth:`~DirectConsumer.
+_drain_messages` and a commit of bulk offsets), with the two hooks Faust's factories need to
+reach it: the transport names its consumer class (:class:`DirectTransport`), and the
+consumer names its thread (:class:`DirectConsumerThread`, for the one aiokafka setting
+Faust hard-codes). ``docs/production.md`` says why Faust's public ``take``/``getmany`` do
+not do.
 
 Batching follows the load: a callback that blocks (a full queue) holds back the next fetch,
 which then takes everything that piled up, so a slow agent gets large batches and an idle one
@@ -36,10 +44,6 @@ from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-#: Hand the event loop back after this many per-message deliveries, as Faust's own loop
-#: does, so that timers, heartbeats and the agents run while a large fetch is delivered.
-YIELD_EVERY = 100
-
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
@@ -56,9 +60,8 @@ BulkSink = Callable[[Fetched], Awaitable[None]]
 
 
 class DirectConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, delivering bulk topics' fetches whole and other topics'
-    messages with a direct ``await`` (Faust's own fetcher races each delivery against its
-    flow-control event: four tasks and an ``asyncio.wait`` per message)."""
+    """Faust's aiokafka consumer, delivering its topics' fetches whole (every topic it
+    consumes is a bulk topic; :meth:`DirectTransport.deliver_in_bulk`)."""
 
     def _new_consumer_thread(self) -> Any:
         return DirectConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -105,48 +108,22 @@ class DirectConsumer(faust_aiokafka.Consumer):
         generation = self.app.consumer_generation_id
         read_offset: dict[TP, int | None] = self._read_offset  # type: ignore[assignment]
         bulk: dict[str, dict[TP, list[ConsumerRecord[Any, Any]]]] = {}
-        single: list[tuple[TP, list[ConsumerRecord[Any, Any]]]] = []
         for raw_tp, part in records.items():
             tp = TP(raw_tp.topic, raw_tp.partition)
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 continue
+            if tp.topic not in sinks:
+                # Faust's own per-message delivery is bypassed whole; a worker subscribes to
+                # its bulk topic only (no tables, no leader topic).
+                raise RuntimeError(f"{tp.topic}: subscribed, but not delivered in bulk")
             last = read_offset.get(tp)
             if last is not None and part and part[0].offset < last:
                 part = [r for r in part if r.offset >= last]  # delivered before a seek back
-            if not part:
-                continue
-            if tp.topic in sinks:
+            if part:
                 bulk.setdefault(tp.topic, {})[tp] = part
                 read_offset[tp] = part[-1].offset + 1
-            else:
-                single.append((tp, part))
         for topic, parts in bulk.items():
             await sinks[topic](Fetched(generation, parts))
-        if single:
-            await self._deliver_each(single)
-
-    async def _deliver_each(self, parts: list[tuple[TP, list[ConsumerRecord[Any, Any]]]]) -> None:
-        """Faust's per-message delivery, without a race per message."""
-        callback = self.callback
-        read_offset: dict[TP, int | None] = self._read_offset  # type: ignore[assignment]
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        delivered = 0
-        for tp, part in parts:
-            for record in part:
-                offset = record.offset
-                last = read_offset[tp]
-                if last and offset - last > 1 and acks_enabled_for(tp.topic):
-                    await self._add_gap(tp, last + 1, offset)
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
-                if self.suspend_flow.is_set():
-                    return  # a rebalance: the flow resumes from the committed offsets
-                await callback(self._to_message(tp, record))
-                read_offset[tp] = offset
-                delivered += 1
-                if delivered % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
 
     async def commit_bulk(self, offsets: Mapping[TP, int]) -> bool:
         """Commit the next offsets to read of bulk-delivered partitions (their records bypass

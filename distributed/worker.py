@@ -72,6 +72,8 @@ class Worker:
             app_id, broker=settings.broker, store="memory://",
             topic_partitions=settings.partitions, web_enabled=False,
             consumer_auto_offset_reset="earliest", datadir=str(datadir),
+            # No leader election is used: its topic would be one more to consume and create.
+            topic_disable_leader=True,
             # Heartbeats well within the session, as Kafka advises (a third at most).
             broker_session_timeout=settings.kafka_session_timeout_s,
             broker_heartbeat_interval=settings.kafka_session_timeout_s / 8,
