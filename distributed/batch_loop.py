@@ -338,6 +338,7 @@ class BatchLoop:
                 stats.lag[partition] = max(0, highwater - end)
         stats.processed += len(batch.events)
         stats.batches += 1
+        stats.stored_at = time.monotonic()
         if self.models is not None:
             if not await self.retry(self.models.save_due):
                 await self.retry(self.models.refresh)
@@ -398,6 +399,8 @@ class BatchLoop:
         self.row_cache.unsettled = None  # a refused batch is never added
 
     async def on_revoked(self) -> None:
+        if self.stats.assigned:
+            log.info("partitions of %s revoked: %s", self.topic_name, self.stats.assigned)
         # Partitions may move: what this worker holds of their sessions may go stale. The
         # batch in flight is stored and committed first, so the next owner starts after
         # it; the pending one is dropped uncommitted, so Kafka delivers it again.
@@ -411,6 +414,7 @@ class BatchLoop:
     def on_assigned(self, assigned: Iterable[TP]) -> None:
         self.stats.assigned = sorted(tp.partition for tp in assigned
                                      if tp.topic == self.topic_name)
+        log.info("partitions of %s assigned: %s", self.topic_name, self.stats.assigned or "none")
 
     def _crash_on_error(self, task: asyncio.Task[Any]) -> None:
         """A batch that cannot be stored (Redis gone for good) stops the worker."""

@@ -82,6 +82,7 @@ class DirectConsumer(faust_aiokafka.Consumer):
                         await asyncio.sleep(wait)
                 last_fetch = time.monotonic()
                 records, active = await self._wait_next_records(1.0)
+                transport.last_poll = time.monotonic()  # the liveness probe's progress
                 await asyncio.sleep(0)  # a fetch may return at once, again and again
                 if self.should_stop:
                     break
@@ -122,7 +123,12 @@ class DirectConsumer(faust_aiokafka.Consumer):
             if part:
                 bulk.setdefault(tp.topic, {})[tp] = part
                 read_offset[tp] = part[-1].offset + 1
+        # Faust's stall check (``verify_event_path``) reads when each partition's stream last
+        # took a record, which its per-message path records; without it, a busy worker logged
+        # "Stream has not started processing" every few minutes.
+        inbound, now = self.app.monitor.stream_inbound_time, time.monotonic()
         for topic, parts in bulk.items():
+            inbound.update(dict.fromkeys(parts, now))
             await sinks[topic](Fetched(generation, parts))
 
     async def commit_bulk(self, offsets: Mapping[TP, int]) -> bool:
@@ -158,6 +164,8 @@ class DirectTransport(faust_aiokafka.Transport):
         self.linger_after = linger_after
         """Wait ``linger_s`` between fetches while it would gather at least this many records
         at the rate of the last fetch's. (0: always wait.)"""
+        self.last_poll = 0.0
+        """When the consumer last polled Kafka (monotonic seconds; 0: not yet)."""
         self.fetch_max_wait_ms = fetch_max_wait_ms
         """Longest the broker may hold a fetch waiting for more data. Faust's 1,500 ms held
         fetches that long under load although records had arrived (one fetch in flight per
@@ -169,15 +177,18 @@ class DirectTransport(faust_aiokafka.Transport):
         self.bulk_sinks[topic] = sink
 
 
-def faust_worker(app: faust.App, loglevel: str = "warning") -> faust.Worker:
-    """The Faust worker that runs ``app``, logging at ``loglevel`` and no lower.
+def faust_worker(app: faust.App, loglevel: str = "warning",
+                 logging_config: dict[str, Any] | None = None) -> faust.Worker:
+    """The Faust worker that runs ``app``, logging at ``loglevel`` and no lower (or as
+    ``logging_config`` says, a :func:`logging.config.dictConfig`).
 
     Faust's worker draws a terminal spinner that turns on every log record; to see them all
     it sets the root logger to DEBUG, whatever ``loglevel`` says. Every ``log.debug`` in
     aiokafka's fetch loop then builds a record (caller lookup included) only for the handler
     to drop it: 3 % of a busy worker's samples. A worker has no terminal to spin on.
     """
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
+                          logging_config=logging_config)
     worker.spinner = None
     return worker
 

@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from distributed.health import brokers_of
 from distributed.kafka_bus import KafkaBus
 from distributed.serving import SharedModels, lists_from_store, store_shelf
 from distributed.store import WATCH_TTL_MS, RedisStore
@@ -59,6 +60,9 @@ class StoreBackend:
                        if config.rerank is not None else None)
         """The re-rankers' newest snapshot from the store, for lists no worker announced."""
         self.listening = False
+        self.brokers = brokers_of(bus)
+        self.kafka_reachable = False
+        """Whether a broker accepted a connection at the last check (:meth:`watch_kafka`)."""
         self.announced = 0
         self._now: tuple[float, int | None] = (0.0, None)
         self._rate = RateMeter()
@@ -110,7 +114,8 @@ class StoreBackend:
                 "lists_announced": self.announced, "node": "web"}
 
     def ready(self) -> bool:
-        return self.listening
+        """Subscribed to the workers' announcements (Redis), and Kafka takes connections."""
+        return self.listening and self.kafka_reachable
 
     def now_ms(self) -> int:
         """The stream's clock: the wall clock, unless the workers' latest stored event is more
@@ -156,6 +161,25 @@ class StoreBackend:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+    async def watch_kafka(self, every_s: float = 5.0) -> None:
+        """Check every few seconds that a broker takes connections: events posted here go to
+        Kafka, so a node that cannot reach it is not ready."""
+        while True:
+            reachable = False
+            for host, port in self.brokers:
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+                except (OSError, TimeoutError):
+                    continue
+                writer.close()
+                reachable = True
+                break
+            if reachable != self.kafka_reachable:
+                log.log(logging.INFO if reachable else logging.WARNING,
+                        "Kafka %s", "reachable" if reachable else f"unreachable at {self.brokers}")
+            self.kafka_reachable = reachable
+            await asyncio.sleep(every_s)
 
     async def renew_watches(self) -> None:
         """Keep this node's watches alive in Redis while its clients are connected."""

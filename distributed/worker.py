@@ -12,7 +12,9 @@ RedisStore`); see ``docs/production.md``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -37,6 +39,8 @@ from stream.pipeline import PipelineConfig
 
 __all__ = ["WORKER_MAX_BATCH", "Worker", "WorkerConfig", "WorkerMetrics", "WorkerStats",
            "faust_worker"]
+
+log = logging.getLogger("liverec.worker")
 
 
 class FaustFeed:
@@ -83,7 +87,7 @@ class Worker:
                                     linger_s=settings.batch_window_s,
                                     linger_after=settings.linger_records,
                                     fetch_max_wait_ms=settings.fetch_max_wait_ms)
-        app.transport = transport
+        app.transport = self.transport = transport
         topic_name = f"{topic_prefix}events"
         events_topic = app.topic(topic_name, key_type=bytes, value_type=bytes,
                                  key_serializer="raw", value_serializer="raw",
@@ -105,6 +109,7 @@ class Worker:
         self.loop = loop = BatchLoop(settings, config, shared, FaustFeed(app, dlq), topic_name)
         self.stats = loop.stats
         self.agent_started = asyncio.Event()
+        self._progress = (time.monotonic(), 0)  # when the last progress line was, and counts
 
         transport.deliver_in_bulk(topic_name, self.hand_over)
         app.topics.add(events_topic)  # subscribe: the topic's records reach the agent in bulk
@@ -124,6 +129,17 @@ class Worker:
     async def agent(self, stream: Any) -> None:
         self.agent_started.set()
         await self.loop.run(stream)
+
+    async def log_progress(self) -> None:
+        """One line for the operator: events/s since the last line, lag, lists announced."""
+        stats, now = self.stats, time.monotonic()
+        since, processed = self._progress
+        self._progress = (now, stats.processed)
+        rate = (stats.processed - processed) / max(now - since, 1e-9)
+        log.info("%s events applied (%.0f/s), lag %s over partitions %s, %s lists announced, "
+                 "%s rejected", f"{stats.processed:,}", rate, f"{sum(stats.lag.values()):,}",
+                 stats.assigned or "none", f"{stats.lists_published:,}",
+                 f"{stats.rejected:,}")
 
     async def on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         await self.loop.on_revoked()

@@ -30,6 +30,9 @@ class WorkerStats:
     """The events topic's partitions the group gave this worker."""
     lag: dict[int, int] = field(default_factory=dict)
     """Per partition: messages on the broker not yet applied, as of the last batch."""
+    stored_at: float = 0.0
+    """When a batch was last stored (monotonic seconds; 0: none yet): progress, for the
+    liveness probe."""
     list_delay: Histogram = field(default_factory=Histogram)
     """Seconds from an event's arrival in Kafka to the announcement of its session's lists
     (watched sessions only; the oldest event a list reflects)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from liverec import __version__, cli_simulation, eventloop
+from liverec import __version__, cli_simulation, eventloop, logs
 from liverec.args import existing_file, positive_int, sequence_flags
 from liverec.settings import Settings
 from liverec.sources import generated_catalog, generated_events, ordered_file_events
@@ -181,6 +180,9 @@ def _distributed_settings(command: str) -> Settings:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Faust worker of the distributed runtime (LIVEREC_BUS=kafka://…, LIVEREC_STORE=redis://…)."""
+    import redis
+
+    from distributed.transport import no_arguments
     from distributed.worker import WORKER_MAX_BATCH, Worker, WorkerConfig, faust_worker
     from liverec.runtime import pipeline_config
     from producers.kafka_sink import KafkaSink
@@ -201,16 +203,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         redis_timeout_s=settings.redis_timeout_s, redis_patience_s=settings.redis_patience_s,
         compact_min_bytes=settings.compact_min_bytes), pipeline_config(settings, distributed=True))
     app = worker.app
-    from prometheus_client import CollectorRegistry
+    from distributed.health import Probes, brokers_of
+    from liverec.worker_metrics import serve_health_and_metrics
 
-    from distributed.worker import WorkerMetrics
-    from liverec.worker_metrics import serve_metrics
-
-    registry = CollectorRegistry()
-    registry.register(WorkerMetrics(worker.stats))
-    port = serve_metrics(registry, settings.host, settings.metrics_port)
+    store = redis.Redis.from_url(settings.store, socket_connect_timeout=1, socket_timeout=1)
+    probes = Probes(worker.stats, last_poll=lambda: worker.transport.last_poll,
+                    ping_redis=store.ping, brokers=brokers_of(settings.bus),
+                    stall_s=settings.worker_stall_s, max_lag=settings.ready_max_lag)
+    port = serve_health_and_metrics(worker.stats, probes, settings.host, settings.metrics_port)
     # Whoever started several workers on a host finds each one's port in its output.
-    print(f"liverec worker: metrics on http://{settings.host}:{port}/metrics", flush=True)
+    print(f"liverec worker {__version__}: group {settings.app_id}, topic "
+          f"{settings.topic_prefix}events ({settings.partitions} partitions) on {settings.bus}, "
+          f"store {settings.store}; health and metrics on http://{settings.host}:{port}/ "
+          "(/healthz, /readyz, /metrics)", flush=True)
     from liverec.collector import keep_collections_short
 
     async def collector() -> None:
@@ -218,7 +223,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await keep_collections_short()
 
     app.task(collector)
-    faust_worker(app, args.loglevel or settings.log_level).execute_from_commandline()
+    app.timer(settings.progress_interval_s)(no_arguments(worker.log_progress))
+    libraries = args.loglevel or logs.library_level(settings.log_level)
+    faust_worker(app, libraries, logs.dict_config(settings.log_level, libraries)
+                 ).execute_from_commandline()
     return 0
 
 
@@ -280,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="a Faust worker: Kafka events in, state in Redis")
     p.add_argument("--loglevel", choices=("debug", "info", "warning", "error"),
-                   help="Faust's log level (default LIVEREC_LOG_LEVEL, warning)")
+                   help="the libraries' (Faust's, aiokafka's) log level (default warning; "
+                   "liverec's own follow LIVEREC_LOG_LEVEL)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("web", help="a stateless web node: lists from Redis, events to Kafka")
@@ -416,8 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        level = "debug" if args.verbose else Settings().log_level
-        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        logs.configure("debug" if args.verbose else Settings().log_level)
         return int(args.func(args))
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,15 +8,18 @@ it against the local Kafka and Redis (``deploy/local/services.sh``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from distributed.serving import SharedModels, lists_from_store, load_states
 from distributed.store import RedisStore
@@ -30,7 +33,7 @@ from producers.readers import read_events
 from stream.events import Event
 from stream.pipeline import PipelineConfig, Recommendations, SessionPipeline, session_lists
 
-_PORT_LINE = re.compile(rb"metrics on http://[^:]+:(\d+)/metrics")
+_PORT_LINE = re.compile(rb"health and metrics on http://[^ ]+:(\d+)/ ")
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -85,6 +88,28 @@ class Worker:
                 raise TimeoutError(f"worker {self.process.pid} stored no events")
             time.sleep(0.2)
         return count
+
+    def probe(self, path: str) -> tuple[int, dict[str, Any]]:
+        """A health path's status and JSON answer (``/healthz``, ``/readyz``)."""
+        url = f"http://127.0.0.1:{self.metrics_port()}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def wait_probe(self, path: str, check: str, passing: bool,
+                   timeout_s: float = 30.0) -> tuple[int, dict[str, Any]]:
+        """Wait until ``path`` reports its check ``check`` passing (or failing); return the
+        answer that did."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status, body = self.probe(path)
+            if (body["checks"][check] == "ok") == passing:
+                return status, body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} check {check} still {body['checks'][check]!r}")
+            time.sleep(0.2)
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)

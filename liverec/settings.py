@@ -108,9 +108,18 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """Event loop of ``demo`` and ``web``: ``auto`` takes uvloop where it is installed (less
     CPU per request and push), ``asyncio`` the standard one."""
-    log_level: Literal["debug", "info", "warning", "error"] = "warning"
-    """Lowest level of the log records every command writes (``--verbose``: debug; the
-    worker's ``--loglevel`` overrides it for Faust's worker)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level of liverec's own log records (a worker's start, partitions assigned and
+    revoked, its progress line, warnings and errors); libraries (Faust, aiokafka) log
+    warnings and errors only, unless this is ``debug`` (``--verbose``)."""
+    worker_stall_s: float = Field(60.0, gt=0)
+    """``liverec worker``: ``/healthz`` fails once the worker has neither polled Kafka nor
+    stored a batch for this long (its loop is stuck; a restart helps)."""
+    ready_max_lag: int = Field(10_000, ge=0)
+    """``liverec worker``: ``/readyz`` fails while the worker is more events behind than this
+    over its partitions (catching up after a restart)."""
+    progress_interval_s: float = Field(60.0, gt=0)
+    """``liverec worker``: log a one-line progress report (events/s, lag) this often."""
 
     # -- who may call the web app, and how much (web/auth.py, web/limits.py) --------------------
     secret: str | None = None

@@ -31,6 +31,7 @@ async def run_web(settings: Settings, config: PipelineConfig) -> int:
                          ws_max_size=settings.ws_max_message_bytes)
     tasks = [asyncio.create_task(backend.listen(), name="lists"),
              asyncio.create_task(backend.renew_watches(), name="watches"),
+             asyncio.create_task(backend.watch_kafka(), name="kafka"),
              asyncio.create_task(keep_collections_short(), name="gc")]
     serve = asyncio.create_task(server.serve(sockets=[sock]), name="web")
     listening = asyncio.create_task(server.listening.wait())

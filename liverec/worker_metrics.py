@@ -1,5 +1,6 @@
-"""A worker's Prometheus ``/metrics`` endpoint, on a port that several workers on one host can
-share the defaults of."""
+"""A worker's HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``:
+:mod:`distributed.health`), on a port that several workers on one host can share the defaults
+of."""
 
 from __future__ import annotations
 
@@ -12,26 +13,32 @@ DEFAULT_PORT = 9108
 PORTS_TO_TRY = 100
 
 
-def serve_metrics(registry: Any, host: str, port: int | None) -> int:
-    """Serve ``registry`` on ``host``; return the port bound.
+def serve_health_and_metrics(stats: Any, probes: Any, host: str, port: int | None) -> int:
+    """Serve a worker's probes and its :class:`~distributed.worker_stats.WorkerMetrics` on
+    ``host``; return the port bound.
 
     ``port`` None: :data:`DEFAULT_PORT`, or the next free one (the second worker on a host
     takes 9109); 0: any free port; else exactly that port, which an operator chose for a
     scrape configuration, so a busy one is an error rather than a surprise.
     """
-    from prometheus_client import start_http_server
+    from prometheus_client import CollectorRegistry, generate_latest
 
+    from distributed.health import serve_health
+    from distributed.worker_stats import WorkerMetrics
+
+    registry = CollectorRegistry()
+    registry.register(WorkerMetrics(stats))
     candidates = (range(DEFAULT_PORT, DEFAULT_PORT + PORTS_TO_TRY) if port is None
                   else [port])
     for candidate in candidates:
         try:
-            server, _ = start_http_server(candidate, addr=host, registry=registry)
+            server = serve_health(probes, lambda: generate_latest(registry), host, candidate)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE and port is None:
                 continue
             raise OSError(f"metrics port {candidate}: {exc.strerror}; leave "
                           "LIVEREC_METRICS_PORT unset (the next free port from 9108) or set "
                           "0 (any free port)") from None
-        return int(server.server_port)
+        return int(server.server_address[1])
     raise OSError(f"metrics: ports {DEFAULT_PORT}-{DEFAULT_PORT + PORTS_TO_TRY - 1} are all "
                   "in use; set LIVEREC_METRICS_PORT (0 = any free port)")

@@ -280,10 +280,11 @@ def test_long_running_services_are_checked_and_restarted(
 
 def test_healthchecks_probe_the_ports_served(services: dict[str, dict[str, Any]],
                                             tmp_path: Path) -> None:
-    """A probe on the wrong port marks a working container unhealthy."""
+    """A probe on the wrong port marks a working container unhealthy; a worker's is its
+    readiness (partitions, Kafka, Redis, lag), not its metrics, which always answer."""
     worker = services["worker"]
     port = environment(worker)["LIVEREC_METRICS_PORT"]
-    assert f"http://127.0.0.1:{port}/metrics" in probe(worker)
+    assert f"http://127.0.0.1:{port}/readyz" in probe(worker)
     for name, path in (("web", "/readyz"), ("demo", "/healthz")):
         argv = liverec_argvs(services[name]["command"], tmp_path)[0]
         assert flag(argv, "--host") == "0.0.0.0", name

@@ -54,6 +54,9 @@ def replay_through_two_workers(cluster: LocalCluster, data: Path, speed: str = "
     for worker in (cluster.start_worker(), cluster.start_worker()):
         worker.metrics_port()  # both run, each on a port of its own
     cluster.wait_joined()
+    for worker in cluster.workers[-2:]:  # what an operator reads: the worker says it took over
+        worker.wait_probe("/readyz", "partitions", passing=True)
+        assert "assigned: [" in worker.tail(200), worker.tail()
     replay = cluster.replay(data, speed)
     if incident is not None:
         incident(cluster)
@@ -170,10 +173,17 @@ def test_a_redis_restart_mid_replay_loses_nothing(
     workers wait for it."""
     def restart_redis(cluster: LocalCluster) -> None:
         time.sleep(15)
+        watched = cluster.workers[0]
+        assert watched.probe("/readyz")[1]["checks"]["redis"] == "ok"
         with contextlib.suppress(redis.ConnectionError):
             redis.Redis.from_url(redis_url).shutdown()
+        # Not ready while Redis is away, and why; alive (waiting is not a stall).
+        status, body = watched.wait_probe("/readyz", "redis", passing=False, timeout_s=10)
+        assert status == 503 and "Redis" in body["checks"]["redis"]
+        assert watched.probe("/healthz")[0] == 200
         time.sleep(3)
         services("up")
+        watched.wait_probe("/readyz", "redis", passing=True)
 
     try:
         result = replay_through_two_workers(cluster, users_log, DRILL_SPEED, restart_redis)
@@ -191,9 +201,13 @@ def test_a_kafka_restart_mid_replay_loses_nothing(
     other)."""
     def restart_kafka(cluster: LocalCluster) -> None:
         time.sleep(15)
+        watched = cluster.workers[0]
         services("stop", "kafka")
+        status, body = watched.wait_probe("/readyz", "kafka", passing=False, timeout_s=10)
+        assert status == 503 and "Kafka" in body["checks"]["kafka"]
         time.sleep(3)
         services("up")
+        watched.wait_probe("/readyz", "kafka", passing=True)
 
     try:
         result = replay_through_two_workers(cluster, users_log, DRILL_SPEED, restart_kafka)

@@ -84,3 +84,37 @@ def test_the_worker_keeps_the_root_logger_at_its_level() -> None:
     finally:
         root.setLevel(level)
         root.handlers[:] = handlers
+
+
+def test_a_bulk_delivery_tells_faust_s_stall_check_the_stream_took_records() -> None:
+    """Faust's ``verify_event_path`` logged "Stream has not started processing" for every
+    partition whose stream never took a record by its per-message path; the bulk hand-over
+    records that it did. A topic not handed over in bulk is an error, not silently dropped."""
+    from aiokafka.structs import ConsumerRecord
+    from faust.types import TP
+
+    from distributed.transport import Fetched
+
+    async def deliver() -> tuple[dict[TP, float], list[Fetched], str]:
+        app = unstarted_app("monitor-test")
+        consumer = app.consumer
+        got: list[Fetched] = []
+
+        async def sink(fetched: Fetched) -> None:
+            got.append(fetched)
+
+        tp = TP("t-events", 2)
+        record = ConsumerRecord("t-events", 2, 7, 0, 0, None, b"{}", None, 0, 2, ())
+        await consumer._deliver({tp: [record]}, None, {"t-events": sink})  # type: ignore[attr-defined]
+        try:
+            await consumer._deliver({TP("other", 0): [record]}, None,  # type: ignore[attr-defined]
+                                    {"t-events": sink})
+            refused = ""
+        except RuntimeError as exc:
+            refused = str(exc)
+        return dict(app.monitor.stream_inbound_time), got, refused
+
+    inbound, got, refused = asyncio.run(deliver())
+    assert list(inbound) == [TP("t-events", 2)]
+    assert [list(f.records) for f in got] == [[TP("t-events", 2)]]
+    assert "other: subscribed, but not delivered in bulk" in refused
