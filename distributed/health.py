@@ -106,19 +106,19 @@ def answer(checks: dict[str, str | None]) -> tuple[int, bytes]:
     return (200 if ok else 503), json.dumps(body).encode()
 
 
-def serve_health(probes: Probes, metrics: Callable[[], bytes], host: str,
+def serve_health(probes: Probes | None, metrics: Callable[[], bytes], host: str,
                  port: int) -> ThreadingHTTPServer:
     """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``host:port`` from a thread of its
-    own, so that a stalled event loop is seen, not shared; raises OSError if the port is
-    taken."""
+    own, so that a stalled event loop is seen, not shared (no ``probes``: ``/metrics``
+    only); raises OSError if the port is taken."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the standard library's name
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self.reply(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
-            elif path == "/healthz":
+            elif path == "/healthz" and probes is not None:
                 self.reply(*answer(probes.alive()), "application/json")
-            elif path == "/readyz":
+            elif path == "/readyz" and probes is not None:
                 self.reply(*answer(probes.ready()), "application/json")
             else:
                 self.reply(404, b'{"detail": "not found: /healthz, /readyz or /metrics"}',

@@ -203,14 +203,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         redis_timeout_s=settings.redis_timeout_s, redis_patience_s=settings.redis_patience_s,
         compact_min_bytes=settings.compact_min_bytes), pipeline_config(settings, distributed=True))
     app = worker.app
+    from prometheus_client import CollectorRegistry
+
     from distributed.health import Probes, brokers_of
-    from liverec.worker_metrics import serve_health_and_metrics
+    from distributed.worker import WorkerMetrics
+    from liverec.worker_metrics import serve_metrics
 
     store = redis.Redis.from_url(settings.store, socket_connect_timeout=1, socket_timeout=1)
     probes = Probes(worker.stats, last_poll=lambda: worker.transport.last_poll,
                     ping_redis=store.ping, brokers=brokers_of(settings.bus),
                     stall_s=settings.worker_stall_s, max_lag=settings.ready_max_lag)
-    port = serve_health_and_metrics(worker.stats, probes, settings.host, settings.metrics_port)
+    registry = CollectorRegistry()
+    registry.register(WorkerMetrics(worker.stats))
+    port = serve_metrics(registry, settings.host, settings.metrics_port, probes)
     # Whoever started several workers on a host finds each one's port in its output.
     print(f"liverec worker {__version__}: group {settings.app_id}, topic "
           f"{settings.topic_prefix}events ({settings.partitions} partitions) on {settings.bus}, "

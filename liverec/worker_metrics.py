@@ -13,21 +13,18 @@ DEFAULT_PORT = 9108
 PORTS_TO_TRY = 100
 
 
-def serve_health_and_metrics(stats: Any, probes: Any, host: str, port: int | None) -> int:
-    """Serve a worker's probes and its :class:`~distributed.worker_stats.WorkerMetrics` on
-    ``host``; return the port bound.
+def serve_metrics(registry: Any, host: str, port: int | None, probes: Any = None) -> int:
+    """Serve ``registry`` and the worker's ``probes`` (:class:`~distributed.health.Probes`)
+    on ``host``; return the port bound.
 
     ``port`` None: :data:`DEFAULT_PORT`, or the next free one (the second worker on a host
     takes 9109); 0: any free port; else exactly that port, which an operator chose for a
     scrape configuration, so a busy one is an error rather than a surprise.
     """
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import generate_latest
 
     from distributed.health import serve_health
-    from distributed.worker_stats import WorkerMetrics
 
-    registry = CollectorRegistry()
-    registry.register(WorkerMetrics(stats))
     candidates = (range(DEFAULT_PORT, DEFAULT_PORT + PORTS_TO_TRY) if port is None
                   else [port])
     for candidate in candidates:
