@@ -4,7 +4,8 @@
 rules (which epochs are kept, when a batch is refused, what expires), as plain dicts: sums per
 epoch and row, counts per epoch and kind. The batch loop runs against it without Kafka or
 Redis (``tests/test_batch_loop.py``), and the contract suite holds both stores to the same
-answers (``tests/test_store_contract.py``). It is not shared between processes.
+answers (``tests/test_store_contract.py``, ``tests/test_store_reads.py``). It is not shared
+between processes.
 """
 
 from __future__ import annotations

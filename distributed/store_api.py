@@ -3,8 +3,9 @@
 Two stores implement :class:`SharedStore`: :class:`~distributed.store.RedisStore`, shared by
 every worker and web node of a deployment, and :class:`~distributed.memory_store.MemoryStore`,
 the same contract in one process's memory (a worker's batch loop runs against it in tests,
-without Kafka or Redis). One contract suite (``tests/test_store_contract.py``) runs against
-both: whatever passes there, the batch loop and the serving views may rely on.
+without Kafka or Redis). One contract suite (``tests/test_store_contract.py``,
+``tests/test_store_reads.py``) runs against both: whatever passes there, the batch loop and
+the serving views may rely on.
 
 The contract, in short: a batch's increments are applied exactly once, keyed by the offsets
 it covers; every sum is an integer, so batches from any number of workers, in any order, end

@@ -134,6 +134,27 @@ def redis_url() -> str:
     return f"redis://127.0.0.1:{_service_port('Redis', 'LIVEREC_REDIS_PORT', 6379)}/0"
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, unique_prefix: str) -> Iterator[Any]:
+    """Each shared store in turn (``distributed.store_api``): in memory, and in the Redis of
+    ``deploy/local/services.sh up`` (with its asyncio client, as a worker's)."""
+    from distributed.memory_store import MemoryStore
+
+    if request.param == "memory":
+        yield MemoryStore(unique_prefix)
+        return
+    import redis
+    import redis.asyncio
+
+    from distributed.store import RedisStore
+
+    url = request.getfixturevalue("redis_url")
+    shared = RedisStore(redis.Redis.from_url(url), unique_prefix,
+                        async_client=redis.asyncio.Redis.from_url(url))
+    yield shared
+    shared.clear()
+
+
 # -- the browser tests' fixtures (tests/e2e_page.py has their helpers) ------------------
 
 @pytest.fixture

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis
-import redis.asyncio
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from distributed.batch_loop import BatchLoop
 from distributed.config import WorkerConfig
 from distributed.memory_store import MemoryStore
-from distributed.store import RedisStore
 from distributed.store_api import SharedStore
 from distributed.transport import Fetched
 from online_models.covisitation import DAY_MS
@@ -64,18 +61,6 @@ class HandFeed:
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         self.committed.update(offsets)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, unique_prefix: str) -> Iterator[SharedStore]:
-    if request.param == "memory":
-        yield MemoryStore(unique_prefix)
-        return
-    url = request.getfixturevalue("redis_url")
-    store = RedisStore(redis.Redis.from_url(url), unique_prefix,
-                       async_client=redis.asyncio.Redis.from_url(url))
-    yield store
-    store.clear()
 
 
 def topic_of(events: list[Event], junk_every: int, seed: int) -> dict[int, list[bytes]]:
