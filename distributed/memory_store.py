@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from distributed.store_api import (
     LIVE_SESSIONS,
@@ -24,7 +25,7 @@ from distributed.store_api import (
     refusal,
 )
 from online_models.covisitation import EPOCH_HALF_LIVES as COVIS_EPOCH_HALF_LIVES
-from online_models.popularity import EPOCH_HALF_LIVES, KNOWN, TopSide, merged_top
+from online_models.popularity import EPOCH_HALF_LIVES, KNOWN, TopSide, merged_top, sorted_head
 from online_models.rows import CO_BITS, CO_MASK, MATRICES, CellJournal, fold_epochs
 
 #: Per epoch, per aid: {neighbour: sum}.
@@ -56,14 +57,7 @@ def _sum_into(total: dict[int, int], row: Mapping[int, int]) -> None:
 def _dict_side(counts: Mapping[int, int]) -> TopSide:
     """One epoch's counts as :func:`merged_top` reads them: an exact sort (this store holds
     a test's or a single process's counts, not a shop's)."""
-    def head(m: int) -> tuple[list[tuple[int, int]], int | None]:
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        if len(ranked) <= m:
-            return ranked, None
-        last = ranked[m - 1][1]
-        return [kv for kv in ranked if kv[1] >= last], last - 1
-
-    return TopSide(head, lambda aids: [counts.get(a, 0) for a in aids])
+    return TopSide(partial(sorted_head, counts), lambda aids: [counts.get(a, 0) for a in aids])
 
 
 class MemoryStore(SharedStore):

@@ -31,7 +31,7 @@ reading it never scans the catalog.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from online_models.types import TYPE_NAMES
 
@@ -344,14 +344,19 @@ def _table_side(table: dict[int, int], board: LeaderBoard) -> TopSide:
         if m <= board.size or len(table) == len(board.members):
             listed, bound = board.head(m)
             return listed, (None if len(listed) == len(table) else bound)
-        # Past the board: an exact (slow) sort of everything; rare by construction.
-        ranked = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
-        if len(ranked) <= m:
-            return ranked, None
-        last = ranked[m - 1][1]
-        return [kv for kv in ranked if kv[1] >= last], last - 1
+        return sorted_head(table, m)  # past the board: rare by construction
 
     return TopSide(head, lambda aids: [table.get(a, 0) for a in aids])
+
+
+def sorted_head(table: Mapping[int, int], m: int) -> tuple[list[tuple[int, int]], int | None]:
+    """``TopSide.head`` by an exact (slow) sort of every count: the top ``m`` (aid, count)
+    with the ties of the last, and the bound of the rest (None: nothing is left out)."""
+    ranked = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(ranked) <= m:
+        return ranked, None
+    last = ranked[m - 1][1]
+    return [kv for kv in ranked if kv[1] >= last], last - 1
 
 
 def merged_top(k: int, current: TopSide, previous: TopSide,
