@@ -66,14 +66,7 @@ class Probes:
         return None
 
     def kafka(self) -> str | None:
-        errors = []
-        for host, port in self.brokers:
-            try:
-                socket.create_connection((host, port), timeout=1.0).close()
-                return None
-            except OSError as exc:
-                errors.append(f"{host}:{port}: {exc.strerror or exc}")
-        return "Kafka: " + "; ".join(errors)
+        return kafka_unreachable(self.brokers)
 
     def lag(self) -> str | None:
         behind = sum(self.stats.lag.values())
@@ -87,6 +80,18 @@ class Probes:
     def ready(self) -> dict[str, str | None]:
         return {"loop": self.stalled(), "partitions": self.assigned(), "kafka": self.kafka(),
                 "redis": self.redis(), "lag": self.lag()}
+
+
+def kafka_unreachable(brokers: list[tuple[str, int]]) -> str | None:
+    """None when a broker takes a TCP connection within a second, else why none did."""
+    errors = []
+    for host, port in brokers:
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return None
+        except OSError as exc:
+            errors.append(f"{host}:{port}: {exc.strerror or exc}")
+    return "Kafka: " + "; ".join(errors)
 
 
 def brokers_of(url: str) -> list[tuple[str, int]]:

@@ -26,7 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from distributed.health import brokers_of
+from distributed.health import brokers_of, kafka_unreachable
 from distributed.kafka_bus import KafkaBus
 from distributed.serving import SharedModels, lists_from_store, store_shelf
 from distributed.store import WATCH_TTL_MS, RedisStore
@@ -166,19 +166,13 @@ class StoreBackend:
         """Check every few seconds that a broker takes connections: events posted here go to
         Kafka, so a node that cannot reach it is not ready."""
         while True:
-            reachable = False
-            for host, port in self.brokers:
-                try:
-                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-                except (OSError, TimeoutError):
-                    continue
-                writer.close()
-                reachable = True
-                break
-            if reachable != self.kafka_reachable:
-                log.log(logging.INFO if reachable else logging.WARNING,
-                        "Kafka %s", "reachable" if reachable else f"unreachable at {self.brokers}")
-            self.kafka_reachable = reachable
+            why = await asyncio.to_thread(kafka_unreachable, self.brokers)
+            if (why is None) != self.kafka_reachable:
+                if why is None:
+                    log.info("Kafka reachable")
+                else:
+                    log.warning("%s", why)
+            self.kafka_reachable = why is None
             await asyncio.sleep(every_s)
 
     async def renew_watches(self) -> None:
