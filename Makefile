@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint bench bench-distributed chaos browser up down clean
+.PHONY: setup demo test test-fast lint bench bench-distributed chaos browser up down cluster \
+        cluster-down cluster-reset clean
 
 $(BIN)/liverec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,15 @@ up:                              ## local Kafka (KRaft) and Redis for the integr
 
 down:                            ## stop them
 	deploy/local/services.sh down
+
+cluster: setup                   ## Kafka, Redis, N workers (N=2) and a web node on :8000, ready
+	deploy/local/cluster.sh up $(or $(N),2)
+
+cluster-down:                    ## stop the workers and the web node
+	deploy/local/cluster.sh down
+
+cluster-reset:                   ## delete the cluster's topics and Redis keys (cluster down)
+	deploy/local/cluster.sh reset
 
 test: setup browser up           ## the whole suite; browser and Kafka/Redis tests may not skip
 	LIVEREC_REQUIRE_BROWSER=1 LIVEREC_REQUIRE_SERVICES=1 $(BIN)/pytest

@@ -1,5 +1,5 @@
 """``liverec`` commands: demo, worker, web, generate, replay, covis, evaluate, predict, train,
-stats.
+simulate and env (``cli_simulation``), export, lag and reset (``cli_ops``), stats.
 
 Each command is a thin shell over the packages below it: parse flags, open sources, call the
 library, print a result a person can read (or JSON a program can).
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from liverec import __version__, cli_simulation, eventloop, logs
+from liverec import __version__, cli_ops, cli_simulation, eventloop, logs
 from liverec.args import existing_file, positive_int, sequence_flags
 from liverec.settings import Settings
 from liverec.sources import generated_catalog, generated_events, ordered_file_events
@@ -35,16 +35,18 @@ from producers.generator import (
     write_retailrocket,
 )
 from producers.readers import BadInput, read_sessions
-from producers.replay import parse_speed, replay_events
+from producers.replay import parse_speed, replay_events, replay_plan, speed_for
 from producers.stats import OTTO_TRAIN_STATS, format_stats, session_stats
 from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    config = GeneratorConfig(sessions=args.sessions, items=args.items, seed=args.seed)
+    config = GeneratorConfig(sessions=args.sessions, items=args.items, seed=args.seed,
+                             days=args.days)
     started = time.perf_counter()
     write = write_retailrocket if args.out.suffix == ".csv" else write_jsonl
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     n = write(args.out, generate_sessions(config))
     print(f"wrote {args.sessions:,} sessions, {n:,} events to {args.out} "
           f"in {time.perf_counter() - started:.1f} s")
@@ -63,8 +65,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings()
     target = args.to or settings.bus
-    speed = parse_speed(args.speed)
-    events, total = ordered_file_events(args.file, strict=args.strict)
+    events, total, span_ms = ordered_file_events(args.file, strict=args.strict)
+    speed = (speed_for(span_ms, args.duration) if args.duration is not None
+             else parse_speed(args.speed))
+    print(replay_plan(total, span_ms, speed), flush=True)
     if urlsplit(target).scheme == "kafka":
         return asyncio.run(_replay_to_kafka(settings, target, events, total, speed, args.quiet))
     from liverec.runtime import EmbeddedRuntime
@@ -104,7 +108,7 @@ def cmd_covis(args: argparse.Namespace) -> int:
         return _covis_from_store(args)
     if args.file is None:
         raise ValueError("covis: give a FILE, or --from-store redis://…")
-    events, total = ordered_file_events(args.file, strict=args.strict)
+    events, total, _ = ordered_file_events(args.file, strict=args.strict)
     covis_config = CovisConfig(max_neighbors=args.max_neighbors,
                                epoch_half_lives=Settings().covis_epoch_half_lives)
     started = time.perf_counter()
@@ -255,7 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update=updates)
     catalog = None
     if args.data is not None:
-        events, total = ordered_file_events(args.data, strict=args.strict)
+        events, total, _ = ordered_file_events(args.data, strict=args.strict)
         source = f"{args.data} ({total:,} events)"
     else:
         catalog = generated_catalog(args.sessions, args.items, args.seed)
@@ -306,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=positive_int, required=True)
     p.add_argument("--items", type=positive_int, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=float, default=28.0,
+                   help="sessions start over this many days (default 28; returning shoppers "
+                        "come back later)")
     p.add_argument("--out", type=Path, required=True,
                    help="FILE.jsonl or FILE.jsonl.gz (OTTO), or FILE.csv (RetailRocket's "
                         "events.csv)")
@@ -313,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a file onto the bus in global time order")
     p.add_argument("file", type=existing_file)
-    p.add_argument("--speed", default="max", help="times real time, or 'max' (default)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", default="max", help="times real time, or 'max' (default)")
+    pace.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="replay the file's whole time span in this many seconds")
     p.add_argument("--to", help="bus URL (default LIVEREC_BUS or memory://, the embedded "
                                 "pipeline)")
     p.add_argument("--strict", action="store_true", help="a bad input line is fatal")
@@ -418,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     cli_simulation.add_parsers(sub)
+    cli_ops.add_parsers(sub)
 
     p = sub.add_parser("stats", help="session statistics of a file, beside OTTO's")
     p.add_argument("file", type=existing_file)

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
+from typing import NamedTuple
 
 from producers.generator import GeneratorConfig, build_catalog, generate_sessions
 from producers.ordering import time_ordered
@@ -15,24 +16,39 @@ from web.catalog import Catalog
 
 
 class CountingIterator:
-    """Counts what passes through, so the total is known once the input is exhausted."""
+    """Counts what passes through, and its latest ts, so both are known once the input is
+    exhausted."""
 
     def __init__(self, events: Iterable[Event]) -> None:
         self._events = iter(events)
         self.count = 0
+        self.last_ts = 0
 
     def __iter__(self) -> Iterator[Event]:
-        for event in self._events:
-            self.count += 1
-            yield event
+        last = 0
+        try:
+            for event in self._events:
+                self.count += 1
+                if event.ts > last:
+                    last = event.ts
+                yield event
+        finally:
+            self.last_ts = last
 
 
-def ordered_file_events(path: Path, *, strict: bool = False) -> tuple[Iterator[Event], int]:
-    """A file's events in global time order, and how many there are.
+class OrderedEvents(NamedTuple):
+    events: Iterator[Event]
+    total: int
+    span_ms: int
+    """Event time from the first event to the last."""
+
+
+def ordered_file_events(path: Path, *, strict: bool = False) -> OrderedEvents:
+    """A file's events in global time order, how many there are and the time they span.
 
     The external merge of :func:`producers.ordering.time_ordered` reads the whole input before
     its first event comes out, so the count (for a progress bar) is known by then, while
-    memory stays bounded for files larger than RAM.
+    memory stays bounded for files larger than RAM, and so is the time span.
     """
     report = ReadReport(path=path)
     counter = CountingIterator(read_events(path, strict=strict, report=report))
@@ -42,8 +58,8 @@ def ordered_file_events(path: Path, *, strict: bool = False) -> tuple[Iterator[E
         print(f"{path}: skipped {report.bad} bad line(s); first: {report.errors[0]}",
               file=sys.stderr)
     if first is None:
-        return iter(()), 0
-    return chain((first,), ordered), counter.count
+        return OrderedEvents(iter(()), 0, 0)
+    return OrderedEvents(chain((first,), ordered), counter.count, counter.last_ts - first.ts)
 
 
 def generated_events(sessions: int, items: int, seed: int) -> list[Event]:

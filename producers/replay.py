@@ -44,6 +44,27 @@ def parse_speed(text: str) -> float | None:
     return speed
 
 
+def speed_for(span_ms: int, duration_s: float) -> float | None:
+    """The speed that replays ``span_ms`` of event time in ``duration_s`` seconds (None, no
+    pacing, for a log whose events share one instant)."""
+    if not duration_s > 0:
+        raise ValueError(f"duration {duration_s!r}: must be positive seconds")
+    return span_ms / 1000.0 / duration_s if span_ms > 0 else None
+
+
+def replay_plan(events: int, span_ms: int, speed: float | None) -> str:
+    """One line saying, before a replay starts, what it replays and how long it will take."""
+    days = span_ms / 86_400_000
+    what = f"{events:,} events over {days:,.1f} days of event time"
+    if speed is None:
+        return f"replaying {what} as fast as the bus takes them"
+    seconds = span_ms / 1000.0 / speed
+    took = f"{seconds:,.0f} s" if seconds < 120 else (
+        f"{seconds / 60:,.0f} min" if seconds < 7200 else f"{seconds / 3600:,.1f} h")
+    return (f"replaying {what} at {speed:,.0f}x real time: about {took} "
+            f"({events / max(seconds, 1e-9):,.0f} events/s on average)")
+
+
 async def replay_events(
     events: Iterable[Event],
     publish: Publish,
