@@ -90,7 +90,9 @@ class ListAnnouncer:
         lists = await self.retry(lists_from_store, self.shared,
                                  {s: due[s][0] for s in watched}, self.config.list_size,
                                  self.reranker, self.rows, self.config.session_lifetime_ms)
-        payloads = {s: orjson.dumps(recs.to_json()) for s, recs in lists.items()}
+        # With when its oldest event reached Kafka: web nodes time their pushes from it.
+        payloads = {s: orjson.dumps({**recs.to_json(), "arrived_ms": due[s][1]})
+                    for s, recs in lists.items()}
         await self.retry(self.shared.publish_lists, payloads)
         self.stats.lists_published += len(payloads)
         announced = time.time() * 1000

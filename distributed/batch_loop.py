@@ -343,9 +343,9 @@ class BatchLoop:
             if not await self.retry(self.models.save_due):
                 await self.retry(self.models.refresh)
             stats.model_version = self.models.version
-            reranker = self.pipeline.reranker
-            stats.judging = {**self.pipeline.prequential.stats(),
-                             **(reranker.stats() if reranker else {})}
+        reranker = self.pipeline.reranker
+        stats.judging = {**self.pipeline.prequential.stats(),
+                         **(reranker.stats() if reranker else {})}
         self.tick(clock, "store")
         self.announcer.add(batch.states, batch.arrived)
         return None

@@ -48,6 +48,8 @@ class WorkerConfig:
     redis_patience_s: float = 300.0
     """How long a worker waits for Redis to come back before it exits (Kafka then gives its
     partitions to another worker)."""
+    report_every_s: float = 2.0
+    """Report this worker's figures to the web nodes (through the store) this often."""
     compact_min_bytes: int = 16_384
     """Row logs shorter than this are never compacted: summing a short log on read costs
     less than a compaction's two round trips."""

@@ -79,7 +79,7 @@ class MemoryStore(SharedStore):
     def clear(self) -> int:
         entries = sum(len(table) for table in (
             self.offsets, self.clicks, self.carts_orders, self.buys, self.counts, self.states,
-            self.live, self.models, self.watches, self.lists))
+            self.live, self.models, self.watches, self.lists, self.reported))
         self._reset()
         return entries
 
@@ -100,6 +100,7 @@ class MemoryStore(SharedStore):
         self.watches: dict[int, int] = {}
         self.lists: dict[int, tuple[bytes, float]] = {}
         self.secret: str | None = None
+        self.reported: dict[tuple[str, str], tuple[bytes, int]] = {}
 
     # -- write ---------------------------------------------------------------------------------
     def encode(self, journal: CellJournal | Sequence[CellJournal],
@@ -354,6 +355,20 @@ class MemoryStore(SharedStore):
         return lists, (state[0] if state else None)
 
     # -- the deployment ------------------------------------------------------------------------
+    def report(self, kind: str, name: str, body: bytes, until_ms: int) -> None:
+        self.reported[(kind, name)] = (body, until_ms)
+
+    def reports(self, kind: str, now_ms: int) -> dict[str, bytes]:
+        current = {}
+        for (k, name), (body, until) in list(self.reported.items()):
+            if k != kind:
+                continue
+            if until > now_ms:
+                current[name] = body
+            else:
+                del self.reported[(k, name)]
+        return current
+
     def shared_secret(self, candidate: str) -> str:
         if self.secret is None:
             self.secret = candidate

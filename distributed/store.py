@@ -316,6 +316,23 @@ class RedisStore(BatchApply):
         top = cast(Any, self.client).zrevrange(f"{self.prefix}live", 0, 0, withscores=True)
         return int(top[0][1]) if top else None
 
+    def report(self, kind: str, name: str, body: bytes, until_ms: int) -> None:
+        # One hash per kind: a web node reads all of a kind in one call, never a scan.
+        self.client.hset(f"{self.prefix}reports:{kind}", name, b"%d:%b" % (until_ms, body))
+
+    def reports(self, kind: str, now_ms: int) -> dict[str, bytes]:
+        key = f"{self.prefix}reports:{kind}"
+        current, lapsed = {}, []
+        for name, value in cast(dict[bytes, bytes], self.client.hgetall(key)).items():
+            until, _, body = value.partition(b":")
+            if until.isdigit() and int(until) > now_ms:
+                current[name.decode()] = body
+            else:
+                lapsed.append(name)
+        if lapsed:
+            self.client.hdel(key, *lapsed)
+        return current
+
     def shared_secret(self, candidate: str) -> str:
         """The secret web nodes sign tokens with: ``candidate`` if none is stored yet (the
         first node to start makes it), else the stored one. Never expires."""

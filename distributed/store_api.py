@@ -220,6 +220,15 @@ class SharedStore(ABC):
 
     # -- the deployment ------------------------------------------------------------------------
     @abstractmethod
+    def report(self, kind: str, name: str, body: bytes, until_ms: int) -> None:
+        """A process's figures (a worker's, a replay's), shown by every web node until
+        ``until_ms`` (wall clock) unless reported again; ``name`` tells reporters apart."""
+
+    @abstractmethod
+    def reports(self, kind: str, now_ms: int) -> dict[str, bytes]:
+        """The reports of ``kind`` still current at ``now_ms``, by name (lapsed ones go)."""
+
+    @abstractmethod
     def shared_secret(self, candidate: str) -> str:
         """The secret web nodes sign tokens with: ``candidate`` if none is stored yet."""
 

@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from distributed.figures import current_replay, summed
 from distributed.health import brokers_of, kafka_unreachable
 from distributed.kafka_bus import KafkaBus
 from distributed.serving import SharedModels, lists_from_store, store_shelf
@@ -40,9 +41,23 @@ from web.hub import RecommendationHub
 log = logging.getLogger("liverec.web")
 
 
+#: The longest a web node answers ``/stats`` and ``/metrics`` from figures already read.
+STATS_MAX_AGE_S = 1.0
+#: Announcements older than this (from a worker's clock, or a backlog) count as this old.
+LATEST_ORIGIN_S = 3600.0
 #: A stream whose latest event is this much older than the wall clock is a replay of past
 #: data, and keeps the replay's time.
 REPLAY_BEHIND_MS = 3_600_000
+
+
+def origin_of(arrived_ms: object) -> float:
+    """The ``perf_counter()`` moment an announced list's oldest event reached Kafka (the
+    worker's wall-clock stamp), so the hub's push latency is this node's from Kafka to its
+    clients; 0 (not measured) without one."""
+    if not isinstance(arrived_ms, int) or isinstance(arrived_ms, bool) or arrived_ms <= 0:
+        return 0.0
+    age_s = min(max(0.0, time.time() - arrived_ms / 1000), LATEST_ORIGIN_S)
+    return time.perf_counter() - age_s
 
 
 class StoreBackend:
@@ -64,6 +79,7 @@ class StoreBackend:
         self.kafka_reachable = False
         """Whether a broker accepted a connection at the last check (:meth:`watch_kafka`)."""
         self.announced = 0
+        self._stats: tuple[float, dict[str, Any]] = (-STATS_MAX_AGE_S, {})
         self._now: tuple[float, int | None] = (0.0, None)
         self._rate = RateMeter()
 
@@ -109,9 +125,22 @@ class StoreBackend:
         return await asyncio.to_thread(store_shelf, self.store, limit)
 
     async def stats(self) -> dict[str, Any]:
-        events = await asyncio.to_thread(self.store.events)
-        return {"events": events, "events_per_s": self._rate.rate(events),
-                "lists_announced": self.announced, "node": "web"}
+        """The deployment's figures: events from the store, the rest summed over the
+        workers' reports (:mod:`distributed.figures`); read at most once a second, however
+        many pages poll."""
+        now = time.monotonic()
+        if now - self._stats[0] >= STATS_MAX_AGE_S:
+            figures = await asyncio.to_thread(self._read_figures)
+            self._stats = (now, figures)
+        return {**self._stats[1], "lists_announced": self.announced, "node": "web"}
+
+    def _read_figures(self) -> dict[str, Any]:
+        events = self.store.events()
+        now_ms = int(time.time() * 1000)
+        workers = summed(self.store.reports("worker", now_ms).values())
+        replay = current_replay(self.store.reports("replay", now_ms).values())
+        return {"events": events, "events_per_s": self._rate.rate(events), **workers,
+                "replay": replay}
 
     def ready(self) -> bool:
         """Subscribed to the workers' announcements (Redis), and Kafka takes connections."""
@@ -143,12 +172,13 @@ class StoreBackend:
                 self.listening, delay = True, 0.2
                 async for message in pubsub.listen():
                     try:
-                        recs = Recommendations.from_json(orjson.loads(message["data"]))
+                        announced = orjson.loads(message["data"])
+                        recs = Recommendations.from_json(announced)
                     except (ValueError, KeyError, TypeError) as exc:  # not ours: skip it
                         log.warning("ignoring a malformed lists announcement: %s", exc)
                         continue
                     self.announced += 1
-                    self.hub.offer(recs)
+                    self.hub.offer(recs, origin_of(announced.get("arrived_ms")))
             except (RedisConnectionError, OSError) as exc:
                 self.listening = False
                 log.warning("lists channel lost (%s); resubscribing in %.1f s", exc, delay)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,6 +28,7 @@ from faust.types import TP
 
 from distributed.batch_loop import BatchLoop
 from distributed.config import WORKER_MAX_BATCH, WorkerConfig
+from distributed.figures import LAPSE_INTERVALS, worker_report
 from distributed.store import RedisStore
 from distributed.transport import (
     DirectConsumer,
@@ -107,6 +110,10 @@ class Worker:
                                                       socket_timeout=timeout),
             compact_min_bytes=settings.compact_min_bytes)
         self.loop = loop = BatchLoop(settings, config, shared, FaustFeed(app, dlq), topic_name)
+        self.shared, self.report_every_s = shared, settings.report_every_s
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        """This worker among the reports of the others."""
+        self._reported = (time.monotonic(), 0)  # when the last report was, and its count
         self.stats = loop.stats
         self.agent_started = asyncio.Event()
         self._progress = (time.monotonic(), 0)  # when the last progress line was, and counts
@@ -117,6 +124,7 @@ class Worker:
         app.task(no_arguments(loop.announcer.run))
         app.task(no_arguments(loop.compactor.run))
         app.timer(settings.commit_every_s)(no_arguments(loop.commit_stored))
+        app.timer(settings.report_every_s)(no_arguments(self.report))
         app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]
 
@@ -140,6 +148,22 @@ class Worker:
                  "%s rejected", f"{stats.processed:,}", rate, f"{sum(stats.lag.values()):,}",
                  stats.assigned or "none", f"{stats.lists_published:,}",
                  f"{stats.rejected:,}")
+
+    async def report(self) -> None:
+        """Tell the web nodes this worker's figures (:mod:`distributed.figures`)."""
+        stats, now = self.stats, time.monotonic()
+        since, processed = self._reported
+        self._reported = (now, stats.processed)
+        body = worker_report(
+            events=stats.processed,
+            events_per_s=(stats.processed - processed) / max(now - since, 1e-9),
+            sessions=len(self.loop.pipeline.sessions), lag=sum(stats.lag.values()),
+            partitions=stats.assigned, rejected=stats.rejected, judging=stats.judging)
+        until = int(time.time() * 1000 + LAPSE_INTERVALS * self.report_every_s * 1000)
+        try:
+            await asyncio.to_thread(self.shared.report, "worker", self.name, body, until)
+        except Exception as exc:  # Redis away: the loop's own retries deal with it
+            log.debug("could not report figures: %s", exc)
 
     async def on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         await self.loop.on_revoked()

@@ -12,7 +12,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,7 +36,6 @@ from producers.generator import (
 from producers.readers import BadInput, read_sessions
 from producers.replay import parse_speed, replay_events, replay_plan, speed_for
 from producers.stats import OTTO_TRAIN_STATS, format_stats, session_stats
-from stream.events import Event
 from stream.pipeline import PipelineConfig, SessionPipeline
 
 
@@ -65,12 +63,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings()
     target = args.to or settings.bus
-    events, total, span_ms = ordered_file_events(args.file, strict=args.strict)
+    events, total, first_ts, span_ms = ordered_file_events(args.file, strict=args.strict)
     speed = (speed_for(span_ms, args.duration) if args.duration is not None
              else parse_speed(args.speed))
     print(replay_plan(total, span_ms, speed), flush=True)
     if urlsplit(target).scheme == "kafka":
-        return asyncio.run(_replay_to_kafka(settings, target, events, total, speed, args.quiet))
+        from liverec.kafka_replay import replay_to_kafka
+
+        return asyncio.run(replay_to_kafka(settings, target, events, total, first_ts, span_ms,
+                                           speed, args.quiet))
     from liverec.runtime import EmbeddedRuntime
 
     runtime = EmbeddedRuntime(settings.model_copy(update={"bus": target}))
@@ -89,26 +90,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _replay_to_kafka(settings: Settings, url: str, events: Iterable[Event], total: int,
-                           speed: float | None, quiet: bool) -> int:
-    from producers.kafka_sink import KafkaSink
-
-    sink = KafkaSink(url, f"{settings.topic_prefix}events", settings.partitions)
-    await asyncio.to_thread(sink.ensure_topic)
-    stats = await replay_events(events, sink.publish, speed=speed, total=total,
-                                progress=not quiet, batch_size=1000)
-    await sink.close()
-    print(f"published {sink.sent:,} events to {url} topic {sink.topic} in {stats.seconds:.1f} s "
-          f"({stats.rate:,.0f} events/s), all acknowledged (acks=all)")
-    return 0
-
-
 def cmd_covis(args: argparse.Namespace) -> int:
     if args.from_store:
         return _covis_from_store(args)
     if args.file is None:
         raise ValueError("covis: give a FILE, or --from-store redis://…")
-    events, total, _ = ordered_file_events(args.file, strict=args.strict)
+    events, total, _, _ = ordered_file_events(args.file, strict=args.strict)
     covis_config = CovisConfig(max_neighbors=args.max_neighbors,
                                epoch_half_lives=Settings().covis_epoch_half_lives)
     started = time.perf_counter()
@@ -205,7 +192,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         watch_sweep_s=settings.watch_sweep_s,
         kafka_session_timeout_s=settings.kafka_session_timeout_s,
         redis_timeout_s=settings.redis_timeout_s, redis_patience_s=settings.redis_patience_s,
-        compact_min_bytes=settings.compact_min_bytes), pipeline_config(settings, distributed=True))
+        compact_min_bytes=settings.compact_min_bytes,
+        report_every_s=settings.report_interval_s), pipeline_config(settings, distributed=True))
     app = worker.app
     from prometheus_client import CollectorRegistry
 
@@ -259,7 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update=updates)
     catalog = None
     if args.data is not None:
-        events, total, _ = ordered_file_events(args.data, strict=args.strict)
+        events, total, _, _ = ordered_file_events(args.data, strict=args.strict)
         source = f"{args.data} ({total:,} events)"
     else:
         catalog = generated_catalog(args.sessions, args.items, args.seed)

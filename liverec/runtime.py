@@ -21,6 +21,7 @@ from liverec.settings import Settings
 from online_models.covisitation import DAY_MS, CovisConfig
 from online_models.recommend import shelf
 from online_models.rerank import OBJECTIVES, RerankConfig
+from producers.replay import ReplayProgress
 from stream.bus import Bus, MemoryBus
 from stream.events import Event
 from stream.metrics import RateMeter
@@ -102,45 +103,6 @@ def open_pipeline(settings: Settings) -> SessionPipeline:
             f"store {settings.store!r}: only memory:// is available in the embedded runtime"
         )
     return SessionPipeline(pipeline_config(settings))
-
-
-class ReplayProgress:
-    """A replay as the page shows it: events of the replay sent into the stream (never
-    posted ones), their pace, and the time left."""
-
-    def __init__(self) -> None:
-        self.state = "idle"
-        self.total = 0
-        self.replayed = 0
-        self.speed: float | None = None
-        self.last_ts = self.end_ts = 0
-        self._rate = RateMeter()
-
-    def start(self, total: int, first_ts: int, end_ts: int, speed: float | None) -> None:
-        self.state, self.total, self.replayed, self.speed = "running", total, 0, speed
-        self.last_ts = first_ts
-        self.end_ts = end_ts
-
-    def sent(self, events: Sequence[Event]) -> None:
-        if events:
-            self.replayed += len(events)
-            self.last_ts = events[-1].ts
-
-    def finish(self) -> None:
-        self.state = "finished"
-
-    def to_json(self) -> dict[str, Any]:
-        rate = self._rate.rate(self.replayed)
-        eta: float | None = None
-        if self.state == "running":
-            if self.speed is not None:  # paced: the event time left, at the replay's speed
-                eta = max(0.0, (self.end_ts - self.last_ts) / 1000 / self.speed)
-            elif rate > 0:
-                eta = (self.total - self.replayed) / rate
-        elif self.state == "finished":
-            eta = 0.0
-        return {"state": self.state, "total": self.total, "replayed": self.replayed,
-                "events_per_s": rate, "eta_s": None if eta is None else round(eta, 1)}
 
 
 #: The embedded runtime's most events per batch (``LIVEREC_MAX_BATCH`` overrides it): a batch

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     over its partitions (catching up after a restart)."""
     progress_interval_s: float = Field(60.0, gt=0)
     """``liverec worker``: log a one-line progress report (events/s, lag) this often."""
+    report_interval_s: float = Field(2.0, gt=0)
+    """``liverec worker``: report its figures (sessions, prequential counts, lag) through
+    the store this often, for every web node's page and ``/metrics``; a worker silent for
+    three intervals drops out of the sums."""
 
     # -- who may call the web app, and how much (web/auth.py, web/limits.py) --------------------
     secret: str | None = None

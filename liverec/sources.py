@@ -39,6 +39,7 @@ class CountingIterator:
 class OrderedEvents(NamedTuple):
     events: Iterator[Event]
     total: int
+    first_ts: int
     span_ms: int
     """Event time from the first event to the last."""
 
@@ -58,8 +59,9 @@ def ordered_file_events(path: Path, *, strict: bool = False) -> OrderedEvents:
         print(f"{path}: skipped {report.bad} bad line(s); first: {report.errors[0]}",
               file=sys.stderr)
     if first is None:
-        return OrderedEvents(iter(()), 0, 0)
-    return OrderedEvents(chain((first,), ordered), counter.count, counter.last_ts - first.ts)
+        return OrderedEvents(iter(()), 0, 0, 0)
+    return OrderedEvents(chain((first,), ordered), counter.count, first.ts,
+                         counter.last_ts - first.ts)
 
 
 def generated_events(sessions: int, items: int, seed: int) -> list[Event]:

@@ -12,12 +12,57 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tqdm import tqdm
 
 from stream.events import Event
+from stream.metrics import RateMeter
 
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+class ReplayProgress:
+    """A replay as the page shows it: events of the replay sent into the stream (never
+    posted ones), their pace, and the time left."""
+
+    def __init__(self) -> None:
+        self.state = "idle"
+        self.total = 0
+        self.replayed = 0
+        self.speed: float | None = None
+        self.last_ts = self.end_ts = 0
+        self.finished_ms = 0
+        """When it finished (wall-clock ms; 0: not yet)."""
+        self._rate = RateMeter()
+
+    def start(self, total: int, first_ts: int, end_ts: int, speed: float | None) -> None:
+        self.state, self.total, self.replayed, self.speed = "running", total, 0, speed
+        self.last_ts = first_ts
+        self.end_ts = end_ts
+
+    def sent(self, events: Sequence[Event]) -> None:
+        if events:
+            self.replayed += len(events)
+            self.last_ts = events[-1].ts
+
+    def finish(self) -> None:
+        self.state = "finished"
+        self.finished_ms = int(time.time() * 1000)
+
+    def to_json(self) -> dict[str, Any]:
+        rate = self._rate.rate(self.replayed)
+        eta: float | None = None
+        if self.state == "running":
+            if self.speed is not None:  # paced: the event time left, at the replay's speed
+                eta = max(0.0, (self.end_ts - self.last_ts) / 1000 / self.speed)
+            elif rate > 0:
+                eta = (self.total - self.replayed) / rate
+        elif self.state == "finished":
+            eta = 0.0
+        return {"state": self.state, "total": self.total, "replayed": self.replayed,
+                "events_per_s": rate, "eta_s": None if eta is None else round(eta, 1),
+                **({"finished_ms": self.finished_ms} if self.finished_ms else {})}
 
 
 @dataclass

@@ -38,7 +38,9 @@ def prequential_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
                                "Prequential recall@20 per objective (hits / judged)",
                                labels=["objective"])
     for objective in OBJECTIVE_WEIGHTS:
-        n, h = stats.get(f"judged_{objective}", 0), stats.get(f"hits_{objective}", 0)
+        if f"judged_{objective}" not in stats:
+            continue  # not measured here: no sample, rather than a 0 that reads as one
+        n, h = stats[f"judged_{objective}"], stats.get(f"hits_{objective}", 0)
         judged.add_metric([objective], n)
         hits.add_metric([objective], h)
         if n:

@@ -52,8 +52,9 @@ def test_the_replay_says_its_plan_before_it_starts(tmp_path: Path) -> None:
                                           {"aid": 6, "ts": 2 * DAY_MS, "type": "carts"}]},
                 {"session": 2, "events": [{"aid": 5, "ts": DAY_MS, "type": "orders"}]}]
     data.write_text("".join(json.dumps(s) + "\n" for s in sessions))
-    events, total, span = ordered_file_events(data)
-    assert (total, span) == (3, 2 * DAY_MS) and [e.ts for e in events] == [0, DAY_MS, 2 * DAY_MS]
+    events, total, first, span = ordered_file_events(data)
+    assert (total, first, span) == (3, 0, 2 * DAY_MS)
+    assert [e.ts for e in events] == [0, DAY_MS, 2 * DAY_MS]
     done = liverec("replay", str(data), "--duration", "0.5", "-q")
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]

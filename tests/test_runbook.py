@@ -54,8 +54,12 @@ def call(port: int, method: str, path: str, body: Any = None, token: str | None 
         return answer.status, json.loads(answer.read() or b"null")
 
 
-def shop_on_the_page(port: int, deadline: float) -> int:
-    """A shopper's session on the web node, and its events; returns how many it sent."""
+def shop_on_the_page(port: int, deadline: float) -> tuple[int, dict[str, Any], str]:
+    """A shopper on the web node: a session, its WebSocket and its events, each pushed back;
+    then, once the replay runs, the node's figures (``/stats``, ``/metrics``). Returns the
+    events sent and those figures."""
+    from websockets.sync.client import connect
+
     while time.monotonic() < deadline:
         try:
             if call(port, "GET", "/readyz")[0] == 200:
@@ -64,14 +68,27 @@ def shop_on_the_page(port: int, deadline: float) -> int:
             pass
         time.sleep(0.5)
     _, opened = call(port, "POST", "/sessions", {})
-    for i in range(PAGE_EVENTS):
-        kind = ("clicks", "clicks", "carts", "orders")[i % 4]
-        status, _ = call(port, "POST", "/events",
-                         {"session": opened["session"], "aid": 7 + i, "type": kind},
-                         opened["token"])
-        assert status == 202
-        time.sleep(0.3)
-    return PAGE_EVENTS
+    session, token = opened["session"], opened["token"]
+    with connect(f"ws://127.0.0.1:{port}/ws/sessions/{session}?token={token}",
+                 open_timeout=10) as socket_:
+        json.loads(socket_.recv(timeout=10))  # the lists as they are
+        for i in range(PAGE_EVENTS):
+            kind = ("clicks", "clicks", "carts", "orders")[i % 4]
+            status, _ = call(port, "POST", "/events",
+                             {"session": session, "aid": 7 + i, "type": kind}, token)
+            assert status == 202
+            while json.loads(socket_.recv(timeout=20))["version"] < i + 1:
+                pass  # the push of this event's lists
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        stats = call(port, "GET", "/stats")[1]
+        if (stats["replay"]["state"] == "running" and stats.get("workers") == 2
+                and stats.get("sessions")):
+            break
+        time.sleep(1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    return PAGE_EVENTS, stats, metrics
 
 
 def test_the_readme_runbook_as_written(kafka_url: str, redis_url: str, unique_prefix: str,
@@ -97,7 +114,7 @@ def test_the_readme_runbook_as_written(kafka_url: str, redis_url: str, unique_pr
         run = subprocess.Popen(["bash", "-euxo", "pipefail", "-c", script], cwd=REPO, env=env,
                                stdout=out, stderr=subprocess.STDOUT)
         try:
-            sent = shop_on_the_page(web_port, started + 240)
+            sent, stats, metrics = shop_on_the_page(web_port, started + 240)
             assert run.wait(timeout=600) == 0, log.read_text()[-4000:]
         finally:
             if run.poll() is None:
@@ -116,6 +133,18 @@ def test_the_readme_runbook_as_written(kafka_url: str, redis_url: str, unique_pr
                    for line in (var / "log.jsonl").read_text().splitlines())
     assert exported == generated + sent  # the page's events are in the log, and nothing else
     assert took < 300, f"the runbook took {took:.0f} s"
+
+    # The web node showed the whole deployment while the replay ran: both workers' sessions
+    # and recall, the replay's progress, and its own pushes' latency.
+    replay = stats["replay"]
+    assert replay["state"] == "running" and replay["total"] == generated, stats
+    assert 0 < replay["replayed"] <= generated and replay["eta_s"] is not None
+    assert stats["workers"] == 2 and stats["sessions"] > 0, stats
+    assert any(isinstance(v, float) for v in stats["recall"].values()), stats
+    assert stats["latency_ms"]["p50"] is not None, stats
+    assert re.search(r"^liverec_sessions [1-9]", metrics, re.M), metrics
+    assert re.search(r'^liverec_prequential_judged_total\{objective="clicks"\} [1-9]',
+                     metrics, re.M), metrics
 
     # Reset: the topics and every key of the prefix are gone, so a second replay starts
     # from nothing instead of doubling every count.

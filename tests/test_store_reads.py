@@ -117,6 +117,22 @@ def test_models_are_versioned_and_the_secret_is_the_first_one_stored(
     assert store.shared_secret("first") == "first" == store.shared_secret("second")
 
 
+def test_reports_last_until_their_time_and_are_kept_apart_by_kind_and_name(
+        store: SharedStore) -> None:
+    store.report("worker", "host-a:1", b'{"events": 5}', until_ms=10_000)
+    store.report("worker", "host-b:2", b'{"events": 7}', until_ms=20_000)
+    store.report("replay", "host-a:9", b"{}", until_ms=20_000)
+    assert store.reports("worker", 9_999) == {"host-a:1": b'{"events": 5}',
+                                              "host-b:2": b'{"events": 7}'}
+    assert store.reports("worker", 10_000) == {"host-b:2": b'{"events": 7}'}  # lapsed
+    store.report("worker", "host-a:1", b'{"events": 6}', until_ms=30_000)  # back again
+    assert store.reports("worker", 25_000) == {"host-a:1": b'{"events": 6}'}
+    assert store.reports("replay", 0) == {"host-a:9": b"{}"} and store.reports("x", 0) == {}
+    store.report("worker", "odd:name:with:colons", b"a:b:c", until_ms=40_000)
+    assert store.reports("worker", 35_000) == {"odd:name:with:colons": b"a:b:c"}
+    assert store.clear() > 0 and store.reports("worker", 0) == {}
+
+
 def test_clear_forgets_everything(store: SharedStore) -> None:
     journal = CellJournal()
     journal_add(journal.buys, 1, 2, 5)

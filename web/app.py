@@ -103,8 +103,9 @@ class _Metrics:
                                 "caps", value=self.security.connections.open)
         yield GaugeMetricFamily("liverec_subscribers", "Open WebSocket subscriptions",
                                 value=self.hub.subscribers())
-        yield GaugeMetricFamily("liverec_sessions", "Sessions held in state",
-                                value=stats.get("sessions", 0))
+        if "sessions" in stats:  # a web node without a worker reporting measures none
+            yield GaugeMetricFamily("liverec_sessions", "Sessions held in state",
+                                    value=stats["sessions"])
         yield from prequential_families(stats)
         latency = GaugeMetricFamily("liverec_push_latency_ms",
                                     "Batch start to WebSocket send, recent window",
