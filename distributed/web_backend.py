@@ -76,8 +76,9 @@ class StoreBackend:
         """The re-rankers' newest snapshot from the store, for lists no worker announced."""
         self.listening = False
         self.brokers = brokers_of(bus)
-        self.kafka_reachable = False
-        """Whether a broker accepted a connection at the last check (:meth:`watch_kafka`)."""
+        self.kafka_unreachable: str | None = "Kafka: not checked yet"
+        """Why no broker accepted a connection at the last check (:meth:`watch_kafka`);
+        None when one did."""
         self.announced = 0
         self._stats: tuple[float, dict[str, Any]] = (-STATS_MAX_AGE_S, {})
         self._now: tuple[float, int | None] = (0.0, None)
@@ -142,9 +143,15 @@ class StoreBackend:
         return {"events": events, "events_per_s": self._rate.rate(events), **workers,
                 "replay": replay}
 
-    def ready(self) -> bool:
+    def ready(self) -> dict[str, str | None]:
         """Subscribed to the workers' announcements (Redis), and Kafka takes connections."""
-        return self.listening and self.kafka_reachable
+        return {"redis": None if self.listening else "not subscribed to the workers' lists "
+                                                      "channel (Redis)",
+                "kafka": self.kafka_unreachable}
+
+    @property
+    def kafka_reachable(self) -> bool:
+        return self.kafka_unreachable is None
 
     def now_ms(self) -> int:
         """The stream's clock: the wall clock, unless the workers' latest stored event is more
@@ -202,7 +209,7 @@ class StoreBackend:
                     log.info("Kafka reachable")
                 else:
                     log.warning("%s", why)
-            self.kafka_reachable = why is None
+            self.kafka_unreachable = why
             await asyncio.sleep(every_s)
 
     async def renew_watches(self) -> None:

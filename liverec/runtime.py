@@ -186,8 +186,9 @@ class EmbeddedRuntime:
     async def popular_items(self, limit: int) -> list[int]:
         return shelf(self.pipeline.popularity, limit)
 
-    def ready(self) -> bool:
-        return self._task is not None and not self._task.done()
+    def ready(self) -> dict[str, str | None]:
+        running = self._task is not None and not self._task.done()
+        return {"pipeline": None if running else "the pipeline is not running"}
 
     def _models(self) -> dict[str, dict[str, Any]] | None:
         """Per objective: the re-ranker's and its prior's recall@20 on the events it learned

@@ -117,18 +117,23 @@ def test_a_web_node_is_ready_only_with_redis_subscribed_and_kafka_reachable(
 
     host, port = closed_port()
 
-    async def readiness(bus: str) -> tuple[bool, bool, bool]:
+    async def readiness(bus: str) -> tuple[bool, bool, bool, dict[str, str | None]]:
         backend = StoreBackend(redis_url, bus, unique_prefix, unique_prefix, PipelineConfig())
         tasks = [asyncio.create_task(backend.listen()),
                  asyncio.create_task(backend.watch_kafka(every_s=0.2))]
         try:
             await asyncio.sleep(2.0)  # subscribed to Redis, a few checks of Kafka
-            return backend.listening, backend.kafka_reachable, backend.ready()
+            checks = backend.ready()
+            return (backend.listening, backend.kafka_reachable, not any(checks.values()),
+                    checks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await backend.close()
 
-    assert asyncio.run(readiness(f"kafka://{host}:{port}")) == (True, False, False)
-    assert asyncio.run(readiness(kafka_url)) == (True, True, True)
+    *flags, checks = asyncio.run(readiness(f"kafka://{host}:{port}"))
+    assert flags == [True, False, False]
+    assert checks["redis"] is None and f"{host}:{port}" in str(checks["kafka"])  # says why
+    *flags, checks = asyncio.run(readiness(kafka_url))
+    assert flags == [True, True, True] and checks == {"redis": None, "kafka": None}

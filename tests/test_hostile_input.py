@@ -172,7 +172,7 @@ def test_post_events_refuses_4000_generated_bad_bodies_and_changes_nothing(
     assert sum(statuses.values()) >= 4000
     assert published == []
     assert state_digest(seeded) == before
-    assert seeded.runtime.ready()
+    assert seeded.runtime.ready() == {"pipeline": None}
 
 
 def test_the_websocket_survives_2000_generated_ids_and_client_frames(seeded: Any) -> None:
@@ -206,11 +206,13 @@ def test_the_websocket_survives_2000_generated_ids_and_client_frames(seeded: Any
 
 
 def _redis_state(store: Any) -> dict[bytes, bytes]:
-    """Every key of the deployment but the offsets (which a rejected message moves on) and
-    the model's save counter (saved on a clock), with its value as Redis dumps it."""
+    """Every key of the deployment but the offsets (which a rejected message moves on), the
+    model's save counter (saved on a clock) and the workers' reports of their figures (made
+    on a clock), with its value as Redis dumps it."""
     offsets = f"{store.prefix}offset:".encode()
+    reports = f"{store.prefix}reports:".encode()
     keys = sorted(k for k in store.client.scan_iter(match=f"{store.prefix}*", count=1000)
-                  if not k.startswith(offsets) and not k.endswith(b":version"))
+                  if not k.startswith((offsets, reports)) and not k.endswith(b":version"))
     return {k: store.client.dump(k) for k in keys}
 
 

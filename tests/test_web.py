@@ -29,7 +29,9 @@ def wait_applied(server, n: int) -> None:  # type: ignore[no-untyped-def]
 
 def test_health_and_readiness(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "checks": {"pipeline": "ok"}}  # each check named
 
 
 def test_recommendations_of_an_unseen_session_are_well_formed(client: httpx.Client) -> None:

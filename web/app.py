@@ -60,7 +60,8 @@ class Backend(Protocol):
     async def stats(self) -> dict[str, Any]:
         """Figures for the operations view and /metrics: at least ``events``."""
 
-    def ready(self) -> bool: ...
+    def ready(self) -> dict[str, str | None]:
+        """Each readiness check by name: None when it passes, else why not."""
 
     def methods(self) -> tuple[str, list[str]]:
         """The method that serves sessions by default, and all a session may choose."""
@@ -178,8 +179,11 @@ def create_app(backend: Backend, hub: RecommendationHub, catalog: Catalog | None
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        ready = backend.ready()
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        checks = backend.ready()
+        ready = all(reason is None for reason in checks.values())
+        return JSONResponse({"ready": ready, "checks": {name: reason or "ok" for name, reason
+                                                        in checks.items()}},
+                            status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
