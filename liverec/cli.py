@@ -209,10 +209,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     registry.register(WorkerMetrics(worker.stats))
     port = serve_metrics(registry, settings.host, settings.metrics_port, probes)
     # Whoever started several workers on a host finds each one's port in its output.
-    print(f"liverec worker {__version__}: group {settings.app_id}, topic "
-          f"{settings.topic_prefix}events ({settings.partitions} partitions) on {settings.bus}, "
-          f"store {settings.store}; health and metrics on http://{settings.host}:{port}/ "
-          "(/healthz, /readyz, /metrics)", flush=True)
+    logs.start_line("liverec.worker", f"liverec worker {__version__}: group {settings.app_id}, "
+                    f"topic {settings.topic_prefix}events ({settings.partitions} partitions) on "
+                    f"{settings.bus}, store {settings.store}; health and metrics on "
+                    f"http://{settings.host}:{port}/ (/healthz, /readyz, /metrics)",
+                    settings.log_format)
     from liverec.collector import keep_collections_short
 
     async def collector() -> None:
@@ -222,7 +223,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app.task(collector)
     app.timer(settings.progress_interval_s)(no_arguments(worker.log_progress))
     libraries = args.loglevel or logs.library_level(settings.log_level)
-    faust_worker(app, libraries, logs.dict_config(settings.log_level, libraries)
+    faust_worker(app, libraries, logs.dict_config(settings.log_level, libraries,
+                                                  settings.log_format)
                  ).execute_from_commandline()
     return 0
 
@@ -429,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        logs.configure("debug" if args.verbose else Settings().log_level)
+        settings = Settings()
+        logs.configure("debug" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args))
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)

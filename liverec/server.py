@@ -61,5 +61,8 @@ def make_server(app: FastAPI, host: str, port: int, log_level: str = "warning",
                             # cost both ends CPU (zlib per message) for little bandwidth.
                             ws_per_message_deflate=False,
                             # No banner naming the software and its version to scanners.
-                            server_header=False, ws_max_size=ws_max_size)
+                            server_header=False, ws_max_size=ws_max_size,
+                            # uvicorn's records go through liverec's handler and format
+                            # (LIVEREC_LOG_FORMAT), not handlers of its own.
+                            log_config=None)
     return Server(config)

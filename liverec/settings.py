@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     """Lowest level of liverec's own log records (a worker's start, partitions assigned and
     revoked, its progress line, warnings and errors); libraries (Faust, aiokafka) log
     warnings and errors only, unless this is ``debug`` (``--verbose``)."""
+    log_format: Literal["text", "json"] = "text"
+    """``text``: one line per record for people; ``json``: one JSON object per line (``ts``,
+    ``level``, ``logger``, ``message``, ``exception``) for a log collector."""
     worker_stall_s: float = Field(60.0, gt=0)
     """``liverec worker``: ``/healthz`` fails once the worker has neither polled Kafka nor
     stored a batch for this long (its loop is stuck; a restart helps)."""

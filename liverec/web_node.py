@@ -12,6 +12,7 @@ import contextlib
 from distributed.web_backend import StoreBackend
 from liverec.collector import keep_collections_short
 from liverec.demo import bind, page_url
+from liverec.logs import start_line
 from liverec.runtime import security
 from liverec.server import make_server
 from liverec.settings import Settings
@@ -37,8 +38,9 @@ async def run_web(settings: Settings, config: PipelineConfig) -> int:
     listening = asyncio.create_task(server.listening.wait())
     await asyncio.wait([serve, listening], return_when=asyncio.FIRST_COMPLETED)
     if not serve.done():
-        print(f"liverec web: serving {page_url(settings.host, sock.getsockname()[1])} "
-              f"(store {settings.store}, bus {settings.bus})", flush=True)
+        start_line("liverec.web", f"liverec web: serving "
+                   f"{page_url(settings.host, sock.getsockname()[1])} (store {settings.store}, "
+                   f"bus {settings.bus})", settings.log_format)
         await serve
     listening.cancel()
     for task in tasks:

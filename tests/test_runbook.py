@@ -124,7 +124,7 @@ def test_the_readme_runbook_as_written(kafka_url: str, redis_url: str, unique_pr
     output = log.read_text()
     took = time.monotonic() - started
 
-    assert "cluster: ready: 2 workers" in output, output[-4000:]
+    assert "cluster: ready: 2 worker(s)" in output, output[-4000:]
     planned = re.search(r"replaying ([\d,]+) events over .* about (\d+) s", output)
     assert planned and int(planned.group(2)) == 60, output[-4000:]
     assert "lag 0" in output and "same input, same matrices" in output

@@ -92,13 +92,13 @@ up() {
   done
   LIVEREC_PORT=$WEB_PORT nohup "$LIVEREC" web >"$STATE/web.log" 2>&1 &
   echo $! >"$STATE/web.pid"
-  say "started $n workers and a web node on $LIVEREC_BUS and $LIVEREC_STORE; waiting until" \
+  say "started $n worker(s) and a web node on $LIVEREC_BUS and $LIVEREC_STORE; waiting until" \
       "each is ready (logs in $STATE)"
   for i in $(seq 1 "$n"); do
     wait_ready "worker $i" "$STATE/worker-$i.pid" "$STATE/worker-$i.log" worker_port
   done
   wait_ready "web node" "$STATE/web.pid" "$STATE/web.log" web_port
-  say "ready: $n workers; the page on http://127.0.0.1:$WEB_PORT/"
+  say "ready: $n worker(s); the page on http://127.0.0.1:$WEB_PORT/"
 }
 
 status() {
