@@ -28,7 +28,7 @@ DOCKERFILE = REPO / "deploy" / "Dockerfile"
 LIVEREC_SERVICES = {"worker": ["worker"], "web": ["web"], "replay": ["generate", "replay"],
                     "demo": ["demo"]}
 """Services that run the liverec image, and the subcommands each one runs, in order."""
-LONG_RUNNING = ("kafka", "redis", "worker", "web", "demo")
+LONG_RUNNING = ("kafka", "redis", "worker", "web", "demo", "prometheus", "grafana")
 DEFAULT_SERVICES = ("kafka", "redis", "worker", "web")
 """What a plain ``docker compose up`` starts: the others sit behind a profile."""
 
@@ -226,12 +226,31 @@ def test_redis_keeps_an_append_only_file(services: dict[str, dict[str, Any]]) ->
 
 
 def test_liverec_services_run_the_one_image(services: dict[str, dict[str, Any]]) -> None:
+    """One service builds the image, under one name; the others run that name and never
+    pull it (no registry has it), so ``docker compose build`` builds once."""
     built = {name for name, service in services.items() if "build" in service}
-    assert built == set(LIVEREC_SERVICES)
-    for name in built:
-        build = services[name]["build"]
-        assert (build["context"], build["dockerfile"]) == (".", "deploy/Dockerfile"), name
-        assert (REPO / build["context"] / build["dockerfile"]).is_file()
+    assert built == {"worker"}
+    build = services["worker"]["build"]
+    assert (build["context"], build["dockerfile"]) == (".", "deploy/Dockerfile")
+    assert (REPO / build["context"] / build["dockerfile"]).is_file()
+    images = {services[name]["image"] for name in LIVEREC_SERVICES}
+    assert images == {"liverec:local"}
+    for name in set(LIVEREC_SERVICES) - built:
+        assert services[name]["pull_policy"] == "never", name
+
+
+def test_published_ports_listen_on_the_loopback_unless_told(
+        services: dict[str, dict[str, Any]], raw: dict[str, Any]) -> None:
+    """The page, the demo, Prometheus and Grafana are reachable from this host only by
+    default (``LIVEREC_BIND`` opens them, behind a proxy); Kafka and Redis publish nothing."""
+    published = {name: service["ports"] for name, service in services.items()
+                 if service.get("ports")}
+    assert set(published) == {"web", "demo", "prometheus", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    for name in published:
+        assert all("${LIVEREC_BIND:-127.0.0.1}:" in str(p) for p in raw["services"][name]["ports"])
 
 
 @pytest.mark.parametrize("name", list(LIVEREC_SERVICES))
@@ -256,6 +275,7 @@ def test_services_get_only_real_settings(services: dict[str, dict[str, Any]],
             assert settings.store == "redis://redis:6379/0", name
     worker = settings_of(environment(services["worker"]))
     assert worker.host == "0.0.0.0" and worker.metrics_port > 0
+    assert settings_of(environment(services["web"])).ingest_key == ""  # no key unless given
     replay = liverec_argvs(services["replay"]["command"], tmp_path)[-1]
     assert flag(replay, "--to") == kafka_bus
 
