@@ -19,7 +19,9 @@ then, per rate:
   ``/proc`` over that whole window (Linux): worker(s), web node, Redis, Kafka, and this
   client (the load, reported apart).
 
-It prints µs of CPU per event per process and their sum, the chain. Then the embedded runtime
+It prints µs of CPU per event per process and their sum, the chain, and the push latency a
+watching client sees: from the POST that carries an event of a watched session to the first
+push whose version includes it, p50 and p99 over every such event. Then the embedded runtime
 (``liverec demo``, one process) takes the same batches, for comparison.
 """
 
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import tempfile
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -63,20 +67,48 @@ from stream.events import TYPE_NAMES
 os.environ.update({"LIVEREC_POST_RATE": "1e9", "LIVEREC_POST_BURST": "1000000000"})
 
 
-async def watch(ws_base: str, sessions: list[int], pushes: list[int],
+class Waits:
+    """Per watched session, the events posted and not yet in a push: (version, posted at)."""
+
+    def __init__(self) -> None:
+        self.version: dict[int, int] = {}
+        self.waiting: dict[int, deque[tuple[int, float]]] = {}
+        self.seconds: list[float] = []
+
+    def posted(self, session: int, at: float) -> None:
+        if session in self.version:
+            self.version[session] += 1
+            self.waiting[session].append((self.version[session], at))
+
+    def pushed(self, session: int, version: int) -> None:
+        waiting, now = self.waiting.get(session), time.perf_counter()
+        while waiting and waiting[0][0] <= version:
+            self.seconds.append(now - waiting.popleft()[1])
+
+    def percentiles(self) -> str:
+        values = sorted(self.seconds)
+        if not values:
+            return "no pushes timed"
+        pick = [values[min(len(values) - 1, int(q * len(values)))] * 1000 for q in (0.5, 0.99)]
+        return f"push p50 {pick[0]:,.0f} ms, p99 {pick[1]:,.0f} ms over {len(values):,} events"
+
+
+async def watch(ws_base: str, sessions: list[int], pushes: list[int], waits: Waits,
                 ready: asyncio.Event) -> None:
-    """Hold a WebSocket per session open and count the pushes."""
+    """Hold a WebSocket per session open, count the pushes and time them."""
     opened = 0
 
     async def one(session: int) -> None:
         nonlocal opened
         async with websockets.connect(f"{ws_base}/ws/sessions/{session}") as ws:
-            await ws.recv()
+            waits.version[session] = json.loads(await ws.recv())["version"]
+            waits.waiting[session] = deque()
             opened += 1
             if opened == len(sessions):
                 ready.set()
-            async for _ in ws:
+            async for message in ws:
                 pushes[0] += 1
+                waits.pushed(session, json.loads(message)["version"])
 
     await asyncio.gather(*(one(s) for s in sessions))
 
@@ -87,10 +119,11 @@ async def drive(port: int, rate: float, seconds: float, batch: int, sessions: in
     """Post ``rate × seconds`` events in batches with ``watched`` sessions watched; CPU is
     sampled from the first post until ``applied()`` reaches the events sent."""
     pushes = [0]
+    waits = Waits()
     ready = asyncio.Event()
     watchers = asyncio.create_task(watch(f"ws://127.0.0.1:{port}",
                                          [BASE_SESSION + i for i in range(watched)], pushes,
-                                         ready))
+                                         waits, ready))
     if watched:
         await asyncio.wait_for(ready.wait(), 60)
     total = int(rate * seconds) // batch * batch
@@ -107,10 +140,12 @@ async def drive(port: int, rate: float, seconds: float, batch: int, sessions: in
 
         async def post(first: int) -> None:
             body = []
+            at = time.perf_counter()
             for i in range(first, first + batch):
                 aid, etype = event_of(offset + i)
-                body.append({"session": BASE_SESSION + (offset + i) % sessions, "aid": aid,
-                             "type": TYPE_NAMES[etype]})
+                session = BASE_SESSION + (offset + i) % sessions
+                body.append({"session": session, "aid": aid, "type": TYPE_NAMES[etype]})
+                waits.posted(session, at)
             status = await client.post_json("/events", body)
             if status != 202:
                 raise RuntimeError(f"POST /events answered {status}")
@@ -129,10 +164,14 @@ async def drive(port: int, rate: float, seconds: float, batch: int, sessions: in
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # the last lists: announced and pushed
         cpu.stop()
+        async with httpx.AsyncClient() as http:  # the server's own share of the wait
+            server = (await http.get(f"http://127.0.0.1:{port}/stats")).json()["latency_ms"]
     finally:
         await client.close()
     watchers.cancel()
-    return {"events": total, "achieved": total / sending, "pushes": pushes[0] - sent_pushes}
+    return {"events": total, "achieved": total / sending, "pushes": pushes[0] - sent_pushes,
+            "latency": f"{waits.percentiles()} (the server's own, recent: p50 "
+                       f"{server['p50']} ms, p99 {server['p99']} ms)"}
 
 
 def idle(pids: dict[str, int], seconds: float = 5.0) -> str:
@@ -158,8 +197,8 @@ def show(label: str, rate: float, result: dict[str, Any], costs: dict[str, float
     parts = "  ".join(f"{name} {us:,.0f}" for name, us in costs.items())
     print(f"{label} at {rate:,.0f} events/s (achieved {result['achieved']:,.0f}; "
           f"{result['events']:,} events, {result['pushes']:,} pushes): chain "
-          f"{chain:,.0f} µs CPU per event = {parts}  [load generator {load:,.0f}]",
-          flush=True)
+          f"{chain:,.0f} µs CPU per event = {parts}  [load generator {load:,.0f}]; "
+          f"{result['latency']}", flush=True)
 
 
 def main() -> None:

@@ -127,12 +127,6 @@ def _ts(event: Event) -> int:
     return event.ts
 
 
-@dataclass
-class ResetReport:
-    topics: list[str]
-    keys: int = 0
-
-
 async def active_members(url: str, group: str) -> int:
     """Members of ``group`` now (a running worker is one)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_of(url))

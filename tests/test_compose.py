@@ -350,3 +350,21 @@ def test_dockerfile_serves_every_role() -> None:
     for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
         package = pattern.rstrip("*")
         assert f"COPY {package} {package}" in lines, package
+
+
+def test_the_build_context_leaves_out_local_state_and_keeps_what_the_image_copies() -> None:
+    """After ``make test`` a checkout holds a virtualenv, Kafka's and Redis's data, the local
+    cluster's logs and the runbook's files: none of it may reach the build context, and
+    nothing the Dockerfile copies may be left out."""
+    import fnmatch
+
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert {".git", ".venv", "deploy/local/.services", "deploy/local/.cluster", "var"} <= set(
+        ignored)
+    copied = [part for line in DOCKERFILE.read_text().splitlines()
+              if line.startswith("COPY ") and "--from" not in line
+              for part in line.split()[1:-1]]
+    assert copied
+    for source in copied:
+        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
