@@ -50,6 +50,7 @@ async def export_topic(url: str, topic: str, out: Path,
     report = ExportReport(topic)
     sessions: dict[int, list[Event]] = {}
     tps = [TopicPartition(topic, p) for p in await partitions_of(url, topic)]
+    report.partitions = dict.fromkeys((tp.partition for tp in tps), 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(url), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     try:
@@ -65,7 +66,7 @@ async def export_topic(url: str, topic: str, out: Path,
                 for record in records:
                     if record.offset >= end[tp]:
                         break
-                    report.partitions[tp.partition] = report.partitions.get(tp.partition, 0) + 1
+                    report.partitions[tp.partition] += 1
                     try:
                         event = decode(record.value)
                     except EventError as exc:
@@ -82,6 +83,7 @@ async def export_topic(url: str, topic: str, out: Path,
     finally:
         await consumer.stop()
     report.sessions = len(sessions)
+    out.parent.mkdir(parents=True, exist_ok=True)
     ordered = ((session, sorted(events, key=_ts)) for session, events in sorted(sessions.items()))
     await asyncio.to_thread(write_jsonl, out, ordered)
     return report
