@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -28,13 +29,22 @@ async def replay_to_kafka(settings: Settings, url: str, events: Iterable[Event],
                           first_ts: int, span_ms: int, speed: float | None,
                           quiet: bool) -> int:
     from distributed.figures import FINISHED_REPLAY_MS, LAPSE_INTERVALS
+    from distributed.topic_admin import end_offsets
     from producers.kafka_sink import KafkaSink
 
     sink = KafkaSink(url, f"{settings.topic_prefix}events", settings.partitions)
     await asyncio.to_thread(sink.ensure_topic)
+    held = sum(end - first for first, end in (await end_offsets(url, sink.topic)).values())
+    if held:  # a second replay into the same topic counts every event again
+        print(f"note: {sink.topic} already holds {held:,} events; this replay adds to them "
+              "(deploy/local/cluster.sh reset, or liverec reset, starts from nothing)",
+              file=sys.stderr, flush=True)
     progress = ReplayProgress()
     progress.start(total, first_ts, first_ts + span_ms, speed)
     report = _reporter(settings)
+    if report is None:
+        print("note: LIVEREC_STORE is not a Redis, so the web nodes' pages will not show "
+              "this replay's progress", file=sys.stderr, flush=True)
     name = f"{socket.gethostname()}:{os.getpid()}"
 
     async def tell(lasting_ms: int) -> None:

@@ -137,3 +137,20 @@ def test_export_writes_the_topic_and_skips_what_is_not_an_event(
     assert reset.returncode == 0 and f"deleted topics {topic}" in reset.stdout, reset.stderr
     with pytest.raises(ValueError, match="does not exist"):
         asyncio.run(partitions_of(kafka_url, topic))
+
+
+@pytest.mark.integration
+def test_a_second_replay_into_a_topic_says_it_adds_to_what_is_there(
+        kafka_url: str, redis_url: str, unique_prefix: str, tmp_path: Path) -> None:
+    data = tmp_path / "s.jsonl"
+    data.write_text(json.dumps({"session": 1, "events": [
+        {"aid": 5, "ts": 0, "type": "clicks"}, {"aid": 6, "ts": 60_000, "type": "carts"}]}) + "\n")
+    env = {"LIVEREC_TOPIC_PREFIX": unique_prefix, "LIVEREC_APP_ID": unique_prefix,
+           "LIVEREC_STORE": redis_url}
+    first = liverec("replay", str(data), "--to", kafka_url, "-q", env=env)
+    assert first.returncode == 0 and "already holds" not in first.stderr, first.stderr
+    second = liverec("replay", str(data), "--to", kafka_url, "-q", env=env)
+    assert second.returncode == 0
+    assert f"{unique_prefix}events already holds 2 events" in second.stderr, second.stderr
+    assert "not a Redis" not in second.stderr  # the store is one: the pages show progress
+    assert liverec("reset", "--bus", kafka_url, "--yes", env=env).returncode == 0
