@@ -104,26 +104,26 @@ up() {
 status() {
   local f name log port code rc=0
   [ -n "$(running)" ] || { say "down"; return 3; }
-  for f in $(running); do
+  while IFS= read -r f; do
     name=$(basename "$f" .pid); log="$STATE/$name.log"
     if [ "$name" = web ]; then port=$WEB_PORT; else port=$(worker_port "$log"); fi
     code=$(http_status "${port:-0}" /readyz)
     [ "$code" = 200 ] || rc=3
     say "$name: pid $(cat "$f"), port ${port:-?}, readyz ${code:-no answer}"
-  done
+  done < <(running)
   return $rc
 }
 
 down() {
   local f pid stopped=0
-  for f in $(running); do
+  while IFS= read -r f; do
     pid=$(cat "$f")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$f"
     stopped=$((stopped + 1))
-  done
+  done < <(running)
   say "stopped $stopped processes (Kafka and Redis keep running: deploy/local/services.sh down)"
 }
 
