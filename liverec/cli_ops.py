@@ -123,6 +123,12 @@ def _redis_url(url: str) -> str:
     return url
 
 
+def _deployment_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bus", metavar="URL", help="kafka://host:port (default LIVEREC_BUS)")
+    p.add_argument("--store", metavar="URL", help="redis://host:port/db (default "
+                                                  "LIVEREC_STORE)")
+
+
 def add_parsers(sub: Any) -> None:
     """Add ``export``, ``lag`` and ``reset`` to the CLI's subcommands."""
     p = sub.add_parser("export", help="write a deployment's events topic (page events "
@@ -136,9 +142,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("lag", help="events on the topic not yet applied to the store, per "
                                    "partition")
-    p.add_argument("--bus", metavar="URL", help="kafka://host:port (default LIVEREC_BUS)")
-    p.add_argument("--store", metavar="URL", help="redis://host:port/db (default "
-                                                  "LIVEREC_STORE)")
+    _deployment_flags(p)
     p.add_argument("--wait", action="store_true",
                    help="until there are none (exit 1 if --timeout passes first)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
@@ -148,8 +152,6 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("reset", help="delete a deployment's topics and store keys (its "
                                      "workers stopped first)")
-    p.add_argument("--bus", metavar="URL", help="kafka://host:port (default LIVEREC_BUS)")
-    p.add_argument("--store", metavar="URL", help="redis://host:port/db (default "
-                                                  "LIVEREC_STORE)")
+    _deployment_flags(p)
     p.add_argument("--yes", action="store_true", help="do it (without: say what it would do)")
     p.set_defaults(func=cmd_reset)
