@@ -45,6 +45,7 @@ from bench_distributed import (
     CpuShares,
     add_service_args,
     drop_state,
+    list_delays,
     local_pids,
     show_logs,
     stop_processes,
@@ -248,7 +249,9 @@ def main() -> None:
                 offset += result["events"]
                 show("distributed", rate, result, per_event(cpu, result["events"]))
                 print(f"  worker seconds per phase so far: "
-                      f"{[worker_phases(args.metrics_port + i) for i in range(args.workers)]}",
+                      f"{[worker_phases(args.metrics_port + i) for i in range(args.workers)]}"
+                      f"; event in Kafka to lists announced, so far: "
+                      f"{[list_delays(args.metrics_port + i) for i in range(args.workers)]}",
                       flush=True)
         except Exception:
             show_logs(sorted(Path(workdir).glob("*.log")))
