@@ -24,12 +24,11 @@ _COUNTS = tuple(f"{kind}_{objective}" for objective in OBJECTIVE_WEIGHTS
                 for kind in ("judged", "hits"))
 
 
-def worker_report(*, events: int, events_per_s: float, sessions: int, lag: int,
-                  partitions: list[int], rejected: int, judging: Mapping[str, int]) -> bytes:
-    """What one worker reports: its counts, and its prequential counts per objective."""
-    return orjson.dumps({"events": events, "events_per_s": round(events_per_s, 1),
-                         "sessions": sessions, "lag": lag, "partitions": partitions,
-                         "rejected": rejected,
+def worker_report(*, sessions: int, lag: int, rejected: int,
+                  judging: Mapping[str, int]) -> bytes:
+    """What one worker reports, what :func:`summed` adds up: its counts, and its
+    prequential counts per objective (events come from the store, which counts them all)."""
+    return orjson.dumps({"sessions": sessions, "lag": lag, "rejected": rejected,
                          **{key: judging[key] for key in _COUNTS if key in judging}})
 
 

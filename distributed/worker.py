@@ -113,7 +113,6 @@ class Worker:
         self.shared, self.report_every_s = shared, settings.report_every_s
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         """This worker among the reports of the others."""
-        self._reported = (time.monotonic(), 0)  # when the last report was, and its count
         self.stats = loop.stats
         self.agent_started = asyncio.Event()
         self._progress = (time.monotonic(), 0)  # when the last progress line was, and counts
@@ -151,14 +150,10 @@ class Worker:
 
     async def report(self) -> None:
         """Tell the web nodes this worker's figures (:mod:`distributed.figures`)."""
-        stats, now = self.stats, time.monotonic()
-        since, processed = self._reported
-        self._reported = (now, stats.processed)
-        body = worker_report(
-            events=stats.processed,
-            events_per_s=(stats.processed - processed) / max(now - since, 1e-9),
-            sessions=len(self.loop.pipeline.sessions), lag=sum(stats.lag.values()),
-            partitions=stats.assigned, rejected=stats.rejected, judging=stats.judging)
+        stats = self.stats
+        body = worker_report(sessions=len(self.loop.pipeline.sessions),
+                             lag=sum(stats.lag.values()), rejected=stats.rejected,
+                             judging=stats.judging)
         until = int(time.time() * 1000 + LAPSE_INTERVALS * self.report_every_s * 1000)
         try:
             await asyncio.to_thread(self.shared.report, "worker", self.name, body, until)

@@ -19,8 +19,8 @@ from stream.metrics import prequential_families
 def report(sessions: int, judged: int, hits: int, **more: int) -> bytes:
     counts = {"judged_clicks": judged, "hits_clicks": hits, "judged_carts": judged // 2,
               "hits_carts": hits // 2, "judged_orders": 0, "hits_orders": 0}
-    return worker_report(events=10 * sessions, events_per_s=1.5, sessions=sessions,
-                         lag=more.get("lag", 0), partitions=[0], rejected=0, judging=counts)
+    return worker_report(sessions=sessions, lag=more.get("lag", 0), rejected=0,
+                         judging=counts)
 
 
 def test_workers_add_up_and_recall_is_hits_over_judged_of_all() -> None:
